@@ -1,0 +1,1 @@
+"""dcq: dataset colour quantization as a staged, offline DVC pipeline."""

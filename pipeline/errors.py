@@ -1,0 +1,18 @@
+"""User-facing errors: each message names the culprit (file, parameter, value). The CLI prints them
+as one line and exits with status 2 instead of a traceback."""
+
+
+class DcqError(ValueError):
+    """Base class of errors caused by input (params, data, stores), not by a bug."""
+
+
+class ParamsError(DcqError):
+    """A params.yaml problem: missing file or section, unknown key, wrong type or value."""
+
+
+class DatasetError(DcqError):
+    """Bad input data: a missing/empty folder, a corrupt or non-image file, a size mismatch."""
+
+
+class StoreError(DcqError):
+    """A stage input store that is missing or does not match the params (bits, size, counts)."""

@@ -1,0 +1,61 @@
+"""Chunked Zarr (v3) arrays: few, large shard files (DVC hashes every file of a directory output)
+and streaming block reads/writes aligned to shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import zarr
+
+# ~16 MiB of uint8 32x32 RGB images per shard file; inner chunks stay small for random access.
+SHARD_BYTES = 16 * 2**20
+CHUNK_BYTES = 256 * 2**10
+
+
+def _rows(row_bytes: int, target: int) -> int:
+    return max(1, target // max(1, row_bytes))
+
+
+def create_rows(group: zarr.Group, name: str, shape: tuple[int, ...], dtype, attrs: dict | None = None) -> zarr.Array:
+    """An array chunked along its first (row/image) axis only, sharded into ~16 MiB files."""
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+    chunk = min(max(shape[0], 1), _rows(row_bytes, CHUNK_BYTES))
+    shard = min(max(shape[0], 1), _rows(row_bytes, SHARD_BYTES))
+    shard = max(chunk, shard // chunk * chunk)
+    arr = group.create_array(
+        name, shape=shape, dtype=dtype, chunks=(chunk, *shape[1:]), shards=(shard, *shape[1:]), fill_value=0
+    )
+    if attrs:
+        arr.attrs.update(attrs)
+    return arr
+
+
+def write_block_size(arr: zarr.Array) -> int:
+    """Rows per write so each write fills whole shards (no read-modify-write of a shard)."""
+    return arr.shards[0] if arr.shards else arr.chunks[0]
+
+
+def iter_blocks(n: int, block: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, block):
+        yield start, min(n, start + block)
+
+
+def open_group(path: str | Path, what: str) -> zarr.Group:
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise FileNotFoundError(f"{what}: no Zarr store at {path} (run the stage that writes it first)")
+    return zarr.open_group(str(path), mode="r")
+
+
+def disk_bytes(path: str | Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def write_json(path: str | Path, obj) -> None:
+    from pipeline.io.atomic import atomic_output
+
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,166 @@
+"""Image dataset sources: an ImageFolder tree `{train,test}/<class>/<image>` or a torchvision dataset
+(CIFAR-10, CIFAR-100, SVHN). Everything comes out as uint8 RGB (H,W,3) and int labels."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.errors import DatasetError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
+TORCHVISION_SOURCES = ("cifar10", "cifar100", "svhn")
+
+
+@dataclass
+class SplitListing:
+    """One split of a source: either files on disk or in-memory arrays (torchvision)."""
+
+    classes: list[str]
+    labels: np.ndarray  # int64 (N,)
+    files: list[Path] | None = None
+    arrays: np.ndarray | None = None  # uint8 (N,H,W,3) for torchvision sources
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def list_imagefolder(root: Path, split: str, skip_non_images: bool = False) -> SplitListing:
+    split_dir = Path(root) / split
+    if not Path(root).is_dir():
+        raise DatasetError(f"dataset folder not found: {root} (prepare.root)")
+    if not split_dir.is_dir():
+        raise DatasetError(f"dataset folder {root} has no '{split}/' split folder (expected {root}/{split}/<class>/<image>)")
+    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DatasetError(f"{split_dir} is empty: expected one folder per class")
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        found = []
+        for dirpath, dirnames, filenames in os.walk(split_dir / name):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for fn in sorted(filenames):
+                if fn.startswith("."):
+                    continue
+                path = Path(dirpath) / fn
+                if path.suffix.lower() in IMAGE_EXTENSIONS:
+                    found.append(path)
+                elif not skip_non_images:
+                    raise DatasetError(
+                        f"{path}: not an image file (extension {path.suffix!r}); remove it or set "
+                        "prepare.skip_non_images: true"
+                    )
+        if not found:
+            raise DatasetError(f"class folder {split_dir / name} holds no images")
+        files.extend(found)
+        labels.extend([label] * len(found))
+    return SplitListing(classes=classes, labels=np.asarray(labels, dtype=np.int64), files=files)
+
+
+def check_readable(path: Path) -> tuple[int, int]:
+    """Open the header only (cheap): catches non-image and truncated-header files early."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DatasetError(f"{path}: cannot be read as an image ({exc})") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Greyscale, palette and RGBA (alpha dropped, as torchvision does) all become 3-channel RGB."""
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    return im.convert("RGB") if im.mode != "RGB" else im
+
+
+def fit_size(im: Image.Image, size: int, resize: str, where: str) -> Image.Image:
+    """`resize: reject` refuses other sizes; `resize: resize` scales the shorter side to `size`
+    (bicubic) and centre-crops to size x size."""
+    w, h = im.size
+    if (w, h) == (size, size):
+        return im
+    if resize == "reject":
+        raise DatasetError(
+            f"{where}: image is {w}x{h}, the dataset's size is {size}x{size}; set prepare.resize: resize "
+            "to scale the shorter side and centre-crop"
+        )
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    im = im.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return im.crop((left, top, left + size, top + size))
+
+
+def load_image(path: Path, size: int, resize: str) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = to_rgb(im)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DatasetError(f"{path}: corrupt or unreadable image ({exc})") from None
+    return np.asarray(fit_size(im, size, resize, str(path)), dtype=np.uint8)
+
+
+def _torchvision_dataset(name: str, root: Path, split: str, download: bool):
+    import torchvision.datasets as tvd
+
+    def make(dl: bool):
+        if name == "cifar10":
+            return tvd.CIFAR10(str(root), train=split == "train", download=dl)
+        if name == "cifar100":
+            return tvd.CIFAR100(str(root), train=split == "train", download=dl)
+        return tvd.SVHN(str(root), split=split, download=dl)
+
+    try:
+        return make(False)
+    except (RuntimeError, FileNotFoundError):
+        if not download:
+            raise DatasetError(
+                f"{name} {split} split not found under {root} and prepare.download is false; point prepare.root at a "
+                "torchvision copy, or set prepare.source: imagefolder with a {train,test}/<class>/<image> tree"
+            ) from None
+    try:
+        return make(True)
+    except Exception as exc:  # network errors come as URLError, OSError, RuntimeError, ...
+        raise DatasetError(
+            f"could not download {name} to {root}: {type(exc).__name__}: {exc}. Without network access, put a copy "
+            f"there (torchvision's format), or set prepare.source: imagefolder and prepare.root to a "
+            "{train,test}/<class>/<image> tree such as ../shared/data/cifar10-jpeg"
+        ) from None
+
+
+def list_torchvision(name: str, root: Path, split: str, download: bool) -> SplitListing:
+    ds = _torchvision_dataset(name, Path(root), split, download)
+    if name == "svhn":
+        images = np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1))
+        labels = np.asarray(ds.labels, dtype=np.int64)
+        classes = [str(i) for i in range(10)]
+    else:
+        images = np.asarray(ds.data, dtype=np.uint8)
+        labels = np.asarray(ds.targets, dtype=np.int64)
+        classes = list(ds.classes)
+    return SplitListing(classes=classes, labels=labels, arrays=images)
+
+
+def decoder(listing: SplitListing, size: int, resize: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from row indices to a uint8 (B,size,size,3) block."""
+    if listing.arrays is not None:
+        def from_arrays(rows: np.ndarray) -> np.ndarray:
+            block = listing.arrays[rows]
+            if block.shape[1:3] != (size, size):
+                return np.stack(
+                    [np.asarray(fit_size(Image.fromarray(x), size, resize, f"image {r}")) for r, x in zip(rows, block)]
+                )
+            return block
+        return from_arrays
+
+    def from_files(rows: np.ndarray) -> np.ndarray:
+        return np.stack([load_image(listing.files[r], size, resize) for r in rows])
+
+    return from_files

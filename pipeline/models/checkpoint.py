@@ -1,0 +1,40 @@
+"""Model checkpoints: weights plus what is needed to use them (arch, classes, size, normalisation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pipeline.errors import StoreError
+from pipeline.models.registry import create_model
+from pipeline.train.engine import Normalization
+
+
+def save_checkpoint(path: Path, model: nn.Module, arch: str, num_classes: int, image_size: int,
+                    norm: Normalization, extra: dict) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save({"arch": arch, "num_classes": num_classes, "image_size": image_size,
+                "normalization": norm.to_dict(), "state_dict": state, **extra}, path)
+
+
+def load_checkpoint(path: Path, arch: str | None = None, num_classes: int | None = None,
+                    image_size: int | None = None) -> tuple[nn.Module, Normalization, dict]:
+    """Rebuild the model; a checkpoint for another arch, class count or image size is a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "arch" not in ckpt:
+        raise StoreError(f"{path}: not a dcq checkpoint (expected keys arch, state_dict, normalization)")
+    for key, want in (("arch", arch), ("num_classes", num_classes), ("image_size", image_size)):
+        if want is not None and ckpt.get(key) != want:
+            raise StoreError(f"{path}: checkpoint has {key}={ckpt.get(key)!r}, the params/data need {want!r}")
+    model = create_model(ckpt["arch"], ckpt["num_classes"], ckpt["image_size"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise StoreError(f"{path}: weights do not fit {ckpt['arch']}: {exc}") from None
+    norm = Normalization(tuple(ckpt["normalization"]["mean"]), tuple(ckpt["normalization"]["std"]))
+    return model.eval(), norm, ckpt

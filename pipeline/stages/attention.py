@@ -1,0 +1,83 @@
+"""attention: Grad-CAM++ maps of the teacher for every train image, targeting its true label.
+
+Reads  `attention:` + `base`; the prepared store (train/images, train/labels), the teacher checkpoint.
+Writes `OUT` (Zarr group): `cams` float16 (N,H,W) in [0,1] (pytorch-grad-cam's per-image min-max
+       normalised maps, upsampled to the image size). The top-k_gra% pixel selection is made from
+       these by the palette stage (`palette.k_gra`), so changing k_gra does not recompute the CAMs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import typer
+import zarr
+from tqdm import tqdm
+
+from pipeline.config import BaseParams, require, resolved_params
+from pipeline.device import resolve_runtime
+from pipeline.io.arrays import create_rows, iter_blocks, open_group, write_block_size
+from pipeline.io.atomic import atomic_output
+from pipeline.models.checkpoint import load_checkpoint
+from pipeline.models.layers import get_module
+from pipeline.quantize.attention import label_cams, make_cam
+from pipeline.stages.common import PARAMS_OPTION, Timer, read_params, summary, user_errors
+from pipeline.train.engine import to_input
+
+
+@dataclass(frozen=True)
+class AttentionParams:
+    method: Literal["gradcam++", "gradcam", "layercam"] = "gradcam++"
+    layer: str = "layer4"  # 4x4 maps for the CIFAR-stem ResNet-18 at 32 px
+    batch_size: int = 256
+
+    def __post_init__(self):
+        require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1")
+
+
+def run(params: AttentionParams, base: BaseParams, prepared: Path, teacher: Path, out: Path) -> dict:
+    runtime = resolve_runtime(base.device, base.precision)
+    train = open_group(prepared, "prepared store")["train"]
+    images, labels = train["images"], train["labels"][:]
+    model, norm, _ = load_checkpoint(teacher)
+    target = get_module(model, params.layer, "attention.layer")  # validated before any work
+    model = model.to(runtime.device).to(memory_format=torch.channels_last)
+    n, h, w, _ = images.shape
+    correct = 0
+    with Timer() as timer, atomic_output(out) as tmp, make_cam(model, target, params.method) as cam:
+        root = zarr.open_group(str(tmp), mode="w")
+        cams = create_rows(root, "cams", (n, h, w), np.float16)
+        block = write_block_size(cams)
+        with tqdm(total=n, desc=f"attention {params.method}", unit="img", leave=False) as bar:
+            for start, stop in iter_blocks(n, block):
+                chunk = torch.from_numpy(images[start:stop])
+                maps = []
+                for s in range(0, len(chunk), params.batch_size):
+                    x = to_input(chunk[s:s + params.batch_size].to(runtime.device), norm)
+                    y = torch.from_numpy(labels[start + s:start + s + len(x)])
+                    with runtime.autocast():
+                        maps.append(label_cams(cam, x, y))
+                    correct += int((cam.outputs.argmax(1).cpu() == y).sum())
+                    bar.update(len(x))
+                cams[start:stop] = np.concatenate(maps).astype(np.float16)
+        root.attrs.update({"params": resolved_params(base=base, attention=params),
+                           "teacher_train_accuracy": 100.0 * correct / max(1, n)})
+    summary("attention", n, "images", timer.seconds, method=params.method, layer=params.layer,
+            teacher_train_accuracy=f"{100.0 * correct / max(1, n):.1f}%", runtime=runtime.describe)
+    return {"images": n, "seconds": timer.seconds}
+
+
+def command(
+    prepared: Path = typer.Option(..., help="prepared Zarr store"),
+    teacher: Path = typer.Option(..., help="teacher checkpoint"),
+    out: Path = typer.Option(..., help="Zarr group to write"),
+    params_file: Path = PARAMS_OPTION,
+):
+    """Grad-CAM++ maps for every train image's true label."""
+    base, params = read_params(params_file, "attention", AttentionParams)
+    with user_errors():
+        run(params, base, prepared, teacher, out)

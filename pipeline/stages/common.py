@@ -1,0 +1,62 @@
+"""Bits every stage shares: the summary line and reading params for a typer command."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+import typer
+
+from pipeline.config import BaseParams, load_base, load_section
+from pipeline.errors import DcqError
+
+T = TypeVar("T")
+
+
+def summary(stage: str, count: int, what: str, seconds: float, **extra) -> str:
+    rate = f", {count / seconds:,.0f} {what}/s" if seconds > 0 and count else ""
+    tail = "".join(f", {k}={v}" for k, v in extra.items())
+    line = f"[{stage}] {count:,} {what} in {seconds:.1f} s{rate}{tail}"
+    print(line, file=sys.stderr, flush=True)
+    return line
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def read_params(params_file: Path, section: str, cls: type[T]) -> tuple[BaseParams, T]:
+    """For typer commands: parse base + the stage's own section, exiting with the message on error."""
+    with user_errors():
+        return load_base(params_file), load_section(params_file, section, cls)
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turn input errors into one clear line and exit status 2 (bugs still show a traceback)."""
+    try:
+        yield
+    except (DcqError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read base + this stage's section from")

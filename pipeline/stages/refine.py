@@ -1,0 +1,137 @@
+"""refine@q: texture-preserving palette optimisation (DCQ eq. 6, Sobel edge loss with STE).
+
+Reads  `refine:` + `base`; the prepared store (train/images), the cluster store, the palette store q.
+Writes `OUT` (Zarr group): `palettes` float32 (k, 2^q, 3) refined LAB palettes, `loss_before` and
+       `loss_after` float32 (k,) edge loss of the stored (uint8 RGB) K-means and refined palettes on the
+       refinement images; and `METRICS` (JSON): totals, per-cluster losses, steps, seconds, params.
+
+`images_per_cluster` images are drawn (seeded) from every cluster and the palettes are optimised on
+them full-batch. A cluster whose refined palette, once rounded to uint8 RGB, is not better than its
+K-means palette keeps the K-means palette. `enabled: false` is the no-refinement ablation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+import zarr
+from tqdm import tqdm
+
+from pipeline.config import BaseParams, require, resolved_params
+from pipeline.device import resolve_runtime
+from pipeline.errors import StoreError
+from pipeline.io.arrays import open_group, write_json
+from pipeline.io.atomic import atomic_output
+from pipeline.quantize.bitpack import check_bits
+from pipeline.quantize.color import lab_to_rgb_u8, rgb_to_lab
+from pipeline.quantize.refine import evaluate, refine_palettes
+from pipeline.stages.common import PARAMS_OPTION, Timer, read_params, summary, user_errors
+
+
+@dataclass(frozen=True)
+class RefineParams:
+    enabled: bool = True
+    steps: int = 100
+    lr: float = 0.5  # Adam step size in LAB units
+    weights: list[float] = (1.0, 1.0, 1.0)  # w_L, w_A, w_B
+    images_per_cluster: int = 64
+
+    def __post_init__(self):
+        require(self.steps >= 0, f"steps={self.steps} must be >= 0")
+        require(self.lr > 0, f"lr={self.lr} must be > 0")
+        require(len(self.weights) == 3 and all(w >= 0 for w in self.weights),
+                f"weights={list(self.weights)} must be three non-negative numbers (L, A, B)")
+        require(self.images_per_cluster >= 1, f"images_per_cluster={self.images_per_cluster} must be >= 1")
+
+
+def sample_cluster_images(images, assignments: np.ndarray, k: int, per_cluster: int, seed: int):
+    """(k, B, 3, H, W) LAB images, B images drawn per cluster (with replacement only when a cluster
+    is smaller than B), and a (k,) bool mask of non-empty clusters."""
+    rng = np.random.default_rng(seed)
+    rows = np.zeros((k, per_cluster), np.int64)
+    active = np.zeros(k, bool)
+    for c in range(k):
+        members = np.flatnonzero(assignments == c)
+        if len(members) == 0:
+            continue
+        active[c] = True
+        rows[c] = rng.choice(members, per_cluster, replace=len(members) < per_cluster)
+    unique, inverse = np.unique(rows, return_inverse=True)
+    block = images.get_orthogonal_selection((unique,))  # one read, sorted rows
+    lab = rgb_to_lab(torch.from_numpy(block[inverse.reshape(-1)])).permute(0, 3, 1, 2)
+    _, _, h, w = lab.shape
+    return lab.reshape(k, per_cluster, 3, h, w).contiguous(), torch.from_numpy(active)
+
+
+def stored_lab(palettes_lab: torch.Tensor) -> torch.Tensor:
+    """The palette as it will be stored (uint8 sRGB), back in LAB."""
+    return rgb_to_lab(lab_to_rgb_u8(palettes_lab))
+
+
+def run(params: RefineParams, base: BaseParams, bits: int, prepared: Path, clusters: Path, palettes: Path,
+        out: Path, metrics_out: Path) -> dict:
+    bits = check_bits(bits, "refine --bits")
+    runtime = resolve_runtime(base.device, base.precision)
+    images = open_group(prepared, "prepared store")["train/images"]
+    assignments = open_group(clusters, "cluster store")["assignments"][:].astype(np.int64)
+    pal_root = open_group(palettes, "palette store")
+    if int(pal_root.attrs["bits"]) != bits:
+        raise StoreError(f"{palettes} holds {pal_root.attrs['bits']}-bit palettes, refine was asked for {bits} bits")
+    kmeans = torch.from_numpy(pal_root["palettes"][:])
+    k = kmeans.shape[0]
+    torch.manual_seed(base.seed)
+    with Timer() as timer:
+        imgs, active = sample_cluster_images(images, assignments, k, params.images_per_cluster, base.seed)
+        imgs, kmeans_d = imgs.to(runtime.device), kmeans.to(runtime.device)
+        weights = torch.tensor(params.weights, dtype=torch.float32)
+        start = stored_lab(kmeans_d)
+        if params.enabled and params.steps > 0:
+            with tqdm(total=params.steps, desc=f"refine q={bits}", leave=False) as bar:
+                refined, _, _ = refine_palettes(imgs, start, weights, params.steps, params.lr, active, bar.update)
+        else:
+            refined = start
+        before = evaluate(imgs, start, weights)
+        after = evaluate(imgs, stored_lab(refined), weights)
+        keep_kmeans = after >= before
+        refined = torch.where(keep_kmeans[:, None, None], start, stored_lab(refined)).cpu()
+        after = torch.where(keep_kmeans, before, after).cpu()
+        before = before.cpu()
+    act = active.numpy()
+    metrics = {
+        "bits": bits, "clusters": k, "enabled": params.enabled, "steps": params.steps,
+        "edge_loss_before": float(before[act].mean()), "edge_loss_after": float(after[act].mean()),
+        "clusters_improved": int((after < before)[act].sum()), "seconds": round(timer.seconds, 2),
+        "per_cluster": {"before": before.tolist(), "after": after.tolist()},
+        "params": resolved_params(base=base, refine=params),
+    }
+    with atomic_output(out) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        root.attrs.update({"bits": bits, "clusters": k, "color_space": "CIE LAB (D65)",
+                           "params": metrics["params"]})
+        root.create_array("palettes", data=refined.numpy().astype(np.float32))
+        root.create_array("loss_before", data=before.numpy().astype(np.float32))
+        root.create_array("loss_after", data=after.numpy().astype(np.float32))
+    write_json(metrics_out, metrics)
+    summary("refine", int(act.sum()) * params.images_per_cluster, "images", timer.seconds, bits=bits,
+            edge_loss=f"{metrics['edge_loss_before']:.3f}->{metrics['edge_loss_after']:.3f}",
+            improved=f"{metrics['clusters_improved']}/{int(act.sum())}")
+    return metrics
+
+
+def command(
+    bits: int = typer.Option(..., help="bit depth q"),
+    prepared: Path = typer.Option(..., help="prepared Zarr store"),
+    clusters: Path = typer.Option(..., help="cluster Zarr store"),
+    palettes: Path = typer.Option(..., help="palette Zarr store for this bit depth"),
+    out: Path = typer.Option(..., help="Zarr group to write"),
+    metrics_out: Path = typer.Option(..., "--metrics", help="JSON metrics to write"),
+    params_file: Path = PARAMS_OPTION,
+):
+    """Refine the K-means palettes by minimising the Sobel edge loss."""
+    base, params = read_params(params_file, "refine", RefineParams)
+    with user_errors():
+        run(params, base, bits, prepared, clusters, palettes, out, metrics_out)

@@ -1,0 +1,86 @@
+"""teacher: the task-specific pre-trained model that DCQ's features and attention come from.
+
+Reads  `teacher:` + `base`; the prepared store (train/ to train on, test/ to measure).
+Writes `CHECKPOINT` (weights, arch, normalisation, resolved params) and `METRICS` (JSON: test accuracy,
+       per-epoch history, seconds). With `teacher.checkpoint` set, that checkpoint is loaded and
+       re-measured instead of training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+
+from pipeline.config import BaseParams, require, resolved_params
+from pipeline.device import resolve_runtime
+from pipeline.io.arrays import open_group, write_json
+from pipeline.io.atomic import atomic_output
+from pipeline.models.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.models.registry import create_model, model_names
+from pipeline.stages.common import PARAMS_OPTION, Timer, read_params, summary, user_errors
+from pipeline.train.engine import Normalization, Recipe, accuracy, train
+
+
+@dataclass(frozen=True)
+class TeacherParams:
+    arch: str = "resnet18"
+    checkpoint: str | None = None  # a dcq checkpoint to load instead of training
+    recipe: Recipe = field(default_factory=Recipe)
+    eval_batch_size: int = 512
+
+    def __post_init__(self):
+        require(self.arch in model_names(), f"arch={self.arch!r} is not in the model registry {model_names()}")
+        require(self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size} must be >= 1")
+
+
+def load_split(prepared: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    root = open_group(prepared, "prepared store")
+    group = root[split]
+    return torch.from_numpy(group["images"][:]), torch.from_numpy(group["labels"][:]), dict(root.attrs)
+
+
+def run(params: TeacherParams, base: BaseParams, prepared: Path, checkpoint_out: Path, metrics_out: Path) -> dict:
+    runtime = resolve_runtime(base.device, base.precision)
+    with Timer() as timer:
+        train_x, train_y, attrs = load_split(prepared, "train")
+        test_x, test_y, _ = load_split(prepared, "test")
+        num_classes, size = len(attrs["classes"]), int(attrs["image_size"])
+        history: list[dict] = []
+        if params.checkpoint:
+            model, norm, _ = load_checkpoint(Path(params.checkpoint), params.arch, num_classes, size)
+        else:
+            torch.manual_seed(base.seed)
+            model = create_model(params.arch, num_classes, size)
+            norm = Normalization.from_images(train_x.numpy())
+            history = train(model, train_x, train_y, params.recipe, norm, runtime, base.seed, desc=f"teacher {params.arch}")
+        test_acc = accuracy(model, test_x, test_y, norm, runtime, params.eval_batch_size)
+    used = resolved_params(base=base, teacher=params)
+    metrics = {
+        "arch": params.arch, "test_accuracy": round(test_acc, 4), "train_images": len(train_x),
+        "test_images": len(test_x), "seconds": round(timer.seconds, 1), "runtime": runtime.describe,
+        "loaded_checkpoint": params.checkpoint, "history": history, "params": used,
+    }
+    with atomic_output(checkpoint_out) as tmp:
+        save_checkpoint(tmp, model.cpu(), params.arch, num_classes, size, norm,
+                        {"classes": attrs["classes"], "params": used, "test_accuracy": test_acc})
+    write_json(metrics_out, metrics)
+    trained = sum(1 for _ in history) * len(train_x)
+    summary("teacher", trained or len(test_x), "images" if trained else "test images", timer.seconds,
+            test_accuracy=f"{test_acc:.2f}%", runtime=runtime.describe)
+    return metrics
+
+
+def command(
+    prepared: Path = typer.Option(..., help="prepared Zarr store (from prepare)"),
+    checkpoint_out: Path = typer.Option(..., "--checkpoint", help="where to write the teacher checkpoint"),
+    metrics_out: Path = typer.Option(..., "--metrics", help="where to write the teacher metrics JSON"),
+    params_file: Path = PARAMS_OPTION,
+):
+    """Train (or load) the teacher and measure its test accuracy."""
+    base, params = read_params(params_file, "teacher", TeacherParams)
+    with user_errors():
+        run(params, base, prepared, checkpoint_out, metrics_out)

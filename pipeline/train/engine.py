@@ -1,0 +1,167 @@
+"""A small, fast supervised training engine.
+
+Images stay uint8 tensors on the device; each batch is converted, normalised and augmented with
+batched tensor ops (pad-and-crop, horizontal flip), in channels_last and under the runtime's autocast.
+No DataLoader and no per-sample Python in the hot loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.config import require
+from pipeline.device import Runtime
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """SGD + cosine annealing; the DCQ paper's CIFAR recipe is the default (appendix A.1)."""
+
+    epochs: int = 200
+    batch_size: int = 256
+    lr: float = 0.1
+    min_lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    nesterov: bool = False
+    crop_padding: int = 4
+    flip: bool = True
+    label_smoothing: float = 0.0
+
+    def __post_init__(self):
+        require(self.epochs >= 1, f"epochs={self.epochs} must be >= 1")
+        require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1")
+        require(self.lr > 0, f"lr={self.lr} must be > 0")
+        require(0 <= self.min_lr <= self.lr, f"min_lr={self.min_lr} must be in [0, lr]")
+        require(self.crop_padding >= 0, f"crop_padding={self.crop_padding} must be >= 0")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @staticmethod
+    def from_images(images: np.ndarray) -> "Normalization":
+        """Per-channel mean/std of uint8 (N,H,W,3) images, in [0,1] units, accumulated in float64."""
+        flat = images.reshape(-1, 3)
+        total = np.zeros(3)
+        total_sq = np.zeros(3)
+        for start in range(0, len(flat), 1 << 22):
+            block = flat[start:start + (1 << 22)].astype(np.float64) / 255.0
+            total += block.sum(0)
+            total_sq += (block**2).sum(0)
+        mean = total / len(flat)
+        std = np.sqrt(np.maximum(total_sq / len(flat) - mean**2, 1e-12))
+        return Normalization(tuple(float(m) for m in mean), tuple(float(s) for s in std))
+
+    def to_dict(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+
+def to_input(batch_u8: torch.Tensor, norm: Normalization) -> torch.Tensor:
+    """uint8 (B,H,W,3) -> normalised float (B,3,H,W) in channels_last memory."""
+    x = batch_u8.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(norm.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(norm.std, device=x.device).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random pad-and-crop (zero padding) and horizontal flip for a whole batch at once."""
+    b, _, h, w = x.shape
+    dev = x.device
+    if padding:
+        padded = F.pad(x, (padding,) * 4)
+        oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(dev)
+        ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(dev)
+        rows = (oy[:, None] + torch.arange(h, device=dev))[:, :, None]
+        cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, :]
+        x = padded.permute(0, 2, 3, 1)[torch.arange(b, device=dev)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+    if flip:
+        mask = (torch.rand(b, generator=generator) < 0.5).to(dev).view(b, 1, 1, 1)
+        x = torch.where(mask, x.flip(3), x)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def cosine_lr(step: int, total: int, lr: float, min_lr: float) -> float:
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * step / max(1, total)))
+
+
+def train(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    recipe: Recipe,
+    norm: Normalization,
+    runtime: Runtime,
+    seed: int,
+    desc: str = "train",
+) -> list[dict]:
+    """Train `model` in place on uint8 (N,H,W,3) `images`; returns per-epoch loss/accuracy history."""
+    gen = torch.Generator().manual_seed(seed)
+    model.to(runtime.device).to(memory_format=torch.channels_last).train()
+    images = images.to(runtime.device)
+    labels = labels.to(runtime.device)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+    )
+    n = len(images)
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    total = recipe.epochs * steps_per_epoch
+    history = []
+    step = 0
+    bar = tqdm(total=total, desc=desc, unit="step", leave=False)
+    for epoch in range(recipe.epochs):
+        order = torch.randperm(n, generator=gen).to(runtime.device)
+        loss_sum, correct = 0.0, 0
+        for start in range(0, n, recipe.batch_size):
+            idx = order[start:start + recipe.batch_size]
+            x = augment(to_input(images[idx], norm), recipe.crop_padding, recipe.flip, gen)
+            y = labels[idx]
+            for group in opt.param_groups:
+                group["lr"] = cosine_lr(step, total, recipe.lr, recipe.min_lr)
+            with runtime.autocast():
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+            step += 1
+            bar.update(1)
+        history.append({"epoch": epoch + 1, "loss": loss_sum / n, "train_accuracy": 100.0 * correct / n})
+        bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{100.0 * correct / n:.1f}")
+    bar.close()
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, norm: Normalization, runtime: Runtime, batch_size: int = 512) -> torch.Tensor:
+    """Logits (float32, CPU) for uint8 (N,H,W,3) images."""
+    model.to(runtime.device).to(memory_format=torch.channels_last).eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_input(images[start:start + batch_size].to(runtime.device), norm)
+        with runtime.autocast():
+            out.append(model(x).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norm: Normalization, runtime: Runtime,
+             batch_size: int = 512) -> float:
+    logits = predict(model, images, norm, runtime, batch_size)
+    return 100.0 * float((logits.argmax(1) == labels.cpu()).float().mean())
