@@ -1,0 +1,83 @@
+"""Shared fixtures: small real CIFAR-10 subsets from the shared JPEG copy, and a small pipeline run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import BaseParams
+from pipeline.stages import attention, cluster, encode, features, palette, prepare, refine, teacher
+from pipeline.train.engine import Recipe
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR10 = Path(os.environ.get("DCQ_CIFAR10", REPO.parent / "shared" / "data" / "cifar10-jpeg"))
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@pytest.fixture(scope="session")
+def cifar10() -> Path:
+    if not (CIFAR10 / "train").is_dir():
+        pytest.fail(f"real CIFAR-10 (ImageFolder JPEG) not found at {CIFAR10}; set DCQ_CIFAR10 to its path")
+    return CIFAR10
+
+
+BASE = BaseParams(seed=0, device="cpu", precision="auto")
+SMALL = {
+    "prepare": prepare.PrepareParams(root=str(CIFAR10), train_per_class=16, test_per_class=8),
+    "teacher": teacher.TeacherParams(recipe=Recipe(epochs=1, batch_size=64, lr=0.05)),
+    "features": features.FeaturesParams(),
+    "cluster": cluster.ClusterParams(k=4, iterations=10, n_init=1),
+    "attention": attention.AttentionParams(batch_size=64),
+    "palette": palette.PaletteParams(bits=(1, 2), iterations=10),
+    "refine": refine.RefineParams(steps=15, images_per_cluster=8),
+    "encode": encode.EncodeParams(batch_size=64),
+}
+
+
+@dataclass
+class PipelineRun:
+    root: Path
+    prepared: Path
+    teacher: Path
+    features: Path
+    clusters: Path
+    attention: Path
+
+    def palettes(self, q: int) -> Path:
+        return self.root / "palettes" / f"q{q}.zarr"
+
+    def refined(self, q: int) -> Path:
+        return self.root / "refined" / f"q{q}.zarr"
+
+    def dcq(self, q: int) -> Path:
+        return self.root / "dcq" / f"q{q}.zarr"
+
+
+def run_pipeline(root: Path, bits=(1, 2), teacher_checkpoint: Path | None = None, **overrides) -> PipelineRun:
+    """Run every stage's pure `run` on a small real subset into `root`."""
+    p = {name: replace(value, **overrides.get(name, {})) for name, value in SMALL.items()}
+    r = PipelineRun(root, root / "prepared.zarr", root / "teacher" / "model.pt", root / "features.zarr",
+                    root / "clusters.zarr", root / "attention.zarr")
+    prepare.run(p["prepare"], BASE, r.prepared)
+    if teacher_checkpoint is None:
+        teacher.run(p["teacher"], BASE, r.prepared, r.teacher, root / "teacher" / "metrics.json")
+    else:
+        r.teacher = teacher_checkpoint
+    features.run(p["features"], BASE, r.prepared, r.teacher, r.features)
+    cluster.run(p["cluster"], BASE, r.features, r.clusters)
+    attention.run(p["attention"], BASE, r.prepared, r.teacher, r.attention)
+    for q in bits:
+        palette.run(p["palette"], BASE, q, r.prepared, r.clusters, r.attention, r.palettes(q))
+        refine.run(p["refine"], BASE, q, r.prepared, r.clusters, r.palettes(q), r.refined(q),
+                   root / "refined" / f"q{q}.json")
+        encode.run(p["encode"], BASE, q, r.prepared, r.clusters, r.refined(q), r.dcq(q))
+    return r
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory, cifar10) -> PipelineRun:
+    return run_pipeline(tmp_path_factory.mktemp("pipeline"))

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import torch
+import zarr
+from PIL import Image
+
+from pipeline.errors import StoreError
+from pipeline.io.dcq_store import DCQStore, export_imagefolder
+
+
+@pytest.mark.parametrize("q", [1, 2])
+def test_decoded_images_use_only_their_cluster_palette(small_run, q):
+    store = DCQStore(small_run.dcq(q))
+    images = store.decode()
+    assert images.shape == (len(store), 32, 32, 3) and images.dtype == np.uint8
+    assert store.palettes.shape == (4, 2**q, 3)
+    for img, c in zip(images, store.clusters):
+        colours = np.unique(img.reshape(-1, 3), axis=0)
+        allowed = {tuple(p) for p in store.palettes[c]}
+        assert len(colours) <= 2**q
+        assert {tuple(p) for p in colours} <= allowed
+
+
+def test_labels_and_clusters_match_the_inputs(small_run):
+    store = DCQStore(small_run.dcq(1))
+    prep = zarr.open_group(str(small_run.prepared), mode="r")
+    np.testing.assert_array_equal(store.labels, prep["train/labels"][:])
+    np.testing.assert_array_equal(store.clusters, zarr.open_group(str(small_run.clusters), mode="r")["assignments"][:])
+    assert store.attrs["bits"] == 1 and store.attrs["num_images"] == len(store)
+    assert "params_hash" in store.attrs and store.attrs["params"]["refined"]["refine"]["steps"] == 15
+
+
+def test_each_pixel_takes_its_nearest_palette_colour_in_lab(small_run):
+    from pipeline.quantize.color import rgb_to_lab
+
+    store = DCQStore(small_run.dcq(2))
+    orig = zarr.open_group(str(small_run.prepared), mode="r")["train/images"][:20]
+    lab = rgb_to_lab(torch.from_numpy(orig)).reshape(20, -1, 1, 3)
+    pal = rgb_to_lab(torch.from_numpy(store.palettes[store.clusters[:20]])).reshape(20, 1, -1, 3)
+    dist = ((lab - pal) ** 2).sum(-1)
+    chosen = torch.from_numpy(store.indices(0, 20).reshape(20, -1).astype(np.int64))
+    best = dist.min(-1).values
+    assert torch.all(dist.gather(-1, chosen[..., None])[..., 0] <= best + 1e-2)
+
+
+def test_decode_tensor_and_slices_agree(small_run):
+    store = DCQStore(small_run.dcq(2))
+    full = store.decode()
+    np.testing.assert_array_equal(store.decode(5, 17), full[5:17])
+    assert torch.equal(store.tensor(0, 4), torch.from_numpy(full[:4]))
+
+
+def test_export_writes_palette_pngs_that_read_back_exactly(small_run, tmp_path):
+    store = DCQStore(small_run.dcq(1))
+    out = tmp_path / "export"
+    assert export_imagefolder(store, out) == len(store)
+    files = sorted(out.rglob("*.png"))
+    assert len(files) == len(store)
+    row = 7
+    path = out / store.classes[store.labels[row]] / f"{row:03d}.png"
+    with Image.open(path) as im:
+        assert im.mode == "P"
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), store.decode(row, row + 1)[0])
+
+
+def test_summary_counts_bytes(small_run):
+    s = DCQStore(small_run.dcq(1)).summary()
+    assert s["bytes_raw_rgb24"] == s["images"] * 32 * 32 * 3
+    assert 0 < s["bytes_on_disk"] and s["nominal_ratio"] == 1 / 24
+    assert s["measured_ratio"] == s["bytes_on_disk"] / s["bytes_raw_rgb24"]
+
+
+def test_not_a_store(tmp_path, small_run):
+    with pytest.raises(StoreError, match="no DCQ store"):
+        DCQStore(tmp_path)
+    with pytest.raises(StoreError, match="not a dcq-v1 store"):
+        DCQStore(small_run.prepared)

@@ -1,0 +1,72 @@
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.errors import DatasetError
+from pipeline.io.sources import list_imagefolder, load_image
+
+
+@pytest.fixture
+def tiny_folder(tmp_path, cifar10):
+    """A real 2-class ImageFolder tree: 3 train and 2 test CIFAR JPEGs per class."""
+    root = tmp_path / "ds"
+    for split, n in (("train", 3), ("test", 2)):
+        for name in ("cat", "ship"):
+            (root / split / name).mkdir(parents=True)
+            for src in sorted((cifar10 / split / name).iterdir())[:n]:
+                shutil.copy(src, root / split / name / src.name)
+    return root
+
+
+def test_listing_is_sorted_and_labelled(tiny_folder):
+    listing = list_imagefolder(tiny_folder, "train")
+    assert listing.classes == ["cat", "ship"]
+    assert listing.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert [p.parent.name for p in listing.files] == ["cat"] * 3 + ["ship"] * 3
+
+
+def test_missing_and_empty_folders(tmp_path, tiny_folder):
+    with pytest.raises(DatasetError, match="dataset folder not found: .*nowhere"):
+        list_imagefolder(tmp_path / "nowhere", "train")
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"empty/train is empty"):
+        list_imagefolder(tmp_path / "empty", "train")
+    with pytest.raises(DatasetError, match="no 'test/' split"):
+        list_imagefolder(tmp_path / "empty", "test")
+    (tiny_folder / "train" / "dog").mkdir()
+    with pytest.raises(DatasetError, match="train/dog holds no images"):
+        list_imagefolder(tiny_folder, "train")
+
+
+def test_non_image_file_is_named(tiny_folder):
+    (tiny_folder / "train" / "cat" / "notes.txt").write_text("hello")
+    with pytest.raises(DatasetError, match=r"notes.txt: not an image file"):
+        list_imagefolder(tiny_folder, "train")
+    assert len(list_imagefolder(tiny_folder, "train", skip_non_images=True)) == 6
+
+
+def test_corrupt_image_is_named(tiny_folder):
+    bad = tiny_folder / "train" / "cat" / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    with pytest.raises(DatasetError, match=r"broken.jpg: corrupt or unreadable image"):
+        load_image(bad, 32, "reject")
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16"])
+def test_other_modes_become_rgb(tmp_path, cifar10, mode):
+    src = Image.open(sorted((cifar10 / "train" / "frog").iterdir())[0])
+    path = tmp_path / "x.png" if mode != "CMYK" else tmp_path / "x.jpg"
+    (src.convert(mode) if mode != "I;16" else src.convert("L").convert("I;16")).save(path)
+    out = load_image(path, 32, "reject")
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+
+
+def test_size_rule(tmp_path, cifar10):
+    src = Image.open(sorted((cifar10 / "train" / "frog").iterdir())[0]).resize((48, 40))
+    path = tmp_path / "big.png"
+    src.save(path)
+    with pytest.raises(DatasetError, match=r"big.png: image is 48x40, the dataset's size is 32x32"):
+        load_image(path, 32, "reject")
+    assert load_image(path, 32, "resize").shape == (32, 32, 3)

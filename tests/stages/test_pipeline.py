@@ -1,0 +1,101 @@
+"""Stages on small real data in tmp_path: determinism, subsets, input errors, atomic outputs."""
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from pipeline.errors import DatasetError, ParamsError, StoreError
+from pipeline.stages import attention, encode, features, prepare, teacher
+from tests.conftest import BASE, SMALL, run_pipeline
+
+
+def arrays(path: Path) -> dict[str, np.ndarray]:
+    root = zarr.open_group(str(path), mode="r")
+    return {name: arr[:] for name, arr in root.arrays()} | {
+        f"{g}/{name}": arr[:] for g, grp in root.groups() for name, arr in grp.arrays()
+    }
+
+
+def test_same_params_and_seed_give_byte_identical_outputs(small_run, tmp_path):
+    again = run_pipeline(tmp_path)
+    for attr in ("prepared", "features", "clusters", "attention"):
+        a, b = arrays(getattr(small_run, attr)), arrays(getattr(again, attr))
+        assert a.keys() == b.keys() and a, attr
+        for key in a:
+            assert a[key].tobytes() == b[key].tobytes(), f"{attr}/{key}"
+    for q in (1, 2):
+        for store in (small_run.palettes(q), small_run.refined(q), small_run.dcq(q)):
+            other = again.root / store.relative_to(small_run.root)
+            a, b = arrays(store), arrays(other)
+            assert all(a[k].tobytes() == b[k].tobytes() for k in a), store
+        files = sorted(p.relative_to(small_run.dcq(q)) for p in small_run.dcq(q).rglob("*") if p.is_file())
+        for rel in files:  # the compressed store is byte-identical on disk, attrs included
+            assert (small_run.dcq(q) / rel).read_bytes() == (again.dcq(q) / rel).read_bytes(), rel
+
+
+def test_prepare_subset_is_per_class_and_seeded(small_run):
+    root = zarr.open_group(str(small_run.prepared), mode="r")
+    assert np.bincount(root["train/labels"][:]).tolist() == [16] * 10
+    assert np.bincount(root["test/labels"][:]).tolist() == [8] * 10
+    assert root["train/images"].shape == (160, 32, 32, 3) and root["train/images"].dtype == np.uint8
+    assert root.attrs["classes"][0] == "airplane" and root.attrs["params"]["prepare"]["train_per_class"] == 16
+
+
+def test_prepare_missing_folder_errors_before_writing(tmp_path):
+    params = replace(SMALL["prepare"], root=str(tmp_path / "missing"))
+    with pytest.raises(DatasetError, match="dataset folder not found"):
+        prepare.run(params, BASE, tmp_path / "out.zarr")
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_interrupted_prepare_keeps_previous_output(tmp_path, cifar10):
+    root = tmp_path / "ds"
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            shutil.copytree(cifar10 / split / name, root / split / name,
+                            ignore=lambda d, files: sorted(files)[4:])
+    params = replace(SMALL["prepare"], root=str(root), train_per_class=None, test_per_class=None)
+    out = tmp_path / "prepared.zarr"
+    prepare.run(params, BASE, out)
+    before = arrays(out)
+    # A file whose header reads but whose data is truncated fails only while decoding (mid-stage).
+    good = sorted((root / "train" / "dog").iterdir())[0]
+    (root / "train" / "dog" / "zz_truncated.jpg").write_bytes(good.read_bytes()[:200])
+    with pytest.raises(DatasetError, match="zz_truncated.jpg"):
+        prepare.run(params, BASE, out)
+    after = arrays(out)
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_bad_layer_names_are_clear_errors(small_run, tmp_path):
+    with pytest.raises(ParamsError, match=r"features.layer='layer9' is not a layer"):
+        features.run(replace(SMALL["features"], layer="layer9"), BASE, small_run.prepared, small_run.teacher,
+                     tmp_path / "f.zarr")
+    with pytest.raises(ParamsError, match=r"attention.layer='layer4.7' is not a layer"):
+        attention.run(replace(SMALL["attention"], layer="layer4.7"), BASE, small_run.prepared, small_run.teacher,
+                      tmp_path / "a.zarr")
+    assert not any(tmp_path.iterdir())
+
+
+def test_mismatched_bits_and_checkpoints_are_clear_errors(small_run, tmp_path):
+    with pytest.raises(StoreError, match="holds 1-bit palettes, encode was asked for 2 bits"):
+        encode.run(SMALL["encode"], BASE, 2, small_run.prepared, small_run.clusters, small_run.refined(1),
+                   tmp_path / "x.zarr")
+    with pytest.raises(ParamsError, match="bits=9 is outside 1..8"):
+        encode.run(SMALL["encode"], BASE, 9, small_run.prepared, small_run.clusters, small_run.refined(1),
+                   tmp_path / "x.zarr")
+    with pytest.raises(StoreError, match="checkpoint has arch='resnet18', the params/data need 'resnet34'"):
+        teacher.run(replace(SMALL["teacher"], arch="resnet34", checkpoint=str(small_run.teacher)), BASE,
+                    small_run.prepared, tmp_path / "t.pt", tmp_path / "t.json")
+
+
+def test_teacher_loads_a_given_checkpoint(small_run, tmp_path):
+    metrics = teacher.run(replace(SMALL["teacher"], checkpoint=str(small_run.teacher)), BASE, small_run.prepared,
+                          tmp_path / "t.pt", tmp_path / "t.json")
+    assert metrics["history"] == [] and 0 <= metrics["test_accuracy"] <= 100
+    assert (tmp_path / "t.json").is_file() and (tmp_path / "t.pt").is_file()
