@@ -76,3 +76,14 @@ def test_resolved_params_hash_is_stable():
     b = resolved_params(base=BaseParams(), palette=PaletteParams())
     assert a == b and params_hash(a) == params_hash(b)
     assert params_hash(a) != params_hash(resolved_params(base=BaseParams(seed=1), palette=PaletteParams()))
+
+
+def test_paper_preset_parses_for_every_stage_and_has_the_same_keys():
+    from tests.test_dvc_yaml import STAGE_PARAMS
+
+    preset = REPO / "pipeline" / "presets" / "paper.yaml"
+    load_base(preset)
+    for section, cls in STAGE_PARAMS.items():
+        load_section(preset, section, cls)
+    default = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert yaml.safe_load(preset.read_text()).keys() == default.keys()

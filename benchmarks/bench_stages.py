@@ -1,0 +1,105 @@
+"""Time every DCQ stage on the real CIFAR-10 train set with a given teacher checkpoint.
+
+Each stage runs as its own `dcq` process (exactly what `dvc repro` runs), so its wall time and peak
+resident memory (from wait4's rusage) are its own. Prints images/s per stage and peak memory, and writes
+a JSON record.
+
+    python benchmarks/bench_stages.py --teacher data/teacher/model.pt --bits 2 --work /tmp/dcq-bench
+
+Goals on the 2-core CPU (issue 2): features + cluster < 1 min; attention < 4 min; palette + refine +
+encode for one bit depth < 1 min; peak memory < 4 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_stage(args: list[str], env: dict) -> tuple[float, float]:
+    """(seconds, peak RSS in GiB) of one `dcq` stage process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"stage failed: dcq {' '.join(args)}")
+    return seconds, usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", required=True, type=Path, help="a dcq teacher checkpoint (the teacher stage's output)")
+    ap.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg"))
+    ap.add_argument("--train-per-class", type=int, default=None, help="default: all 5,000 per class")
+    ap.add_argument("--bits", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/dcq-bench"))
+    ap.add_argument("--params", type=Path, default=REPO / "params.yaml", help="stage params to start from")
+    ap.add_argument("--json", type=Path, default=None, help="write the figures here")
+    args = ap.parse_args()
+
+    work = args.work
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    params = yaml.safe_load(args.params.read_text())
+    params["prepare"].update(root=args.root, train_per_class=args.train_per_class, test_per_class=1)
+    params["teacher"]["checkpoint"] = str(args.teacher.resolve())
+    params_file = work / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    env = dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=str(REPO))
+    p, q = ["--params", str(params_file)], str(args.bits)
+    d = {name: str(work / name) for name in ("prepared.zarr", "features.zarr", "clusters.zarr", "attention.zarr",
+                                             "palette.zarr", "refined.zarr", "dcq.zarr")}
+    stages = [
+        ("prepare", ["prepare", *p, "--out", d["prepared.zarr"]]),
+        ("features", ["features", *p, "--prepared", d["prepared.zarr"], "--teacher", str(args.teacher),
+                      "--out", d["features.zarr"]]),
+        ("cluster", ["cluster", *p, "--features", d["features.zarr"], "--out", d["clusters.zarr"]]),
+        ("attention", ["attention", *p, "--prepared", d["prepared.zarr"], "--teacher", str(args.teacher),
+                       "--out", d["attention.zarr"]]),
+        ("palette", ["palette", *p, "--bits", q, "--prepared", d["prepared.zarr"], "--clusters", d["clusters.zarr"],
+                     "--attention", d["attention.zarr"], "--out", d["palette.zarr"]]),
+        ("refine", ["refine", *p, "--bits", q, "--prepared", d["prepared.zarr"], "--clusters", d["clusters.zarr"],
+                    "--palettes", d["palette.zarr"], "--out", d["refined.zarr"], "--metrics", str(work / "refine.json")]),
+        ("encode", ["encode", *p, "--bits", q, "--prepared", d["prepared.zarr"], "--clusters", d["clusters.zarr"],
+                    "--refined", d["refined.zarr"], "--out", d["dcq.zarr"]]),
+    ]
+    results = {}
+    for name, stage_args in stages:
+        seconds, peak = run_stage(stage_args, env)
+        results[name] = {"seconds": round(seconds, 1), "peak_rss_gib": round(peak, 2)}
+        print(f"{name:10s} {seconds:8.1f} s  peak {peak:5.2f} GiB", flush=True)
+    import zarr
+
+    n = zarr.open_group(d["prepared.zarr"], mode="r")["train/images"].shape[0]
+    print(f"\n{n:,} train images, {args.bits}-bit, teacher {args.teacher}")
+    print(f"{'stage':10s} {'seconds':>8s} {'img/s':>8s} {'peak GiB':>9s}")
+    for name, r in results.items():
+        r["images_per_second"] = round(n / r["seconds"], 1)
+        print(f"{name:10s} {r['seconds']:8.1f} {r['images_per_second']:8.1f} {r['peak_rss_gib']:9.2f}")
+    groups = {"features+cluster": ("features", "cluster"), "attention": ("attention",),
+              "palette+refine+encode": ("palette", "refine", "encode")}
+    goals = {"features+cluster": 60, "attention": 240, "palette+refine+encode": 60}
+    for group, members in groups.items():
+        total = sum(results[m]["seconds"] for m in members)
+        print(f"{group:24s} {total:7.1f} s (goal < {goals[group]} s)")
+    peak = max(r["peak_rss_gib"] for r in results.values())
+    print(f"peak memory {peak:.2f} GiB (goal < 4 GiB)")
+    record = {"images": n, "bits": args.bits, "stages": results, "peak_rss_gib": peak, "cpu_count": os.cpu_count()}
+    out = args.json or work / "bench.json"
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
