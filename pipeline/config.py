@@ -151,5 +151,14 @@ def resolved_params(**sections: Any) -> dict:
     return {name: to_dict(value) if dataclasses.is_dataclass(value) else value for name, value in sections.items()}
 
 
+def lineage(*upstream: dict, **own) -> dict:
+    """Resolved params of an output: those of every input it was made from, plus this stage's own."""
+    merged: dict = {}
+    for params in upstream:
+        merged.update(params or {})
+    merged.update(resolved_params(**own))
+    return merged
+
+
 def params_hash(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]

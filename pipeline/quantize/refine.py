@@ -20,26 +20,31 @@ import torch.nn.functional as F
 from pipeline.quantize.color import lab_to_rgb, rgb_to_lab
 from pipeline.quantize.palette import nearest
 
-_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 _EPS = 1e-6  # keeps sqrt differentiable where an image is flat
 
 
 def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """Per-channel Sobel gradient magnitude of (B,C,H,W), replicate-padded so borders are not edges."""
-    c = x.shape[1]
-    kx = _SOBEL_X.to(x.device, x.dtype)
-    kernels = torch.stack([kx, kx.T]).unsqueeze(1).repeat(c, 1, 1, 1)  # (2C,1,3,3): x,y per channel
-    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernels, groups=c)
-    gx, gy = g[:, 0::2], g[:, 1::2]
+    """Per-channel Sobel gradient magnitude of (B,C,H,W), replicate-padded so borders are not edges.
+
+    Sx = [1,2,1]^T [-1,0,1] and Sy = Sx^T, computed separably with slices (faster than conv2d here)."""
+    p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    smooth_v = p[:, :, :-2] + 2 * p[:, :, 1:-1] + p[:, :, 2:]  # (B,C,H,W+2)
+    gx = smooth_v[..., 2:] - smooth_v[..., :-2]
+    smooth_h = p[..., :-2] + 2 * p[..., 1:-1] + p[..., 2:]  # (B,C,H+2,W)
+    gy = smooth_h[:, :, 2:] - smooth_h[:, :, :-2]
     return torch.sqrt(gx**2 + gy**2 + _EPS)
 
 
-def edge_loss(orig_lab: torch.Tensor, quant_lab: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """EL for groups of images: (G,B,3,H,W) each -> (G,) weighted sum over L,A,B of per-channel MSE."""
-    g, b, c, h, w = orig_lab.shape
-    go = sobel_magnitude(orig_lab.reshape(g * b, c, h, w)).reshape(g, b, c, h, w)
-    gq = sobel_magnitude(quant_lab.reshape(g * b, c, h, w)).reshape(g, b, c, h, w)
-    mse = ((go - gq) ** 2).mean(dim=(1, 3, 4))  # (G,3)
+def edge_maps(images_lab: torch.Tensor) -> torch.Tensor:
+    """G(I) per channel for groups of images: (G,B,3,H,W) -> (G,B,3,H,W)."""
+    g, b, c, h, w = images_lab.shape
+    return sobel_magnitude(images_lab.reshape(g * b, c, h, w)).reshape(g, b, c, h, w)
+
+
+def edge_loss(orig_edges: torch.Tensor, quant_lab: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """EL per group: weighted sum over L,A,B of the per-channel MSE between G(original) (precomputed
+    by `edge_maps`, (G,B,3,H,W)) and G(quantized). Returns (G,)."""
+    mse = ((orig_edges - edge_maps(quant_lab)) ** 2).mean(dim=(1, 3, 4))  # (G,3)
     return (mse * weights.to(mse.device, mse.dtype)).sum(1)
 
 
@@ -60,8 +65,10 @@ def project_to_gamut(palettes_lab: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(images_lab: torch.Tensor, palettes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    return edge_loss(images_lab, quantize(images_lab, palettes), weights)
+def evaluate(images_lab: torch.Tensor, palettes: torch.Tensor, weights: torch.Tensor,
+             orig_edges: torch.Tensor | None = None) -> torch.Tensor:
+    orig_edges = edge_maps(images_lab) if orig_edges is None else orig_edges
+    return edge_loss(orig_edges, quantize(images_lab, palettes), weights)
 
 
 def refine_palettes(images_lab: torch.Tensor, palettes_lab: torch.Tensor, weights: torch.Tensor, steps: int,
@@ -76,10 +83,11 @@ def refine_palettes(images_lab: torch.Tensor, palettes_lab: torch.Tensor, weight
     param = torch.nn.Parameter(palettes_lab.clone())
     opt = torch.optim.Adam([param], lr=lr)
     best = palettes_lab.clone()
-    before = evaluate(images_lab, palettes_lab, weights)
+    orig_edges = edge_maps(images_lab)
+    before = evaluate(images_lab, palettes_lab, weights, orig_edges)
     best_loss = before.clone()
     for _ in range(steps):
-        loss = edge_loss(images_lab, quantize(images_lab, param), weights)
+        loss = edge_loss(orig_edges, quantize(images_lab, param), weights)
         with torch.no_grad():
             better = (loss < best_loss) & active.to(loss.device)
             best[better] = param.detach()[better]
@@ -91,7 +99,7 @@ def refine_palettes(images_lab: torch.Tensor, palettes_lab: torch.Tensor, weight
             param.copy_(project_to_gamut(param))
         if progress is not None:
             progress(1)
-    final = evaluate(images_lab, param.detach(), weights)
+    final = evaluate(images_lab, param.detach(), weights, orig_edges)
     better = (final < best_loss) & active.to(final.device)
     best[better] = param.detach()[better]
     best_loss = torch.where(better, final, best_loss)

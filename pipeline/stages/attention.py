@@ -18,7 +18,7 @@ import typer
 import zarr
 from tqdm import tqdm
 
-from pipeline.config import BaseParams, require, resolved_params
+from pipeline.config import BaseParams, lineage, require
 from pipeline.device import resolve_runtime
 from pipeline.io.arrays import create_rows, iter_blocks, open_group, write_block_size
 from pipeline.io.atomic import atomic_output
@@ -43,7 +43,7 @@ def run(params: AttentionParams, base: BaseParams, prepared: Path, teacher: Path
     runtime = resolve_runtime(base.device, base.precision)
     train = open_group(prepared, "prepared store")["train"]
     images, labels = train["images"], train["labels"][:]
-    model, norm, _ = load_checkpoint(teacher)
+    model, norm, ckpt = load_checkpoint(teacher)
     target = get_module(model, params.layer, "attention.layer")  # validated before any work
     model = model.to(runtime.device).to(memory_format=torch.channels_last)
     n, h, w, _ = images.shape
@@ -64,7 +64,7 @@ def run(params: AttentionParams, base: BaseParams, prepared: Path, teacher: Path
                     correct += int((cam.outputs.argmax(1).cpu() == y).sum())
                     bar.update(len(x))
                 cams[start:stop] = np.concatenate(maps).astype(np.float16)
-        root.attrs.update({"params": resolved_params(base=base, attention=params),
+        root.attrs.update({"params": lineage(ckpt.get("params"), base=base, attention=params),
                            "teacher_train_accuracy": 100.0 * correct / max(1, n)})
     summary("attention", n, "images", timer.seconds, method=params.method, layer=params.layer,
             teacher_train_accuracy=f"{100.0 * correct / max(1, n):.1f}%", runtime=runtime.describe)

@@ -14,7 +14,7 @@ import numpy as np
 import typer
 import zarr
 
-from pipeline.config import BaseParams, require, resolved_params
+from pipeline.config import BaseParams, lineage, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import ParamsError
 from pipeline.io.arrays import create_rows, open_group
@@ -38,7 +38,8 @@ class ClusterParams:
 
 def run(params: ClusterParams, base: BaseParams, features: Path, out: Path) -> dict:
     runtime = resolve_runtime(base.device, base.precision)
-    feats = open_group(features, "features store")["features"][:]  # (N,D): K-means needs all of it
+    feat_root = open_group(features, "features store")
+    feats = feat_root["features"][:]  # (N,D): K-means needs all of it
     if params.k > len(feats):
         raise ParamsError(f"cluster.k={params.k} is larger than the number of images ({len(feats)})")
     with Timer() as timer:
@@ -51,7 +52,7 @@ def run(params: ClusterParams, base: BaseParams, features: Path, out: Path) -> d
         inertia = float(((x - centroids[assign]) ** 2).sum())
     with atomic_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
-        root.attrs.update({"params": resolved_params(base=base, cluster=params), "inertia": inertia,
+        root.attrs.update({"params": lineage(feat_root.attrs["params"], base=base, cluster=params), "inertia": inertia,
                            "standardized": params.standardize})
         arr = create_rows(root, "assignments", (len(assign),), np.int32)
         arr[:] = assign.astype(np.int32)

@@ -20,7 +20,7 @@ import typer
 import zarr
 from tqdm import tqdm
 
-from pipeline.config import BaseParams, params_hash, require, resolved_params
+from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
 from pipeline.io.arrays import create_rows, iter_blocks, open_group, write_block_size
@@ -67,8 +67,7 @@ def run(params: EncodeParams, base: BaseParams, bits: int, prepared: Path, clust
     attrs = {
         "format": FORMAT, "bits": bits, "clusters": k, "image_size": [h, w], "num_images": n,
         "classes": prep.attrs["classes"], "source": {"dataset": prep.attrs["source"], "root": prep.attrs["root"]},
-        "params": {"prepare": prep.attrs["params"], "refined": ref.attrs["params"],
-                   **resolved_params(base=base, encode=params)},
+        "params": lineage(ref.attrs["params"], base=base, encode=params),
     }
     attrs["params_hash"] = params_hash(attrs["params"])
     with Timer() as timer, atomic_output(out) as tmp:

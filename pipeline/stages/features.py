@@ -19,7 +19,7 @@ import typer
 import zarr
 from tqdm import tqdm
 
-from pipeline.config import BaseParams, require, resolved_params
+from pipeline.config import BaseParams, lineage, require
 from pipeline.device import resolve_runtime
 from pipeline.io.arrays import create_rows, iter_blocks, open_group, write_block_size
 from pipeline.io.atomic import atomic_output
@@ -54,7 +54,7 @@ def pool(fmap: torch.Tensor, pooling: str, grid_size: int) -> torch.Tensor:
 def run(params: FeaturesParams, base: BaseParams, prepared: Path, teacher: Path, out: Path) -> dict:
     runtime = resolve_runtime(base.device, base.precision)
     images = open_group(prepared, "prepared store")["train/images"]
-    model, norm, _ = load_checkpoint(teacher)
+    model, norm, ckpt = load_checkpoint(teacher)
     extractor = truncated_extractor(model, params.layer, "features.layer").to(runtime.device)
     extractor = extractor.to(memory_format=torch.channels_last)
     n = images.shape[0]
@@ -63,7 +63,7 @@ def run(params: FeaturesParams, base: BaseParams, prepared: Path, teacher: Path,
     dim = probe.shape[1]
     with Timer() as timer, atomic_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
-        root.attrs["params"] = resolved_params(base=base, features=params)
+        root.attrs["params"] = lineage(ckpt.get("params"), base=base, features=params)
         feats = create_rows(root, "features", (n, dim), np.float32)
         block = write_block_size(feats)
         with torch.no_grad(), tqdm(total=n, desc="features", unit="img", leave=False) as bar:

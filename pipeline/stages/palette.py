@@ -21,7 +21,7 @@ import typer
 import zarr
 from tqdm import tqdm
 
-from pipeline.config import BaseParams, require, resolved_params
+from pipeline.config import BaseParams, lineage, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
 from pipeline.io.arrays import iter_blocks, open_group, write_block_size
@@ -75,7 +75,8 @@ def run(params: PaletteParams, base: BaseParams, bits: int, prepared: Path, clus
     bits = check_bits(bits, "palette --bits")
     runtime = resolve_runtime(base.device, base.precision)
     images = open_group(prepared, "prepared store")["train/images"]
-    cams = open_group(attention, "attention store")["cams"]
+    att_root = open_group(attention, "attention store")
+    cams = att_root["cams"]
     cluster_root = open_group(clusters, "cluster store")
     assignments = cluster_root["assignments"][:].astype(np.int64)
     k = int(cluster_root["centroids"].shape[0])
@@ -90,7 +91,7 @@ def run(params: PaletteParams, base: BaseParams, bits: int, prepared: Path, clus
     with atomic_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs.update({"bits": bits, "clusters": k, "color_space": "CIE LAB (D65)",
-                           "params": resolved_params(base=base, palette=params)})
+                           "params": lineage(cluster_root.attrs["params"], att_root.attrs["params"], base=base, palette=params)})
         root.create_array("palettes", data=palettes)
         root.create_array("distinct", data=distinct)
         root.create_array("pixels", data=np.array([len(p) for p in pooled], np.int64))

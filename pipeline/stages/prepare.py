@@ -7,6 +7,8 @@ Writes `OUT` (a Zarr group) with `train/` and `test/` groups, each holding `imag
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -101,13 +103,15 @@ def run(params: PrepareParams, base: BaseParams, out: Path) -> dict:
         if first.files is not None:
             # Header-only pass over every selected file: bad files fail here, before any decoding.
             for split, listing in listings.items():
-                for r in tqdm(rows[split], desc=f"check {split}", unit="file", leave=False):
-                    w, h = check_readable(listing.files[r])
-                    if size is None:
-                        size = w
+                files = [listing.files[r] for r in rows[split]]
+                with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                    sizes = list(tqdm(pool.map(check_readable, files), total=len(files), desc=f"check {split}",
+                                      unit="file", leave=False))
+                size = size or sizes[0][0]
+                for path, (w, h) in zip(files, sizes):
                     if params.resize == "reject" and (w, h) != (size, size):
                         raise DatasetError(
-                            f"{listing.files[r]}: image is {w}x{h}, the dataset's size is {size}x{size}; set "
+                            f"{path}: image is {w}x{h}, the dataset's size is {size}x{size}; set "
                             "prepare.resize: resize to scale the shorter side and centre-crop"
                         )
         elif size is None:

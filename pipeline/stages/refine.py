@@ -21,7 +21,7 @@ import typer
 import zarr
 from tqdm import tqdm
 
-from pipeline.config import BaseParams, require, resolved_params
+from pipeline.config import BaseParams, lineage, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
 from pipeline.io.arrays import open_group, write_json
@@ -106,7 +106,7 @@ def run(params: RefineParams, base: BaseParams, bits: int, prepared: Path, clust
         "edge_loss_before": float(before[act].mean()), "edge_loss_after": float(after[act].mean()),
         "clusters_improved": int((after < before)[act].sum()), "seconds": round(timer.seconds, 2),
         "per_cluster": {"before": before.tolist(), "after": after.tolist()},
-        "params": resolved_params(base=base, refine=params),
+        "params": lineage(pal_root.attrs["params"], base=base, refine=params),
     }
     with atomic_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")

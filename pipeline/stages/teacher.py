@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import typer
 
-from pipeline.config import BaseParams, require, resolved_params
+from pipeline.config import BaseParams, lineage, require
 from pipeline.device import resolve_runtime
 from pipeline.io.arrays import open_group, write_json
 from pipeline.io.atomic import atomic_output
@@ -58,7 +58,7 @@ def run(params: TeacherParams, base: BaseParams, prepared: Path, checkpoint_out:
             norm = Normalization.from_images(train_x.numpy())
             history = train(model, train_x, train_y, params.recipe, norm, runtime, base.seed, desc=f"teacher {params.arch}")
         test_acc = accuracy(model, test_x, test_y, norm, runtime, params.eval_batch_size)
-    used = resolved_params(base=base, teacher=params)
+    used = lineage(attrs["params"], base=base, teacher=params)
     metrics = {
         "arch": params.arch, "test_accuracy": round(test_acc, 4), "train_images": len(train_x),
         "test_images": len(test_x), "seconds": round(timer.seconds, 1), "runtime": runtime.describe,

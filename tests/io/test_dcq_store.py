@@ -27,7 +27,8 @@ def test_labels_and_clusters_match_the_inputs(small_run):
     np.testing.assert_array_equal(store.labels, prep["train/labels"][:])
     np.testing.assert_array_equal(store.clusters, zarr.open_group(str(small_run.clusters), mode="r")["assignments"][:])
     assert store.attrs["bits"] == 1 and store.attrs["num_images"] == len(store)
-    assert "params_hash" in store.attrs and store.attrs["params"]["refined"]["refine"]["steps"] == 15
+    assert "params_hash" in store.attrs and store.attrs["params"]["refine"]["steps"] == 15
+    assert set(store.attrs["params"]) == {"base", "prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode"}
 
 
 def test_each_pixel_takes_its_nearest_palette_colour_in_lab(small_run):

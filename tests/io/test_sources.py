@@ -70,3 +70,11 @@ def test_size_rule(tmp_path, cifar10):
     with pytest.raises(DatasetError, match=r"big.png: image is 48x40, the dataset's size is 32x32"):
         load_image(path, 32, "reject")
     assert load_image(path, 32, "resize").shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "svhn"])
+def test_torchvision_source_without_a_copy_says_how_to_point_at_one(tmp_path, name):
+    from pipeline.io.sources import list_torchvision
+
+    with pytest.raises(DatasetError, match=rf"{name} train split not found under .* point prepare.root at a torchvision copy"):
+        list_torchvision(name, tmp_path, "train", download=False)
