@@ -3,7 +3,8 @@
 Reads  `refine:` + `base`; the prepared store (train/images), the cluster store, the palette store q.
 Writes `OUT` (Zarr group): `palettes` float32 (k, 2^q, 3) refined LAB palettes, `loss_before` and
        `loss_after` float32 (k,) edge loss of the stored (uint8 RGB) K-means and refined palettes on the
-       refinement images; and `METRICS` (JSON): totals, per-cluster losses, steps, seconds, params.
+       refinement images, attrs with the resolved params; and `METRICS` (flat JSON for DVC: mean edge loss
+       before/after, clusters improved, steps, seconds, params hash).
 
 `images_per_cluster` images are drawn (seeded) from every cluster and the palettes are optimised on
 them full-batch. A cluster whose refined palette, once rounded to uint8 RGB, is not better than its
@@ -21,7 +22,7 @@ import typer
 import zarr
 from tqdm import tqdm
 
-from pipeline.config import BaseParams, lineage, require
+from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
 from pipeline.io.arrays import open_group, write_json
@@ -101,17 +102,17 @@ def run(params: RefineParams, base: BaseParams, bits: int, prepared: Path, clust
         after = torch.where(keep_kmeans, before, after).cpu()
         before = before.cpu()
     act = active.numpy()
+    used = lineage(pal_root.attrs["params"], base=base, refine=params)
+    # DVC metrics: flat numbers; per-cluster losses and the full params live in the Zarr store.
     metrics = {
         "bits": bits, "clusters": k, "enabled": params.enabled, "steps": params.steps,
-        "edge_loss_before": float(before[act].mean()), "edge_loss_after": float(after[act].mean()),
+        "edge_loss_before": round(float(before[act].mean()), 4), "edge_loss_after": round(float(after[act].mean()), 4),
         "clusters_improved": int((after < before)[act].sum()), "seconds": round(timer.seconds, 2),
-        "per_cluster": {"before": before.tolist(), "after": after.tolist()},
-        "params": lineage(pal_root.attrs["params"], base=base, refine=params),
+        "params_hash": params_hash(used),
     }
     with atomic_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
-        root.attrs.update({"bits": bits, "clusters": k, "color_space": "CIE LAB (D65)",
-                           "params": metrics["params"]})
+        root.attrs.update({"bits": bits, "clusters": k, "color_space": "CIE LAB (D65)", "params": used})
         root.create_array("palettes", data=refined.numpy().astype(np.float32))
         root.create_array("loss_before", data=before.numpy().astype(np.float32))
         root.create_array("loss_after", data=after.numpy().astype(np.float32))

@@ -1,8 +1,8 @@
 """teacher: the task-specific pre-trained model that DCQ's features and attention come from.
 
 Reads  `teacher:` + `base`; the prepared store (train/ to train on, test/ to measure).
-Writes `CHECKPOINT` (weights, arch, normalisation, resolved params) and `METRICS` (JSON: test accuracy,
-       per-epoch history, seconds). With `teacher.checkpoint` set, that checkpoint is loaded and
+Writes `CHECKPOINT` (weights, arch, normalisation, resolved params, per-epoch history) and `METRICS`
+       (flat JSON for DVC: test accuracy, final train loss/accuracy, seconds, params hash). With `teacher.checkpoint` set, that checkpoint is loaded and
        re-measured instead of training.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import typer
 
-from pipeline.config import BaseParams, lineage, require
+from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.io.arrays import open_group, write_json
 from pipeline.io.atomic import atomic_output
@@ -59,14 +59,18 @@ def run(params: TeacherParams, base: BaseParams, prepared: Path, checkpoint_out:
             history = train(model, train_x, train_y, params.recipe, norm, runtime, base.seed, desc=f"teacher {params.arch}")
         test_acc = accuracy(model, test_x, test_y, norm, runtime, params.eval_batch_size)
     used = lineage(attrs["params"], base=base, teacher=params)
+    # DVC metrics: flat numbers (and a few labels); the full params and history live in the checkpoint.
     metrics = {
         "arch": params.arch, "test_accuracy": round(test_acc, 4), "train_images": len(train_x),
-        "test_images": len(test_x), "seconds": round(timer.seconds, 1), "runtime": runtime.describe,
-        "loaded_checkpoint": params.checkpoint, "history": history, "params": used,
+        "test_images": len(test_x), "epochs": len(history), "seconds": round(timer.seconds, 1),
+        "runtime": runtime.describe, "loaded_checkpoint": params.checkpoint, "params_hash": params_hash(used),
     }
+    if history:
+        metrics |= {"final_train_loss": round(history[-1]["loss"], 4),
+                    "final_train_accuracy": round(history[-1]["train_accuracy"], 4)}
     with atomic_output(checkpoint_out) as tmp:
         save_checkpoint(tmp, model.cpu(), params.arch, num_classes, size, norm,
-                        {"classes": attrs["classes"], "params": used, "test_accuracy": test_acc})
+                        {"classes": attrs["classes"], "params": used, "test_accuracy": test_acc, "history": history})
     write_json(metrics_out, metrics)
     trained = sum(1 for _ in history) * len(train_x)
     summary("teacher", trained or len(test_x), "images" if trained else "test images", timer.seconds,

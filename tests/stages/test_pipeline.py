@@ -97,5 +97,21 @@ def test_mismatched_bits_and_checkpoints_are_clear_errors(small_run, tmp_path):
 def test_teacher_loads_a_given_checkpoint(small_run, tmp_path):
     metrics = teacher.run(replace(SMALL["teacher"], checkpoint=str(small_run.teacher)), BASE, small_run.prepared,
                           tmp_path / "t.pt", tmp_path / "t.json")
-    assert metrics["history"] == [] and 0 <= metrics["test_accuracy"] <= 100
+    assert metrics["epochs"] == 0 and 0 <= metrics["test_accuracy"] <= 100
     assert (tmp_path / "t.json").is_file() and (tmp_path / "t.pt").is_file()
+
+
+def test_metrics_files_are_flat_and_params_travel_with_the_outputs(small_run):
+    import json
+
+    import torch
+
+    metrics = json.loads((small_run.root / "teacher" / "metrics.json").read_text())
+    assert all(not isinstance(v, (dict, list)) for v in metrics.values())
+    assert metrics["epochs"] == 1 and "final_train_accuracy" in metrics
+    ckpt = torch.load(small_run.teacher, weights_only=False)
+    assert ckpt["params"]["teacher"]["recipe"]["epochs"] == 1 and len(ckpt["history"]) == 1
+    refine_metrics = json.loads((small_run.root / "refined" / "q1.json").read_text())
+    assert all(not isinstance(v, (dict, list)) for v in refine_metrics.values())
+    assert refine_metrics["edge_loss_after"] < refine_metrics["edge_loss_before"]
+    assert zarr.open_group(str(small_run.refined(1)), mode="r").attrs["params"]["refine"]["steps"] == 15
