@@ -1,9 +1,8 @@
-from dataclasses import dataclass, field
 
 import pytest
 import yaml
 
-from pipeline.config import BaseParams, load_base, load_section, parse_section, params_hash, resolved_params
+from pipeline.config import BaseParams, load_base, load_section, params_hash, parse_section, resolved_params
 from pipeline.errors import ParamsError
 from pipeline.stages.attention import AttentionParams
 from pipeline.stages.palette import PaletteParams

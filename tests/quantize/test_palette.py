@@ -1,10 +1,10 @@
 import numpy as np
 import torch
 
-from pipeline.quantize.palette import fit_palette, nearest
-from pipeline.stages.encode import encode_block
 from pipeline.quantize.bitpack import unpack
 from pipeline.quantize.color import rgb_to_lab
+from pipeline.quantize.palette import fit_palette, nearest
+from pipeline.stages.encode import encode_block
 
 
 def test_cluster_with_fewer_colours_than_the_palette(small_run):

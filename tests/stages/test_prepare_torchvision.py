@@ -7,9 +7,9 @@ import pytest
 import torchvision.datasets as tvd
 import zarr
 
+from pipeline.io.sources import list_imagefolder, load_image
 from pipeline.stages import prepare
 from tests.conftest import BASE
-from pipeline.io.sources import list_imagefolder, load_image
 
 
 @pytest.fixture(scope="module")
