@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import TypeVar
 
-import torch
 import typer
 
 from pipeline.config import BaseParams, load_base, load_section
@@ -33,10 +32,6 @@ class Timer:
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
 
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
 
 def read_params(params_file: Path, section: str, cls: type[T]) -> tuple[BaseParams, T]:
     """For typer commands: parse base + the stage's own section, exiting with the message on error."""
@@ -52,11 +47,6 @@ def user_errors():
     except (DcqError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read base + this stage's section from")

@@ -49,6 +49,8 @@ def test_decode_tensor_and_slices_agree(small_run):
     full = store.decode()
     np.testing.assert_array_equal(store.decode(5, 17), full[5:17])
     assert torch.equal(store.tensor(0, 4), torch.from_numpy(full[:4]))
+    streamed = np.concatenate([block for _, block in store.iter_decoded(block=50)])
+    np.testing.assert_array_equal(streamed, full)
 
 
 def test_export_writes_palette_pngs_that_read_back_exactly(small_run, tmp_path):
