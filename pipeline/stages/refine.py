@@ -92,13 +92,14 @@ def run(params: RefineParams, base: BaseParams, bits: int, prepared: Path, clust
         start = stored_lab(kmeans_d)
         if params.enabled and params.steps > 0:
             with tqdm(total=params.steps, desc=f"refine q={bits}", leave=False) as bar:
-                refined, _, _ = refine_palettes(imgs, start, weights, params.steps, params.lr, active, bar.update)
+                refined, before, _ = refine_palettes(imgs, start, weights, params.steps, params.lr, active, bar.update)
+            refined = stored_lab(refined)
         else:
             refined = start
-        before = evaluate(imgs, start, weights)
-        after = evaluate(imgs, stored_lab(refined), weights)
+            before = evaluate(imgs, start, weights)
+        after = evaluate(imgs, refined, weights)
         keep_kmeans = after >= before
-        refined = torch.where(keep_kmeans[:, None, None], start, stored_lab(refined)).cpu()
+        refined = torch.where(keep_kmeans[:, None, None], start, refined).cpu()
         after = torch.where(keep_kmeans, before, after).cpu()
         before = before.cpu()
     act = active.numpy()
