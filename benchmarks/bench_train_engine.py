@@ -1,8 +1,9 @@
 """Training throughput: the pipeline's engine (uint8 tensors on the device, batched tensor augmentation,
-channels_last, the runtime's autocast) against a plain torchvision DataLoader + transforms loop on the
-same model, device, batch size and precision.
+channels_last, the runtime's autocast, torch.compile'd step as `train.recipe.compile: true` sets it) against a
+plain torchvision DataLoader + transforms loop (eager, as most training scripts are written) on the same model,
+device, batch size and precision.
 
-    python benchmarks/bench_train_engine.py --model convnetd3 --images 4096
+    python benchmarks/bench_train_engine.py --model convnetd3 --images 4096 --epochs 2
 
 Uses real CIFAR-10 images from the shared JPEG copy. Prints images/s for each and the speed-up.
 """
@@ -45,15 +46,22 @@ def dataloader_loop(model, images, labels, norm, runtime, batch_size, epochs, wo
                                          num_workers=workers, drop_last=False)
     model.to(runtime.device).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+
+    def step(x, y):
+        x, y = x.to(runtime.device), y.to(runtime.device)
+        with runtime.autocast():
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    warm_x, warm_y = next(iter(loader))
+    step(warm_x, warm_y)  # warm-up, as the engine gets
+    step(warm_x, warm_y)
     start = time.perf_counter()
     for _ in range(epochs):
         for x, y in loader:
-            x, y = x.to(runtime.device), y.to(runtime.device)
-            with runtime.autocast():
-                loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            step(x, y)
     return epochs * len(images) / (time.perf_counter() - start)
 
 
@@ -64,6 +72,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--workers", type=int, nargs="*", default=[0, 2])
+    ap.add_argument("--no-compile", action="store_true", help="engine without torch.compile")
     ap.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg"))
     args = ap.parse_args()
 
@@ -77,13 +86,17 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = create_model(args.model, 10, 32)
-    recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=0.05)
-    train(model, torch.from_numpy(images[:args.batch_size]), torch.from_numpy(labels[:args.batch_size]),
-          Recipe(epochs=1, batch_size=args.batch_size), norm, runtime, 0)  # warm-up
+    compile_ = not args.no_compile
+    recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=0.05, compile=compile_)
+    start = time.perf_counter()
+    train(model, torch.from_numpy(images[:args.batch_size * 2]), torch.from_numpy(labels[:args.batch_size * 2]),
+          Recipe(epochs=1, batch_size=args.batch_size, compile=compile_), norm, runtime, 0)  # warm-up (+ compile)
+    warmup = time.perf_counter() - start
     start = time.perf_counter()
     train(model, torch.from_numpy(images), torch.from_numpy(labels), recipe, norm, runtime, 0)
-    engine = args.epochs * args.images / (time.perf_counter() - start)
-    print(f"engine                     {engine:8.1f} img/s")
+    steps = args.epochs * (args.images // args.batch_size)
+    engine = steps * args.batch_size / (time.perf_counter() - start)
+    print(f"engine{' (compiled)' if compile_ else ''}          {engine:8.1f} img/s   (warm-up incl. compile {warmup:.1f} s)")
     for workers in args.workers:
         torch.manual_seed(0)
         rate = dataloader_loop(create_model(args.model, 10, 32), images, labels, norm, runtime, args.batch_size,
