@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from pathlib import Path
 
 import typer
 
 from pipeline.io.dcq_store import DCQStore, export_imagefolder
-from pipeline.stages import attention, cluster, encode, features, palette, prepare, refine, teacher
 from pipeline.stages.common import user_errors
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Dataset colour quantization: a staged pipeline from images to palettes + indices in Zarr.")
-
-for name, module in [("prepare", prepare), ("teacher", teacher), ("features", features), ("cluster", cluster),
-                     ("attention", attention), ("palette", palette), ("refine", refine), ("encode", encode)]:
-    app.command(name)(module.command)
+STAGES = ["prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "train", "report"]
 
 
-@app.command("inspect")
+
 def inspect_store(store: Path = typer.Argument(..., help="a DCQ store (data/dcq/q{q}.zarr)")):
     """Print a JSON summary: bits, images, clusters, bytes on disk vs raw 24-bit RGB, measured and nominal ratio."""
     with user_errors():
         typer.echo(json.dumps(DCQStore(store).summary(), indent=2))
 
 
-@app.command("export")
 def export(store: Path = typer.Argument(..., help="a DCQ store"),
            out: Path = typer.Argument(..., help="folder to write <class>/<row>.png into")):
     """Write the reconstructed train set as palette PNGs in ImageFolder layout."""
@@ -35,5 +30,28 @@ def export(store: Path = typer.Argument(..., help="a DCQ store"),
     typer.echo(f"exported {count} images to {out}")
 
 
+def build_app(stages: list[str]) -> typer.Typer:
+    app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                      help="Dataset colour quantization: a staged pipeline from images to palettes + indices in Zarr.")
+    for name in stages:
+        app.command(name)(importlib.import_module(f"pipeline.stages.{name}").command)
+    app.command("inspect")(inspect_store)
+    app.command("export")(export)
+    return app
+
+
+def main() -> None:
+    """Console entry point. A stage subcommand imports only its own stage module: `dvc repro` starts ~30 of
+    them and importing every stage's libraries costs ~3 s each. Anything else gets the whole CLI."""
+    wanted = sys.argv[1] if len(sys.argv) > 1 else None
+    build_app([wanted] if wanted in STAGES else STAGES)()
+
+
+def __getattr__(name: str):
+    if name == "app":  # `from pipeline.cli import app`: the whole CLI (tests, CliRunner)
+        return build_app(STAGES)
+    raise AttributeError(name)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -25,7 +25,7 @@ from pipeline.io.atomic import atomic_output
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.models.layers import get_module
 from pipeline.quantize.attention import label_cams, make_cam
-from pipeline.stages.common import PARAMS_OPTION, Timer, read_params, summary, user_errors
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 from pipeline.train.engine import to_input
 
 
@@ -76,8 +76,9 @@ def command(
     teacher: Path = typer.Option(..., help="teacher checkpoint"),
     out: Path = typer.Option(..., help="Zarr group to write"),
     params_file: Path = PARAMS_OPTION,
+    timing: Path | None = TIMING_OPTION,
 ):
     """Grad-CAM++ maps for every train image's true label."""
     base, params = read_params(params_file, "attention", AttentionParams)
-    with user_errors():
+    with stage_command("attention", timing):
         run(params, base, prepared, teacher, out)

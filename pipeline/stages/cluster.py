@@ -20,7 +20,7 @@ from pipeline.errors import ParamsError
 from pipeline.io.arrays import create_rows, open_group
 from pipeline.io.atomic import atomic_output
 from pipeline.quantize.kmeans import faiss_kmeans
-from pipeline.stages.common import PARAMS_OPTION, Timer, read_params, summary, user_errors
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,9 @@ def command(
     features: Path = typer.Option(..., help="features Zarr store"),
     out: Path = typer.Option(..., help="Zarr group to write"),
     params_file: Path = PARAMS_OPTION,
+    timing: Path | None = TIMING_OPTION,
 ):
     """faiss K-means of the train images into chromaticity clusters."""
     base, params = read_params(params_file, "cluster", ClusterParams)
-    with user_errors():
+    with stage_command("cluster", timing):
         run(params, base, features, out)

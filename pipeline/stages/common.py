@@ -1,4 +1,4 @@
-"""Bits every stage shares: the summary line and reading params for a typer command."""
+"""Bits every stage shares: the summary line, reading params and timing a typer command."""
 
 from __future__ import annotations
 
@@ -49,4 +49,18 @@ def user_errors():
         raise typer.Exit(2) from None
 
 
+@contextlib.contextmanager
+def stage_command(stage: str, timing: Path | None):
+    """`user_errors` around a stage's run; on success its wall time goes to `timing` (a small JSON the
+    report's stage-timing table reads). Kept out of the stage's own outputs so those stay byte-identical."""
+    with user_errors():
+        start = time.perf_counter()
+        yield
+        if timing is not None:
+            from pipeline.io.arrays import write_json
+
+            write_json(timing, {"stage": stage, "seconds": round(time.perf_counter() - start, 1)})
+
+
 PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read base + this stage's section from")
+TIMING_OPTION = typer.Option(None, "--timing", help="write this stage's wall time to this JSON file")

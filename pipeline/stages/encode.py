@@ -29,7 +29,7 @@ from pipeline.io.dcq_store import FORMAT, smallest_uint
 from pipeline.quantize.bitpack import check_bits, pack, packed_bytes
 from pipeline.quantize.color import lab_to_rgb_u8, rgb_to_lab
 from pipeline.quantize.palette import nearest
-from pipeline.stages.common import PARAMS_OPTION, Timer, read_params, summary, user_errors
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,9 @@ def command(
     refined: Path = typer.Option(..., help="refined palette Zarr store for this bit depth"),
     out: Path = typer.Option(..., help="DCQ store to write"),
     params_file: Path = PARAMS_OPTION,
+    timing: Path | None = TIMING_OPTION,
 ):
     """Encode the train set as q-bit palette indices plus shared palettes."""
     base, params = read_params(params_file, "encode", EncodeParams)
-    with user_errors():
+    with stage_command(f"encode@{bits}", timing):
         run(params, base, bits, prepared, clusters, refined, out)

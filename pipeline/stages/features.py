@@ -25,7 +25,7 @@ from pipeline.io.arrays import create_rows, iter_blocks, open_group, write_block
 from pipeline.io.atomic import atomic_output
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.models.layers import truncated_extractor
-from pipeline.stages.common import PARAMS_OPTION, Timer, read_params, summary, user_errors
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 from pipeline.train.engine import to_input
 
 
@@ -85,8 +85,9 @@ def command(
     teacher: Path = typer.Option(..., help="teacher checkpoint"),
     out: Path = typer.Option(..., help="Zarr group to write"),
     params_file: Path = PARAMS_OPTION,
+    timing: Path | None = TIMING_OPTION,
 ):
     """Pooled shallow-layer teacher features for every train image."""
     base, params = read_params(params_file, "features", FeaturesParams)
-    with user_errors():
+    with stage_command("features", timing):
         run(params, base, prepared, teacher, out)

@@ -29,7 +29,7 @@ from pipeline.io.atomic import atomic_output
 from pipeline.quantize.attention import top_pixels
 from pipeline.quantize.bitpack import check_bits
 from pipeline.quantize.palette import fit_palette
-from pipeline.stages.common import PARAMS_OPTION, Timer, read_params, summary, user_errors
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,9 @@ def command(
     attention: Path = typer.Option(..., help="attention Zarr store"),
     out: Path = typer.Option(..., help="Zarr group to write"),
     params_file: Path = PARAMS_OPTION,
+    timing: Path | None = TIMING_OPTION,
 ):
     """K-means palettes in LAB per cluster from the top-k_gra% attention pixels."""
     base, params = read_params(params_file, "palette", PaletteParams)
-    with user_errors():
+    with stage_command(f"palette@{bits}", timing):
         run(params, base, bits, prepared, clusters, attention, out)

@@ -30,7 +30,7 @@ from pipeline.io.sources import (
     list_imagefolder,
     list_torchvision,
 )
-from pipeline.stages.common import PARAMS_OPTION, Timer, read_params, summary, user_errors
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,9 @@ def run(params: PrepareParams, base: BaseParams, out: Path) -> dict:
 def command(
     out: Path = typer.Option(..., help="Zarr group to write (train/ and test/)"),
     params_file: Path = PARAMS_OPTION,
+    timing: Path | None = TIMING_OPTION,
 ):
     """Read the dataset named in params (prepare:) into Zarr."""
     base, params = read_params(params_file, "prepare", PrepareParams)
-    with user_errors():
+    with stage_command("prepare", timing):
         run(params, base, out)

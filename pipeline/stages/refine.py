@@ -30,7 +30,7 @@ from pipeline.io.atomic import atomic_output
 from pipeline.quantize.bitpack import check_bits
 from pipeline.quantize.color import lab_to_rgb_u8, rgb_to_lab
 from pipeline.quantize.refine import evaluate, refine_palettes
-from pipeline.stages.common import PARAMS_OPTION, Timer, read_params, summary, user_errors
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,9 @@ def command(
     out: Path = typer.Option(..., help="Zarr group to write"),
     metrics_out: Path = typer.Option(..., "--metrics", help="JSON metrics to write"),
     params_file: Path = PARAMS_OPTION,
+    timing: Path | None = TIMING_OPTION,
 ):
     """Refine the K-means palettes by minimising the Sobel edge loss."""
     base, params = read_params(params_file, "refine", RefineParams)
-    with user_errors():
+    with stage_command(f"refine@{bits}", timing):
         run(params, base, bits, prepared, clusters, palettes, out, metrics_out)

@@ -16,11 +16,12 @@ import typer
 
 from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.device import resolve_runtime
-from pipeline.io.arrays import open_group, write_json
+from pipeline.io.arrays import write_json
 from pipeline.io.atomic import atomic_output
+from pipeline.io.train_sets import load_split
 from pipeline.models.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.models.registry import create_model, model_names
-from pipeline.stages.common import PARAMS_OPTION, Timer, read_params, summary, user_errors
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 from pipeline.train.engine import Normalization, Recipe, accuracy, train
 
 
@@ -34,12 +35,6 @@ class TeacherParams:
     def __post_init__(self):
         require(self.arch in model_names(), f"arch={self.arch!r} is not in the model registry {model_names()}")
         require(self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size} must be >= 1")
-
-
-def load_split(prepared: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    root = open_group(prepared, "prepared store")
-    group = root[split]
-    return torch.from_numpy(group["images"][:]), torch.from_numpy(group["labels"][:]), dict(root.attrs)
 
 
 def run(params: TeacherParams, base: BaseParams, prepared: Path, checkpoint_out: Path, metrics_out: Path) -> dict:
@@ -82,8 +77,9 @@ def command(
     checkpoint_out: Path = typer.Option(..., "--checkpoint", help="where to write the teacher checkpoint"),
     metrics_out: Path = typer.Option(..., "--metrics", help="where to write the teacher metrics JSON"),
     params_file: Path = PARAMS_OPTION,
+    timing: Path | None = TIMING_OPTION,
 ):
     """Train (or load) the teacher and measure its test accuracy."""
     base, params = read_params(params_file, "teacher", TeacherParams)
-    with user_errors():
+    with stage_command("teacher", timing):
         run(params, base, prepared, checkpoint_out, metrics_out)
