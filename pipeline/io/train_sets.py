@@ -1,0 +1,100 @@
+"""Every dataset variant the train stage can learn from, read into one shape.
+
+`load_train_set(path)` recognises the store by its layout and attributes:
+  prepared store (`train/images`, `train/labels`)  full colour, the reference upper bound
+  `dcq-v1` store (pipeline/io/dcq_store.py)         decoded block by block from indices + palettes
+New variants (per-image quantizers, coresets, distilled sets) add a reader here and nothing else.
+
+`stored_bytes` is what it costs to keep the train set: the bytes on disk of everything needed to rebuild
+it (images or indices + palettes + cluster ids + labels), measured, not nominal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from pipeline.errors import StoreError
+from pipeline.io.arrays import disk_bytes, iter_blocks, open_group, write_block_size
+from pipeline.io.dcq_store import FORMAT as DCQ_FORMAT
+from pipeline.io.dcq_store import DCQStore
+
+
+@dataclass
+class TrainSet:
+    path: Path
+    kind: str                     # "full" | "dcq"
+    images: torch.Tensor          # uint8 (N,H,W,3), exactly the pixels the store rebuilds
+    labels: torch.Tensor          # int64 (N,)
+    classes: list[str]
+    bits: int | None              # colour-index bits per pixel; None for full colour
+    stored_bytes: int
+    params: dict                  # the resolved params that made the store (its whole lineage)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.images.shape[1]), int(self.images.shape[2])
+
+    @property
+    def raw_bytes(self) -> int:
+        """The same images as plain 24-bit RGB."""
+        return int(self.images.numel())
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.stored_bytes / self.raw_bytes
+
+
+def is_prepared_store(path: Path) -> bool:
+    return (path / "train" / "images" / "zarr.json").is_file()
+
+
+def load_split(prepared: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(images uint8 (N,H,W,3), labels int64, store attrs) of one split of a prepared store."""
+    root = open_group(prepared, "prepared store")
+    if split not in root:
+        raise StoreError(f"{prepared}: prepared store has no {split!r} split")
+    group = root[split]
+    return torch.from_numpy(group["images"][:]), torch.from_numpy(group["labels"][:].astype(np.int64)), dict(root.attrs)
+
+
+def _load_dcq(path: Path) -> TrainSet:
+    store = DCQStore(path)
+    h, w = store.image_size
+    images = torch.empty((len(store), h, w, 3), dtype=torch.uint8)
+    for start, stop in iter_blocks(len(store), write_block_size(store.root["indices"])):
+        images[start:stop] = torch.from_numpy(store.decode(start, stop))
+    return TrainSet(path, "dcq", images, torch.from_numpy(store.labels), store.classes, store.bits,
+                    disk_bytes(path), dict(store.attrs.get("params", {})))
+
+
+def _load_prepared(path: Path) -> TrainSet:
+    images, labels, attrs = load_split(path, "train")
+    return TrainSet(path, "full", images, labels, list(attrs["classes"]), None, disk_bytes(path / "train"),
+                    dict(attrs.get("params", {})))
+
+
+def store_params(path: str | Path) -> dict | None:
+    """The resolved params a train-set store was made with (attrs only, no pixels); None if it is gone."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        return None
+    return dict(zarr.open_group(str(path), mode="r").attrs.get("params", {}))
+
+
+def load_train_set(path: str | Path) -> TrainSet:
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"train set {path} does not exist")
+    if is_prepared_store(path):
+        return _load_prepared(path)
+    if (path / "zarr.json").is_file():
+        fmt = zarr.open_group(str(path), mode="r").attrs.get("format")
+        if fmt == DCQ_FORMAT:
+            return _load_dcq(path)
+        raise StoreError(f"{path}: unknown train-set format {fmt!r}; readable: a prepared store, {DCQ_FORMAT!r}")
+    raise StoreError(f"{path} is not a Zarr store (no zarr.json)")

@@ -1,0 +1,131 @@
+"""train: one network trained on one dataset variant, evaluated on the original test set.
+
+Reads  `train:` (recipe, eval batch size) + `base` (device, precision); a train set (any store
+       `pipeline/io/train_sets.py` reads: the prepared store's full-colour train split, a DCQ store, ...)
+       and the prepared store's test split (never quantized). The run's model and seed come from
+       dvc.yaml's matrix over `train.models` x `train.seeds` (and `train.bits` for DCQ).
+Writes `CHECKPOINT` (weights, normalisation, resolved params of the whole lineage, per-epoch history) and
+       `RECORD`: one flat JSON record (method, bits, compression_ratio, model, seed, test_accuracy,
+       train_bytes, ...) that is a DVC metric and one row of reports/metrics.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import typer
+
+from pipeline.config import BaseParams, lineage, params_hash, require
+from pipeline.device import resolve_runtime
+from pipeline.errors import ParamsError, StoreError
+from pipeline.io.arrays import write_json
+from pipeline.io.atomic import atomic_output
+from pipeline.io.train_sets import load_split, load_train_set
+from pipeline.models.checkpoint import save_checkpoint
+from pipeline.models.registry import create_model, model_names
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+from pipeline.train.engine import Normalization, Recipe, accuracy, train
+
+# DVC builds one stage per (variant, model, seed) from these lists; each run reads only its own item.
+MATRIX_KEYS = ("models", "seeds", "bits")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    models: list[str] = field(default_factory=lambda: ["convnetd3"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    bits: list[int] = field(default_factory=lambda: [1, 2, 4])  # DCQ bit depths trained on (palette.bits subset)
+    recipe: Recipe = field(default_factory=Recipe)
+    eval_batch_size: int = 500
+
+    def __post_init__(self):
+        unknown = [m for m in self.models if m not in model_names()]
+        require(not unknown, f"models={unknown} not in the model registry {model_names()}")
+        require(all(1 <= b <= 8 for b in self.bits), f"bits={self.bits} must each be in 1..8")
+        require(self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size} must be >= 1")
+
+
+def check_compatible(train_set, method: str, bits: int | None, test_size: tuple[int, int], test_classes: list[str],
+                     test_prepare: dict | None) -> None:
+    """Fail before training when the store is not the variant the run was asked for."""
+    where = f"train set {train_set.path}"
+    if method == "full" and train_set.kind != "full":
+        raise StoreError(f"{where} is a {train_set.kind} store, but the run is method=full")
+    if method != "full" and train_set.kind == "full":
+        raise StoreError(f"{where} is a full-colour store, but the run is method={method}")
+    if train_set.bits != bits:
+        raise StoreError(f"{where} holds {train_set.bits}-bit indices, but the run asks for bits={bits}")
+    if train_set.image_size != test_size:
+        raise StoreError(f"{where} has {train_set.image_size[0]}x{train_set.image_size[1]} images, the test set "
+                         f"{test_size[0]}x{test_size[1]}")
+    if train_set.classes != test_classes:
+        raise StoreError(f"{where} has classes {train_set.classes}, the test set {test_classes}")
+    made_from = train_set.params.get("prepare")
+    if test_prepare is not None and made_from is not None and made_from != test_prepare:
+        raise StoreError(f"{where} was made from another prepared dataset (prepare params {made_from}) than the "
+                         f"test set ({test_prepare})")
+
+
+def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, model_name: str, seed: int,
+        train_path: Path, prepared: Path, checkpoint_out: Path, record_out: Path) -> dict:
+    if model_name not in model_names():
+        raise ParamsError(f"model {model_name!r} is not in the model registry {model_names()}")
+    if bits is not None and not 1 <= bits <= 8:
+        raise ParamsError(f"bits={bits} must be in 1..8")
+    runtime = resolve_runtime(base.device, base.precision)
+    with Timer() as timer:
+        test_x, test_y, test_attrs = load_split(prepared, "test")
+        train_set = load_train_set(train_path)
+        check_compatible(train_set, method, bits, (int(test_x.shape[1]), int(test_x.shape[2])),
+                         list(test_attrs["classes"]), test_attrs.get("params", {}).get("prepare"))
+        torch.manual_seed(seed)
+        model = create_model(model_name, len(train_set.classes), train_set.image_size[0])
+        norm = Normalization.from_images(train_set.images.numpy())
+        with Timer() as train_timer:
+            history = train(model, train_set.images, train_set.labels, params.recipe, norm, runtime, seed,
+                            desc=f"{method}{'' if bits is None else f'@{bits}'} {model_name} seed {seed}")
+        test_acc = accuracy(model, test_x, test_y, norm, runtime, params.eval_batch_size)
+    used = lineage(train_set.params, base=base, train=params) | {"run": {"method": method, "bits": bits,
+                                                                         "model": model_name, "seed": seed}}
+    h = train_set.image_size[0]
+    record = {
+        "method": method, "bits": bits, "model": model_name, "seed": seed,
+        "test_accuracy": round(test_acc, 4),
+        "compression_ratio": round(train_set.compression_ratio, 6),
+        "nominal_ratio": None if bits is None else round(bits / 24, 6),
+        "train_bytes": train_set.stored_bytes, "raw_bytes": train_set.raw_bytes,
+        "train_images": len(train_set.labels), "test_images": len(test_y), "image_size": h,
+        "epochs": params.recipe.epochs, "final_train_loss": round(history[-1]["loss"], 4),
+        "final_train_accuracy": round(history[-1]["train_accuracy"], 4),
+        "train_seconds": round(train_timer.seconds, 1), "seconds": round(timer.seconds, 1),
+        "runtime": runtime.describe, "train_set": str(train_path), "train_set_hash": params_hash(train_set.params),
+        "params_hash": params_hash(used),
+    }
+    with atomic_output(checkpoint_out) as tmp:
+        save_checkpoint(tmp, model.cpu(), model_name, len(train_set.classes), h, norm,
+                        {"classes": train_set.classes, "params": used, "record": record, "history": history})
+    write_json(record_out, record)
+    summary("train", params.recipe.epochs * len(train_set.labels), "images", timer.seconds,
+            method=method, bits=bits, model=model_name, seed=seed, test_accuracy=f"{test_acc:.2f}%",
+            runtime=runtime.describe)
+    return record
+
+
+def command(
+    method: str = typer.Option(..., help="what the train set is: full | dcq | any variant name"),
+    bits: int = typer.Option(None, help="bit depth of the train set's colour indices (omit for full colour)"),
+    model: str = typer.Option(..., help="model name from the registry"),
+    seed: int = typer.Option(..., help="seed of the initialisation and the batch order"),
+    train_set: Path = typer.Option(..., help="train-set store (prepared store or DCQ store)"),
+    prepared: Path = typer.Option(..., help="prepared store whose test split is the evaluation set"),
+    checkpoint_out: Path = typer.Option(..., "--checkpoint", help="where to write the trained model"),
+    record_out: Path = typer.Option(..., "--record", help="where to write the run's metrics record (JSON)"),
+    params_file: Path = PARAMS_OPTION,
+    timing: Path | None = TIMING_OPTION,
+):
+    """Train one model on one dataset variant and test it on the original test set."""
+    base, params = read_params(params_file, "train", TrainParams)
+    with stage_command(f"train {method}{'' if bits is None else f'@{bits}'} {model} seed {seed}", timing):
+        run(params, base, method, bits, model, seed, train_set, prepared, checkpoint_out, record_out)

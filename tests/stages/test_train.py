@@ -1,0 +1,121 @@
+"""The train stage on small real CIFAR-10 subsets: what it feeds the model, its record, learning, errors."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pipeline.errors import ParamsError, StoreError
+from pipeline.io.dcq_store import DCQStore
+from pipeline.stages import prepare, train
+from pipeline.train.engine import Recipe
+from tests.conftest import BASE, SMALL
+
+QUICK = train.TrainParams(recipe=Recipe(epochs=1, batch_size=64, lr=0.05))
+SCHEMA = {"method": str, "bits": (int, type(None)), "compression_ratio": float, "model": str, "seed": int,
+          "test_accuracy": float, "train_bytes": int}
+
+
+def run_quick(small_run, tmp_path, method="dcq", bits=1, model="convnetd3", seed=0, train_set=None, params=QUICK):
+    train_set = train_set or (small_run.prepared if method == "full" else small_run.dcq(bits))
+    return train.run(params, BASE, method, bits, model, seed, train_set, small_run.prepared,
+                     tmp_path / f"{method}{bits}-{seed}.pt", tmp_path / f"{method}{bits}-{seed}.json")
+
+
+def test_training_is_fed_exactly_the_decoded_store(small_run, tmp_path, monkeypatch):
+    seen = {}
+
+    def spy(model, images, labels, recipe, norm, runtime, seed, desc=""):
+        seen["images"], seen["labels"] = images.clone(), labels.clone()
+        return [{"epoch": 1, "loss": 0.0, "train_accuracy": 0.0}]
+
+    monkeypatch.setattr(train, "train", spy)
+    run_quick(small_run, tmp_path, bits=2)
+    store = DCQStore(small_run.dcq(2))
+    assert seen["images"].dtype == torch.uint8
+    assert np.array_equal(seen["images"].numpy(), store.decode())
+    assert np.array_equal(seen["labels"].numpy(), store.labels)
+
+
+def test_record_has_the_documented_schema_and_params_travel(small_run, tmp_path):
+    record = run_quick(small_run, tmp_path, bits=1)
+    on_disk = json.loads((tmp_path / "dcq1-0.json").read_text())
+    assert on_disk == record
+    for key, types in SCHEMA.items():
+        assert isinstance(record[key], types), key
+    assert record["method"] == "dcq" and record["bits"] == 1 and record["seed"] == 0
+    assert record["train_bytes"] == DCQStore(small_run.dcq(1)).summary()["bytes_on_disk"]
+    assert record["compression_ratio"] == pytest.approx(record["train_bytes"] / (160 * 32 * 32 * 3), abs=1e-6)
+    assert record["test_images"] == 80 and record["train_images"] == 160
+    ckpt = torch.load(tmp_path / "dcq1-0.pt", map_location="cpu", weights_only=False)
+    assert ckpt["params"]["train"]["recipe"]["epochs"] == 1 and ckpt["params"]["run"]["bits"] == 1
+    assert ckpt["params"]["cluster"]["k"] == SMALL["cluster"].k  # the store's lineage comes along
+    assert ckpt["record"] == record
+
+
+def test_full_colour_run_and_bits_null(small_run, tmp_path):
+    record = run_quick(small_run, tmp_path, method="full", bits=None)
+    assert record["bits"] is None and record["nominal_ratio"] is None
+    assert 0.5 < record["compression_ratio"] <= 1.05  # zstd on uint8 pixels barely compresses
+
+
+def test_same_seed_is_identical_and_another_seed_differs(small_run, tmp_path):
+    a = run_quick(small_run, tmp_path / "a", seed=0)
+    b = run_quick(small_run, tmp_path / "b", seed=0)
+    c = run_quick(small_run, tmp_path / "c", seed=1)
+    sd = [torch.load(p / "dcq1-0.pt", weights_only=False)["state_dict"] for p in (tmp_path / "a", tmp_path / "b")]
+    assert all(torch.equal(sd[0][k], sd[1][k]) for k in sd[0])
+    assert a["final_train_loss"] == b["final_train_loss"] and a["test_accuracy"] == b["test_accuracy"]
+    assert c["final_train_loss"] != a["final_train_loss"]
+
+
+def test_short_training_on_real_images_learns(tmp_path, cifar10):
+    prepared = tmp_path / "prepared.zarr"
+    prepare.run(replace(SMALL["prepare"], train_per_class=60, test_per_class=30), BASE, prepared)
+    params = train.TrainParams(recipe=Recipe(epochs=12, batch_size=64, lr=0.05, weight_decay=5e-4, nesterov=True))
+    record = train.run(params, BASE, "full", None, "convnetd3", 0, prepared, prepared, tmp_path / "m.pt",
+                       tmp_path / "r.json")
+    assert record["final_train_accuracy"] > 40.0
+    assert record["test_accuracy"] > 25.0  # chance is 10% on the 300 real test images
+
+
+def test_unknown_model_is_a_clear_error(small_run, tmp_path):
+    with pytest.raises(ParamsError, match="model 'resnet9' is not in the model registry"):
+        run_quick(small_run, tmp_path, model="resnet9")
+    with pytest.raises(ParamsError, match=r"models=\['vgg'\] not in the model registry"):
+        train.TrainParams(models=["vgg"])
+    assert not (tmp_path / "dcq1-0.pt").exists()
+
+
+def test_store_that_does_not_match_the_run_is_a_clear_error(small_run, tmp_path):
+    with pytest.raises(StoreError, match=r"holds 1-bit indices, but the run asks for bits=2"):
+        run_quick(small_run, tmp_path, bits=2, train_set=small_run.dcq(1))
+    with pytest.raises(StoreError, match="is a dcq store, but the run is method=full"):
+        run_quick(small_run, tmp_path, method="full", bits=None, train_set=small_run.dcq(1))
+    with pytest.raises(StoreError, match="is a full-colour store, but the run is method=dcq"):
+        run_quick(small_run, tmp_path, bits=1, train_set=small_run.prepared)
+    other = tmp_path / "other24.zarr"  # the same images at 24 px as the test set
+    prepare.run(replace(SMALL["prepare"], train_per_class=1, test_per_class=1, image_size=24, resize="resize"),
+                BASE, other)
+    with pytest.raises(StoreError, match=r"has 32x32 images, the test set 24x24"):
+        train.run(QUICK, BASE, "dcq", 1, "convnetd3", 0, small_run.dcq(1), other, tmp_path / "m.pt",
+                  tmp_path / "r.json")
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "r.json").exists()
+
+
+def test_cli_train_exits_2_naming_the_culprit(small_run, tmp_path):
+    from pipeline.cli import app
+
+    params = tmp_path / "params.yaml"
+    params.write_text("base: {seed: 0, device: cpu}\ntrain: {recipe: {epochs: 1, batch_size: 64}}\n")
+    args = ["train", "--method", "dcq", "--bits", "2", "--model", "convnetd3", "--seed", "0", "--train-set",
+            str(small_run.dcq(1)), "--prepared", str(small_run.prepared), "--checkpoint", str(tmp_path / "m.pt"),
+            "--record", str(tmp_path / "r.json"), "--params", str(params)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "holds 1-bit indices, but the run asks for bits=2" in result.output
+    result = CliRunner().invoke(app, [*args[:4], "1", args[5], "mlp", *args[7:]])
+    assert result.exit_code == 2 and "model 'mlp' is not in the model registry" in result.output
