@@ -1,0 +1,94 @@
+"""Run records (one per method, bits, model, seed) and their mean +- std summary.
+
+A record is the flat JSON the train stage writes; `reports/metrics.json` is the list of all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from pipeline.errors import StoreError
+
+REQUIRED = {"method": str, "bits": (int, type(None)), "compression_ratio": (int, float), "model": str,
+            "seed": int, "test_accuracy": (int, float), "train_bytes": int}
+
+
+def validate(record: dict, where: str) -> dict:
+    if not isinstance(record, dict):
+        raise StoreError(f"{where}: a run record must be a JSON object, got {type(record).__name__}")
+    for key, types in REQUIRED.items():
+        if key not in record:
+            raise StoreError(f"{where}: run record has no {key!r} (required: {sorted(REQUIRED)})")
+        if not isinstance(record[key], types) or isinstance(record[key], bool):
+            raise StoreError(f"{where}: {key}={record[key]!r} has the wrong type")
+    return record
+
+
+def method_order(method: str) -> tuple[int, str]:
+    return (0 if method == "full" else 1, method)
+
+
+def sort_key(record: dict) -> tuple:
+    return (record["model"], method_order(record["method"]), record["bits"] or 0, record["seed"])
+
+
+def collect(runs: Path) -> list[dict]:
+    """Every `*.json` record under `runs`, validated and in a stable order."""
+    files = sorted(Path(runs).rglob("*.json"))
+    if not files:
+        raise StoreError(f"no run records (*.json) under {runs}")
+    records = [validate(json.loads(f.read_text()), str(f)) for f in files]
+    seen: dict[tuple, str] = {}
+    for f, r in zip(files, records):
+        key = (r["method"], r["bits"], r["model"], r["seed"])
+        if key in seen:
+            raise StoreError(f"{f} and {seen[key]} are the same run {key}")
+        seen[key] = str(f)
+    return sorted(records, key=sort_key)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def variant_label(method: str, bits: int | None) -> str:
+    return method if bits is None else f"{method}-q{bits}"
+
+
+def summarize(records: list[dict]) -> list[dict]:
+    """One row per (model, method, bits): accuracy mean and sample std over seeds, storage, gap to full colour."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["model"], r["method"], r["bits"]), []).append(r)
+    rows = []
+    for (model, method, bits), runs in groups.items():
+        mean, std = mean_std([r["test_accuracy"] for r in runs])
+        rows.append({
+            "model": model, "method": method, "bits": bits, "variant": variant_label(method, bits),
+            "seeds": sorted(r["seed"] for r in runs), "n": len(runs),
+            "test_accuracy_mean": round(mean, 4), "test_accuracy_std": round(std, 4),
+            "train_bytes": round(sum(r["train_bytes"] for r in runs) / len(runs)),
+            "raw_bytes": runs[0].get("raw_bytes"),
+            "compression_ratio": round(sum(r["compression_ratio"] for r in runs) / len(runs), 6),
+            "nominal_ratio": None if bits is None else round(bits / 24, 6),
+            "train_images": runs[0].get("train_images"),
+        })
+    for row in rows:
+        full = next((f for f in rows if f["model"] == row["model"] and f["method"] == "full"), None)
+        row["gap_to_full"] = None if full is None else round(row["test_accuracy_mean"] - full["test_accuracy_mean"], 4)
+    return sorted(rows, key=lambda r: (r["model"], method_order(r["method"]), r["bits"] or 0))
+
+
+def dvc_summary(rows: list[dict]) -> dict:
+    """Nested dict for `dvc metrics show/diff` (DVC ignores lists): model -> variant -> numbers."""
+    out: dict = {}
+    for row in rows:
+        out.setdefault(row["model"], {})[row["variant"]] = {
+            "test_accuracy_mean": row["test_accuracy_mean"], "test_accuracy_std": row["test_accuracy_std"],
+            "seeds": row["n"], "compression_ratio": row["compression_ratio"], "train_bytes": row["train_bytes"],
+        }
+    return out

@@ -1,0 +1,265 @@
+"""report: the compression-vs-accuracy report a researcher reads after `dvc repro`.
+
+Reads  `report:` + `base` (seed of the images shown); every run record under RUNS (train stage), the DCQ
+       stores those runs trained on (measured bytes, palettes for the image grid), the prepared store
+       (full-colour images, dataset facts), the stage timing JSONs under TIMINGS and the teacher metrics.
+Writes RECORDS (reports/metrics.json: the list of run records), SUMMARY (mean/std per model and variant, a
+       DVC metric), PLOT_DATA (CSV for `dvc plots show/diff`), PLOT_PNG, GRID_PNG, MARKDOWN and HTML (the
+       same report, self-contained with embedded images).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+import yaml
+
+from pipeline.config import BaseParams, params_hash, require
+from pipeline.errors import StoreError
+from pipeline.io.arrays import disk_bytes, open_group, write_json
+from pipeline.io.atomic import atomic_output
+from pipeline.io.dcq_store import DCQStore
+from pipeline.io.train_sets import store_params
+from pipeline.report import document, figures, records
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+
+STAGE_ORDER = ["prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "train"]
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    grid_images: int = 8   # train images shown in the grid (one per class first, chosen with base.seed)
+    title: str = "dcq: dataset colour quantization, compression vs accuracy"
+
+    def __post_init__(self):
+        require(1 <= self.grid_images <= 64, f"grid_images={self.grid_images} must be in 1..64")
+
+
+def current(recs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Split records into those whose train set is still the store they were trained on, and stale ones
+    (store gone or rebuilt with other params: a run whose stage left dvc.yaml keeps its old files)."""
+    keep, stale = [], []
+    for rec in recs:
+        if "train_set" not in rec or "train_set_hash" not in rec:
+            keep.append(rec)  # a record from elsewhere: nothing to check it against
+            continue
+        params = store_params(rec["train_set"])
+        (keep if params is not None and params_hash(params) == rec["train_set_hash"] else stale).append(rec)
+    return keep, stale
+
+
+def load_stores(recs: list[dict]) -> dict[int, DCQStore]:
+    """The DCQ stores the runs trained on, by bit depth."""
+    stores = {}
+    for rec in recs:
+        if rec["method"] == "dcq" and rec["bits"] not in stores:
+            if "train_set" not in rec:
+                raise StoreError(f"dcq run record {rec['method']}@{rec['bits']} seed {rec['seed']} has no train_set")
+            stores[rec["bits"]] = DCQStore(rec["train_set"])
+    if not stores:
+        raise StoreError("no dcq runs among the run records: nothing to compare with full colour")
+    return dict(sorted(stores.items()))
+
+
+def grid_rows(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """n train rows: one random image per class in class order, then more classes round-robin."""
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    picked = []
+    for depth in range(max(len(p) for p in per_class)):
+        for rows in per_class:
+            if depth < len(rows) and len(picked) < n:
+                picked.append(rows[depth])
+    return np.array(picked)
+
+
+def load_timings(timings: Path) -> list[tuple[str, float]]:
+    items = []
+    for f in sorted(Path(timings).glob("*.json")) if Path(timings).is_dir() else []:
+        data = json.loads(f.read_text())
+        items.append((str(data["stage"]), float(data["seconds"])))
+
+    def key(item):
+        head = item[0].split(" ")[0].split("@")[0]
+        return (STAGE_ORDER.index(head) if head in STAGE_ORDER else len(STAGE_ORDER), item[0])
+
+    return sorted(items, key=key)
+
+
+def run_params(runs: Path) -> dict:
+    """The train section and run items of every checkpoint beside the records (first one per params hash)."""
+    found: dict[str, dict] = {}
+    for ckpt_path in sorted(Path(runs).rglob("*.pt")):
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        params = ckpt.get("params", {})
+        found.setdefault(json.dumps(params.get("train"), sort_keys=True), {"base": params.get("base"),
+                                                                          "train": params.get("train")})
+    return next(iter(found.values()), {}) if len(found) == 1 else {f"variant {i}": v for i, v in
+                                                                  enumerate(found.values())}
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[dict], stores: dict[int, DCQStore],
+          prepared_attrs: dict, test_images: int, full_bytes: int, timings: list[tuple[str, float]],
+          train_params: dict, teacher: dict, plot_png: Path, grid_png: Path,
+          stale: list[dict]) -> list[document.Block]:
+    prep = prepared_attrs.get("params", {}).get("prepare", {})
+    any_store = stores[max(stores)]
+    blocks: list[document.Block] = [("h1", params.title)]
+    blocks.append(("p", (f"Dataset `{prep.get('source', '?')}` from `{prep.get('root', '?')}`: "
+                        f"{len(any_store):,} train images ({prep.get('train_per_class') or 'all'} per class), "
+                        f"{test_images:,} test images (never quantized), {any_store.image_size[0]}x"
+                        f"{any_store.image_size[1]} px, {len(any_store.classes)} classes. Teacher "
+                        f"`{teacher.get('arch', '?')}`: {teacher.get('test_accuracy', '?')}% test accuracy. "
+                        f"{len(recs)} training runs; accuracy is the mean ± sample std over seeds.")))
+    blocks.append(("h2", "Accuracy by method and bit depth"))
+    for model in sorted({r["model"] for r in rows}):
+        table = []
+        for r in (r for r in rows if r["model"] == model):
+            table.append([r["method"], "-" if r["bits"] is None else r["bits"],
+                          f"**{r['test_accuracy_mean']:.2f}** ± {r['test_accuracy_std']:.2f}",
+                          ", ".join(str(s) for s in r["seeds"]),
+                          "-" if r["gap_to_full"] is None or r["method"] == "full" else f"{r['gap_to_full']:+.2f}",
+                          f"{r['compression_ratio']:.2%}",
+                          "-" if r["nominal_ratio"] is None else f"{r['nominal_ratio']:.2%}",
+                          fmt_bytes(r["train_bytes"])])
+        blocks.append(("h3", f"model `{model}`"))
+        blocks.append(("table", ["method", "bits", "test accuracy (%)", "seeds", "vs full colour",
+                                 "measured ratio", "nominal q/24", "stored bytes"], table))
+    blocks.append(("p", ("Measured ratio: bytes on disk of everything needed to rebuild the train set (indices, "
+                        "palettes, cluster ids, labels; for full colour the zstd-compressed uint8 images and labels) "
+                        "divided by the same images as raw 24-bit RGB. Nominal ratio: q/24 bits per pixel.")))
+    blocks.append(("h2", "Accuracy vs compression ratio"))
+    blocks.append(("img", plot_png, "test accuracy against compression ratio"))
+    blocks.append(("h2", "Stored size of every DCQ store"))
+    raw = next(iter(stores.values())).image_size
+    raw_bytes = len(any_store) * raw[0] * raw[1] * 3
+    storage = [["full colour (prepared, zstd)", "-", "-", fmt_bytes(full_bytes), f"{full_bytes / raw_bytes:.2%}",
+                "100.00%", f"{full_bytes / len(any_store):.0f}"]]
+    for q, store in sorted(stores.items()):
+        s = store.summary()
+        storage.append([f"dcq q={q}", q, f"{int(store.attrs['clusters'])} x {2 ** q}", fmt_bytes(s["bytes_on_disk"]),
+                        f"{s['measured_ratio']:.2%}", f"{s['nominal_ratio']:.2%}",
+                        f"{s['bytes_on_disk'] / len(store):.0f}"])
+    blocks.append(("table", ["train set", "bits", "palettes x colours", "bytes on disk", "measured ratio",
+                             "nominal q/24", "bytes per image"], storage))
+    blocks.append(("p", (f"Raw 24-bit RGB of the train set: {fmt_bytes(raw_bytes)}. The measured ratio is below "
+                        "q/24 where zstd compresses the packed indices further.")))
+    blocks.append(("h2", "Training images: full colour and at each bit depth"))
+    blocks.append(("p", ("Each row is one training image; beside each reconstruction is the palette of the image's "
+                        "cluster, the only colours it can use (shared by every image in that cluster).")))
+    blocks.append(("img", grid_png, "full colour and reconstructed training images with their palettes"))
+    blocks.append(("h2", "Runs"))
+    blocks.append(("table", ["method", "bits", "model", "seed", "test accuracy (%)", "final train acc. (%)",
+                             "epochs", "train s"],
+                   [[r["method"], "-" if r["bits"] is None else r["bits"], r["model"], r["seed"],
+                     f"{r['test_accuracy']:.2f}", r.get("final_train_accuracy", "-"), r.get("epochs", "-"),
+                     r.get("train_seconds", "-")] for r in recs]))
+    if stale:
+        blocks.append(("p", (f"Left out: {len(stale)} stale run record(s) whose train set is gone or was rebuilt "
+                             "since: " + ", ".join(f"`{r['method']}` bits {r['bits']} {r['model']} seed {r['seed']}"
+                                                   for r in stale) + ". Delete them from the runs folder.")))
+    blocks.append(("h2", "Stage timings"))
+    if timings:
+        blocks.append(("table", ["stage", "seconds"], [[s, f"{t:.1f}"] for s, t in timings]
+                       + [["**total**", f"**{sum(t for _, t in timings):.1f}**"]]))
+        blocks.append(("p", "Wall time of each stage's last run (what `dvc repro` skipped keeps its earlier time)."))
+    else:
+        blocks.append(("p", "No stage timings recorded."))
+    blocks.append(("h2", "Params"))
+    blocks.append(("p", "Resolved params of the DCQ stores (their whole lineage, from the store attributes):"))
+    lineage = {k: v for k, v in any_store.attrs.get("params", {}).items()}
+    blocks.append(("pre", yaml.safe_dump(lineage, sort_keys=False, default_flow_style=None)))
+    blocks.append(("p", "Training (from the run checkpoints):"))
+    blocks.append(("pre", yaml.safe_dump(train_params, sort_keys=False, default_flow_style=None)))
+    return blocks
+
+
+def plot_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    fields = ["series", "method", "model", "bits", "compression_ratio", "nominal_ratio", "test_accuracy",
+              "test_accuracy_std", "seeds"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({"series": f"{r['method']} ({r['model']})", "method": r["method"], "model": r["model"],
+                         "bits": "" if r["bits"] is None else r["bits"], "compression_ratio": r["compression_ratio"],
+                         "nominal_ratio": "" if r["nominal_ratio"] is None else r["nominal_ratio"],
+                         "test_accuracy": r["test_accuracy_mean"], "test_accuracy_std": r["test_accuracy_std"],
+                         "seeds": r["n"]})
+    return buf.getvalue()
+
+
+def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, timings: Path,
+        teacher_metrics: Path, records_out: Path, summary_out: Path, plot_data_out: Path, plot_png_out: Path,
+        grid_png_out: Path, markdown_out: Path, html_out: Path) -> dict:
+    with Timer() as timer:
+        recs, stale = current(records.collect(runs))
+        if not recs:
+            raise StoreError(f"every run record under {runs} is stale (its train set is gone or was rebuilt)")
+        rows = records.summarize(recs)
+        stores = load_stores(recs)
+        root = open_group(prepared, "prepared store")
+        attrs = dict(root.attrs)
+        labels = root["train"]["labels"][:]
+        picked = grid_rows(labels, params.grid_images, base.seed)
+        originals = np.stack([root["train"]["images"][int(r)] for r in picked])
+        names = [attrs["classes"][int(labels[r])] for r in picked]
+        teacher = json.loads(Path(teacher_metrics).read_text()) if Path(teacher_metrics).is_file() else {}
+        for path in (plot_png_out, grid_png_out):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(plot_png_out) as tmp:
+            figures.accuracy_plot(rows, tmp)
+        with atomic_output(grid_png_out) as tmp:
+            figures.image_grid(originals, names, picked, stores, tmp)
+        blocks = build(params, base, rows, recs, stores, attrs, int(root["test"]["labels"].shape[0]),
+                       disk_bytes(Path(prepared) / "train"), load_timings(timings), run_params(runs), teacher,
+                       plot_png_out, grid_png_out, stale)
+        write_json(records_out, recs)
+        write_json(summary_out, records.dvc_summary(rows))
+        with atomic_output(plot_data_out) as tmp:
+            tmp.write_text(plot_csv(rows))
+        with atomic_output(markdown_out) as tmp:
+            tmp.write_text(document.to_markdown(blocks, markdown_out))
+        with atomic_output(html_out) as tmp:
+            tmp.write_text(document.to_html(blocks, params.title))
+    summary("report", len(recs), "runs", timer.seconds, variants=len(rows), stale=len(stale),
+            markdown=str(markdown_out))
+    return {"records": recs, "rows": rows, "stale": stale}
+
+
+def command(
+    runs: Path = typer.Option(..., help="folder of run records (*.json) and checkpoints from the train stage"),
+    prepared: Path = typer.Option(..., help="prepared store"),
+    timings: Path = typer.Option(..., help="folder of stage timing JSONs"),
+    teacher_metrics: Path = typer.Option(..., help="teacher metrics JSON"),
+    records_out: Path = typer.Option(..., "--records", help="reports/metrics.json: the list of run records"),
+    summary_out: Path = typer.Option(..., "--summary", help="mean/std summary JSON (DVC metric)"),
+    plot_data_out: Path = typer.Option(..., "--plot-data", help="CSV for dvc plots"),
+    plot_png_out: Path = typer.Option(..., "--plot", help="accuracy vs compression PNG"),
+    grid_png_out: Path = typer.Option(..., "--grid", help="image grid PNG"),
+    markdown_out: Path = typer.Option(..., "--markdown", help="Markdown report"),
+    html_out: Path = typer.Option(..., "--html", help="self-contained HTML report"),
+    params_file: Path = PARAMS_OPTION,
+    timing: Path | None = TIMING_OPTION,
+):
+    """Aggregate the runs into reports/: metrics list, summary, plot, image grid, Markdown and HTML."""
+    base, params = read_params(params_file, "report", ReportParams)
+    with stage_command("report", timing):
+        run(params, base, runs, prepared, timings, teacher_metrics, records_out, summary_out, plot_data_out,
+            plot_png_out, grid_png_out, markdown_out, html_out)

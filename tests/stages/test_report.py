@@ -1,0 +1,97 @@
+"""The report stage renders from a small set of run records over real small DCQ stores."""
+
+import base64
+import csv
+import json
+import re
+
+import pytest
+from PIL import Image
+
+from pipeline.errors import StoreError
+from pipeline.io.dcq_store import DCQStore
+from pipeline.stages import report
+from tests.conftest import BASE
+
+
+def records_for(small_run):
+    out = []
+    for method, bits, accs in (("full", None, [40.0, 44.0]), ("dcq", 1, [20.0, 22.0]), ("dcq", 2, [30.0, 34.0])):
+        path = small_run.prepared if bits is None else small_run.dcq(bits)
+        nbytes = 470000 if bits is None else DCQStore(path).summary()["bytes_on_disk"]
+        for seed, acc in enumerate(accs):
+            out.append({"method": method, "bits": bits, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
+                        "compression_ratio": nbytes / 491520, "train_bytes": nbytes, "train_set": str(path),
+                        "final_train_accuracy": 50.0, "epochs": 1, "train_seconds": 1.0})
+    return out
+
+
+def render(small_run, tmp_path, recs=None):
+    runs = tmp_path / "runs"
+    runs.mkdir(parents=True)
+    for i, r in enumerate(recs if recs is not None else records_for(small_run)):
+        (runs / f"{i}.json").write_text(json.dumps(r))
+    timings = tmp_path / "timings"
+    timings.mkdir()
+    (timings / "teacher.json").write_text(json.dumps({"stage": "teacher", "seconds": 12.5}))
+    (timings / "palette-q1.json").write_text(json.dumps({"stage": "palette@1", "seconds": 1.5}))
+    out = tmp_path / "reports"
+    names = {"records": "metrics.json", "summary": "summary.json", "data": "plot.csv", "plot": "plot.png",
+             "grid": "grid.png", "md": "report.md", "html": "report.html"}
+    paths = {key: out / name for key, name in names.items()}
+    report.run(report.ReportParams(grid_images=4), BASE, runs, small_run.prepared, timings,
+               small_run.root / "teacher" / "metrics.json", paths["records"], paths["summary"], paths["data"],
+               paths["plot"], paths["grid"], paths["md"], paths["html"])
+    return paths
+
+
+def test_report_renders_tables_plot_grid_and_self_contained_html(small_run, tmp_path):
+    paths = render(small_run, tmp_path)
+    recs = json.loads(paths["records"].read_text())
+    assert isinstance(recs, list) and len(recs) == 6 and recs[0]["method"] == "full"
+    md = paths["md"].read_text()
+    assert "| full | - | **42.00** ± 2.83 | 0, 1 | - |" in md
+    assert re.search(r"\| dcq \| 2 \| \*\*32.00\*\* ± 2.83 \| 0, 1 \| -10.00 \|", md)
+    assert "8.33%" in md and "4.17%" in md  # nominal q/24 beside the measured ratio
+    assert "![test accuracy against compression ratio](plot.png)" in md and "(grid.png)" in md
+    assert "| teacher | 12.5 |" in md and "| palette@1 | 1.5 |" in md and "**14.0**" in md
+    assert "k: 4" in md  # the stores' resolved params
+    summary = json.loads(paths["summary"].read_text())
+    assert summary["convnetd3"]["dcq-q1"]["test_accuracy_mean"] == 21.0
+    rows = list(csv.DictReader(paths["data"].open()))
+    assert [(r["method"], r["bits"], r["test_accuracy"]) for r in rows] == [
+        ("full", "", "42.0"), ("dcq", "1", "21.0"), ("dcq", "2", "32.0")]
+    html = paths["html"].read_text()
+    assert "src=\"plot.png\"" not in html and html.count("data:image/png;base64,") == 2
+    embedded = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
+    assert base64.b64decode(embedded[0]) == paths["plot"].read_bytes()
+    grid = Image.open(paths["grid"])
+    assert grid.width > grid.height / 4 and grid.height > 300  # 4 rows of images, 1 + 2 * 2 columns
+
+
+def test_report_is_deterministic(small_run, tmp_path):
+    a = render(small_run, tmp_path / "a")
+    b = render(small_run, tmp_path / "b")
+    for key in ("records", "summary", "data", "plot", "grid", "html"):
+        assert a[key].read_bytes() == b[key].read_bytes(), key
+
+
+def test_report_without_dcq_runs_is_a_clear_error(small_run, tmp_path):
+    with pytest.raises(StoreError, match="no dcq runs"):
+        render(small_run, tmp_path, [r for r in records_for(small_run) if r["method"] == "full"])
+
+
+def test_runs_on_a_rebuilt_or_missing_store_are_left_out_and_named(small_run, tmp_path):
+    from pipeline.config import params_hash
+    from pipeline.io.train_sets import store_params
+
+    recs = records_for(small_run)
+    for r in recs:
+        r["train_set_hash"] = params_hash(store_params(r["train_set"]))
+    recs[-1]["train_set_hash"] = "0123456789abcdef"  # dcq q2 seed 1 was trained on an older store
+    recs[-2]["train_set"] = str(tmp_path / "gone.zarr")
+    paths = render(small_run, tmp_path, recs)
+    kept = json.loads(paths["records"].read_text())
+    assert len(kept) == 4 and all(r["bits"] != 2 for r in kept)
+    md = paths["md"].read_text()
+    assert "Left out: 2 stale run record(s)" in md and "`dcq` bits 2 convnetd3 seed 1" in md
