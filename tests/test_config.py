@@ -17,11 +17,11 @@ def write(tmp_path, data) -> str:
 
 
 def test_repo_params_parse_for_every_stage():
-    from tests.test_dvc_yaml import STAGE_PARAMS
+    from tests.test_dvc_yaml import SECTION, STAGE_PARAMS
 
     load_base(REPO / "params.yaml")
-    for section, cls in STAGE_PARAMS.items():
-        load_section(REPO / "params.yaml", section, cls)
+    for stage, cls in STAGE_PARAMS.items():
+        load_section(REPO / "params.yaml", SECTION.get(stage, stage), cls)
 
 
 def test_unknown_key_is_rejected_with_its_name(tmp_path):
@@ -78,11 +78,11 @@ def test_resolved_params_hash_is_stable():
 
 
 def test_paper_preset_parses_for_every_stage_and_has_the_same_keys():
-    from tests.test_dvc_yaml import STAGE_PARAMS
+    from tests.test_dvc_yaml import SECTION, STAGE_PARAMS
 
     preset = REPO / "pipeline" / "presets" / "paper.yaml"
     load_base(preset)
-    for section, cls in STAGE_PARAMS.items():
-        load_section(preset, section, cls)
+    for stage, cls in STAGE_PARAMS.items():
+        load_section(preset, SECTION.get(stage, stage), cls)
     default = yaml.safe_load((REPO / "params.yaml").read_text())
     assert yaml.safe_load(preset.read_text()).keys() == default.keys()

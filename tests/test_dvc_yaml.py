@@ -3,22 +3,29 @@
 import dataclasses
 import re
 
+import pytest
 import yaml
 
 from pipeline.config import BaseParams
-from pipeline.stages import attention, cluster, encode, features, palette, prepare, refine, teacher
+from pipeline.stages import attention, cluster, encode, features, palette, prepare, refine, report, teacher, train
 from tests.conftest import REPO
 
 STAGE_PARAMS = {
     "prepare": prepare.PrepareParams, "teacher": teacher.TeacherParams, "features": features.FeaturesParams,
     "cluster": cluster.ClusterParams, "attention": attention.AttentionParams, "palette": palette.PaletteParams,
-    "refine": refine.RefineParams, "encode": encode.EncodeParams,
+    "refine": refine.RefineParams, "encode": encode.EncodeParams, "train_full": train.TrainParams,
+    "train_dcq": train.TrainParams, "report": report.ReportParams,
 }
+# The params section each dvc stage reads (train_full/train_dcq are both the `train` stage on other inputs).
+SECTION = {"train_full": "train", "train_dcq": "train"}
 # `palette.bits` drives dvc.yaml's foreach: each palette/refine/encode stage gets its own q on the
 # command line, so adding a bit depth does not rerun the others.
-FOREACH_ONLY = {"palette": {"bits"}}
+# `train.models/seeds/bits` likewise drive the train stages' matrix: each run gets its item on the command line.
+FOREACH_ONLY = {"palette": {"bits"}, "train": set(train.MATRIX_KEYS)}
 # prepare only uses the seed (for the subset); the device cannot change what it writes.
-BASE_KEYS = {"prepare": {"base.seed"}}
+# train seeds itself from its matrix item; report uses the seed only to pick the images it shows.
+BASE_KEYS = {"prepare": {"base.seed"}, "train_full": {"base.device", "base.precision"},
+             "train_dcq": {"base.device", "base.precision"}, "report": {"base.seed"}}
 
 
 def load():
@@ -31,12 +38,13 @@ def test_every_stage_lists_exactly_its_keys():
     for name, cls in STAGE_PARAMS.items():
         body = stages[name].get("do", stages[name])
         listed = set(body["params"])
-        fields = {f.name for f in dataclasses.fields(cls)} - FOREACH_ONLY.get(name, set())
-        expected = {f"{name}.{f}" for f in fields} | BASE_KEYS.get(name, {"base"})
+        own = SECTION.get(name, name)
+        fields = {f.name for f in dataclasses.fields(cls)} - FOREACH_ONLY.get(own, set())
+        expected = {f"{own}.{f}" for f in fields} | BASE_KEYS.get(name, {"base"})
         assert listed == expected, name
         for key in listed:
-            section, _, rest = key.partition(".")
-            assert section in (name, "base"), f"{name} reads another stage's params: {key}"
+            section = key.partition(".")[0]
+            assert section in (own, "base"), f"{name} reads another stage's params: {key}"
 
 
 def test_paths_are_declared_once_and_base_has_every_default():
@@ -45,5 +53,12 @@ def test_paths_are_declared_once_and_base_has_every_default():
     paths = data["vars"][0]["paths"]
     for value in paths.values():
         assert text.count(value) == 1, f"{value} is written more than once in dvc.yaml"
-    assert not re.search(r"(?<!\$\{paths\.)\bdata/", text.split("stages:")[1])
+    assert not re.search(r"(?<!\$\{paths\.)\b(data|reports)/", text.split("stages:")[1])
     assert {f.name for f in dataclasses.fields(BaseParams)} == set(yaml.safe_load((REPO / "params.yaml").read_text())["base"])
+
+
+@pytest.mark.parametrize("params_file", ["params.yaml", "pipeline/presets/paper.yaml"])
+def test_trained_bit_depths_are_encoded(params_file):
+    """train_dcq@q depends on data/dcq/q{q}.zarr, which only exists for q in palette.bits."""
+    params = yaml.safe_load((REPO / params_file).read_text())
+    assert set(params["train"]["bits"]) <= set(params["palette"]["bits"])
