@@ -147,8 +147,8 @@ def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[d
     blocks.append(("h2", "Accuracy vs compression ratio"))
     blocks.append(("img", plot_png, "test accuracy against compression ratio"))
     blocks.append(("h2", "Stored size of every DCQ store"))
-    raw = next(iter(stores.values())).image_size
-    raw_bytes = len(any_store) * raw[0] * raw[1] * 3
+    h, w = any_store.image_size
+    raw_bytes = len(any_store) * h * w * 3
     storage = [["full colour (prepared, zstd)", "-", "-", fmt_bytes(full_bytes), f"{full_bytes / raw_bytes:.2%}",
                 "100.00%", f"{full_bytes / len(any_store):.0f}"]]
     for q, store in sorted(stores.items()):
