@@ -7,25 +7,43 @@ import pytest
 import yaml
 
 from pipeline.config import BaseParams
-from pipeline.stages import attention, cluster, encode, features, palette, prepare, refine, report, teacher, train
+from pipeline.stages import (
+    attention,
+    baseline,
+    cluster,
+    encode,
+    features,
+    palette,
+    prepare,
+    prune,
+    refine,
+    report,
+    scores,
+    teacher,
+    train,
+)
 from tests.conftest import REPO
 
 STAGE_PARAMS = {
     "prepare": prepare.PrepareParams, "teacher": teacher.TeacherParams, "features": features.FeaturesParams,
     "cluster": cluster.ClusterParams, "attention": attention.AttentionParams, "palette": palette.PaletteParams,
     "refine": refine.RefineParams, "encode": encode.EncodeParams, "train_full": train.TrainParams,
-    "train_dcq": train.TrainParams, "report": report.ReportParams,
+    "train_dcq": train.TrainParams, "report": report.ReportParams, "baseline": baseline.BaselineParams,
+    "scores": scores.ScoresParams, "prune": prune.PruneParams, "train_baseline": train.TrainParams,
+    "train_pruned": train.TrainParams,
 }
 # The params section each dvc stage reads (train_full/train_dcq are both the `train` stage on other inputs).
-SECTION = {"train_full": "train", "train_dcq": "train"}
+SECTION = {"train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train"}
 # `palette.bits` drives dvc.yaml's foreach: each palette/refine/encode stage gets its own q on the
 # command line, so adding a bit depth does not rerun the others.
 # `train.models/seeds/bits` likewise drive the train stages' matrix: each run gets its item on the command line.
-FOREACH_ONLY = {"palette": {"bits"}, "train": set(train.MATRIX_KEYS)}
+FOREACH_ONLY = {"palette": {"bits"}, "train": set(train.MATRIX_KEYS), "baseline": {"methods", "bits"},
+                "prune": {"methods", "bits"}}
 # prepare only uses the seed (for the subset); the device cannot change what it writes.
 # train seeds itself from its matrix item; report uses the seed only to pick the images it shows.
 BASE_KEYS = {"prepare": {"base.seed"}, "train_full": {"base.device", "base.precision"},
-             "train_dcq": {"base.device", "base.precision"}, "report": {"base.seed"}}
+             "train_dcq": {"base.device", "base.precision"}, "report": {"base.seed"},
+             "train_baseline": {"base.device", "base.precision"}, "train_pruned": {"base.device", "base.precision"}}
 
 
 def load():

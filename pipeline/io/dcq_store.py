@@ -1,11 +1,13 @@
-"""The compressed-dataset format and its reader.
+"""The compressed-dataset formats (indices + palettes) and their reader.
 
-A DCQ store is a Zarr v3 group:
+A DCQ store (format `dcq-v1`) is a Zarr v3 group:
   indices   uint8 (N, ceil(H*W*q/8))  palette index of every pixel, bit-packed to q bits (row-major)
   clusters  uint8/16/32 (N,)          the cluster (= palette) of every image
   labels    uint8/16/32 (N,)          class label of every image
   palettes  uint8 (k, 2^q, 3)         one shared sRGB palette per cluster
   attrs     format, bits, clusters, image_size, num_images, classes, source, params, params_hash
+A per-image-palette store (format `palette-per-image-v1`, the colour-quantization baselines) is the same
+without `clusters`: `palettes` is (N, 2^q, 3), image i uses palette i, and attrs add `method`.
 
 `DCQStore(path).decode(start, stop)` rebuilds uint8 RGB images; `.tensor(...)` gives a torch tensor;
 `export_imagefolder` writes palette PNGs in ImageFolder layout for any other trainer.
@@ -29,6 +31,8 @@ from pipeline.io.atomic import atomic_output
 from pipeline.quantize.bitpack import unpack
 
 FORMAT = "dcq-v1"
+PER_IMAGE_FORMAT = "palette-per-image-v1"
+FORMATS = (FORMAT, PER_IMAGE_FORMAT)
 
 
 def smallest_uint(max_value: int) -> np.dtype:
@@ -45,13 +49,16 @@ class DCQStore:
             raise StoreError(f"no DCQ store at {self.path}")
         self.root = zarr.open_group(str(self.path), mode="r")
         self.attrs = dict(self.root.attrs)
-        if self.attrs.get("format") != FORMAT:
-            raise StoreError(f"{self.path}: not a {FORMAT} store (format={self.attrs.get('format')!r})")
+        if self.attrs.get("format") not in FORMATS:
+            raise StoreError(f"{self.path}: not a {' or '.join(FORMATS)} store (format={self.attrs.get('format')!r})")
+        self.per_image = self.attrs["format"] == PER_IMAGE_FORMAT
+        self.method: str = str(self.attrs.get("method", "dcq"))
         self.bits: int = int(self.attrs["bits"])
         self.image_size: tuple[int, int] = tuple(self.attrs["image_size"])
         self.palettes: np.ndarray = self.root["palettes"][:]
         self.labels: np.ndarray = self.root["labels"][:].astype(np.int64)
-        self.clusters: np.ndarray = self.root["clusters"][:].astype(np.int64)
+        self.clusters: np.ndarray = (np.arange(len(self.labels)) if self.per_image
+                                     else self.root["clusters"][:].astype(np.int64))
         self.classes: list[str] = list(self.attrs["classes"])
 
     def __len__(self) -> int:
@@ -86,7 +93,8 @@ class DCQStore:
         on_disk = disk_bytes(self.path)
         raw = n * h * w * 3
         return {
-            "path": str(self.path), "bits": self.bits, "images": n, "clusters": int(self.attrs["clusters"]),
+            "path": str(self.path), "bits": self.bits, "images": n, "method": self.method,
+            "clusters": self.attrs.get("clusters"), "palettes": len(self.palettes),
             "colors_per_palette": 2**self.bits, "image_size": [h, w], "bytes_on_disk": on_disk,
             "bytes_raw_rgb24": raw, "measured_ratio": on_disk / raw if raw else None,
             "nominal_ratio": self.bits / 24, "source": self.attrs.get("source"),

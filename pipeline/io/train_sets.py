@@ -1,9 +1,12 @@
 """Every dataset variant the train stage can learn from, read into one shape.
 
 `load_train_set(path)` recognises the store by its layout and attributes:
-  prepared store (`train/images`, `train/labels`)  full colour, the reference upper bound
-  `dcq-v1` store (pipeline/io/dcq_store.py)         decoded block by block from indices + palettes
-New variants (per-image quantizers, coresets, distilled sets) add a reader here and nothing else.
+  prepared store (`train/images`, `train/labels`)  full colour, the reference upper bound (kind "full")
+  `dcq-v1` store (pipeline/io/dcq_store.py)         decoded block by block from indices + palettes ("dcq")
+  `palette-per-image-v1` store (same module)        a per-image quantizer baseline (kind = its method)
+  `subset-v1` store (pipeline/io/subset_store.py)   a pruned coreset of full-colour images (kind = its method)
+New variants (distilled sets, ...) add a reader here and nothing else. A run's `--method` must equal the
+kind of the store it trains on.
 
 `stored_bytes` is what it costs to keep the train set: the bytes on disk of everything needed to rebuild
 it (images or indices + palettes + cluster ids + labels), measured, not nominal.
@@ -19,21 +22,25 @@ import torch
 import zarr
 
 from pipeline.errors import StoreError
-from pipeline.io.arrays import disk_bytes, iter_blocks, open_group, write_block_size
-from pipeline.io.dcq_store import FORMAT as DCQ_FORMAT
+from pipeline.io.arrays import disk_bytes, open_group
+from pipeline.io.dcq_store import FORMATS as INDEXED_FORMATS
 from pipeline.io.dcq_store import DCQStore
+from pipeline.io.subset_store import FORMAT as SUBSET_FORMAT
+from pipeline.io.subset_store import SubsetStore
 
 
 @dataclass
 class TrainSet:
     path: Path
-    kind: str                     # "full" | "dcq"
+    kind: str                     # "full" | "dcq" | a baseline or pruning method name
     images: torch.Tensor          # uint8 (N,H,W,3), exactly the pixels the store rebuilds
     labels: torch.Tensor          # int64 (N,)
     classes: list[str]
-    bits: int | None              # colour-index bits per pixel; None for full colour
+    bits: int | None              # colour-index bits per pixel (pruned sets: the bit depth whose storage they
+                                  # match, q/24 of the images); None for full colour
     stored_bytes: int
     params: dict                  # the resolved params that made the store (its whole lineage)
+    source_images: int | None = None  # coresets: size of the train set they were selected from
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -62,14 +69,21 @@ def load_split(prepared: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, 
     return torch.from_numpy(group["images"][:]), torch.from_numpy(group["labels"][:].astype(np.int64)), dict(root.attrs)
 
 
-def _load_dcq(path: Path) -> TrainSet:
+def _load_indexed(path: Path) -> TrainSet:
     store = DCQStore(path)
     h, w = store.image_size
     images = torch.empty((len(store), h, w, 3), dtype=torch.uint8)
-    for start, stop in iter_blocks(len(store), write_block_size(store.root["indices"])):
-        images[start:stop] = torch.from_numpy(store.decode(start, stop))
-    return TrainSet(path, "dcq", images, torch.from_numpy(store.labels), store.classes, store.bits,
+    for start, decoded in store.iter_decoded():
+        images[start:start + len(decoded)] = torch.from_numpy(decoded)
+    return TrainSet(path, store.method, images, torch.from_numpy(store.labels), store.classes, store.bits,
                     disk_bytes(path), dict(store.attrs.get("params", {})))
+
+
+def _load_subset(path: Path) -> TrainSet:
+    store = SubsetStore(path)
+    return TrainSet(path, store.method, torch.from_numpy(store.images()), torch.from_numpy(store.labels),
+                    store.classes, store.bits, store.stored_bytes, dict(store.attrs.get("params", {})),
+                    int(store.attrs["source_images"]))
 
 
 def _load_prepared(path: Path) -> TrainSet:
@@ -94,7 +108,10 @@ def load_train_set(path: str | Path) -> TrainSet:
         return _load_prepared(path)
     if (path / "zarr.json").is_file():
         fmt = zarr.open_group(str(path), mode="r").attrs.get("format")
-        if fmt == DCQ_FORMAT:
-            return _load_dcq(path)
-        raise StoreError(f"{path}: unknown train-set format {fmt!r}; readable: a prepared store, {DCQ_FORMAT!r}")
+        if fmt in INDEXED_FORMATS:
+            return _load_indexed(path)
+        if fmt == SUBSET_FORMAT:
+            return _load_subset(path)
+        raise StoreError(f"{path}: unknown train-set format {fmt!r}; readable: a prepared store, "
+                         f"{', '.join(map(repr, INDEXED_FORMATS + (SUBSET_FORMAT,)))}")
     raise StoreError(f"{path} is not a Zarr store (no zarr.json)")

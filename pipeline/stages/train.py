@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import typer
@@ -38,6 +39,9 @@ class TrainParams:
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     bits: list[int] = field(default_factory=lambda: [1, 2, 4])  # DCQ bit depths trained on (palette.bits subset)
     recipe: Recipe = field(default_factory=Recipe)
+    # A coreset of n < N images trains for as many steps as the full set ("iterations", the protocol of the
+    # pruning papers) or for recipe.epochs passes over its n images ("epochs": far fewer steps).
+    coreset_budget: Literal["iterations", "epochs"] = "iterations"
     eval_batch_size: int = 500
 
     def __post_init__(self):
@@ -51,10 +55,9 @@ def check_compatible(train_set, method: str, bits: int | None, test_size: tuple[
                      test_prepare: dict | None) -> None:
     """Fail before training when the store is not the variant the run was asked for."""
     where = f"train set {train_set.path}"
-    if method == "full" and train_set.kind != "full":
-        raise StoreError(f"{where} is a {train_set.kind} store, but the run is method=full")
-    if method != "full" and train_set.kind == "full":
-        raise StoreError(f"{where} is a full-colour store, but the run is method={method}")
+    if train_set.kind != method:
+        what = "full-colour" if train_set.kind == "full" else train_set.kind
+        raise StoreError(f"{where} is a {what} store, but the run is method={method}")
     if train_set.bits != bits:
         raise StoreError(f"{where} holds {train_set.bits}-bit indices, but the run asks for bits={bits}")
     if train_set.image_size != test_size:
@@ -83,9 +86,14 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
         torch.manual_seed(seed)
         model = create_model(model_name, len(train_set.classes), train_set.image_size[0])
         norm = Normalization.from_images(train_set.images.numpy())
+        total_steps = None
+        if train_set.source_images and params.coreset_budget == "iterations":
+            total_steps = params.recipe.epochs * (train_set.source_images // min(params.recipe.batch_size,
+                                                                                 train_set.source_images))
         with Timer() as train_timer:
             history = train(model, train_set.images, train_set.labels, params.recipe, norm, runtime, seed,
-                            desc=f"{method}{'' if bits is None else f'@{bits}'} {model_name} seed {seed}")
+                            desc=f"{method}{'' if bits is None else f'@{bits}'} {model_name} seed {seed}",
+                            total_steps=total_steps)
         test_acc = accuracy(model, test_x, test_y, norm, runtime, params.eval_batch_size)
     used = lineage(train_set.params, base=base, train=params) | {"run": {"method": method, "bits": bits,
                                                                          "model": model_name, "seed": seed}}
@@ -97,7 +105,7 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
         "nominal_ratio": None if bits is None else round(bits / 24, 6),
         "train_bytes": train_set.stored_bytes, "raw_bytes": train_set.raw_bytes,
         "train_images": len(train_set.labels), "test_images": len(test_y), "image_size": h,
-        "epochs": params.recipe.epochs, "final_train_loss": round(history[-1]["loss"], 4),
+        "epochs": len(history), "final_train_loss": round(history[-1]["loss"], 4),
         "final_train_accuracy": round(history[-1]["train_accuracy"], 4),
         "train_seconds": round(train_timer.seconds, 1), "seconds": round(timer.seconds, 1),
         "runtime": runtime.describe, "train_set": str(train_path), "train_set_hash": params_hash(train_set.params),
@@ -107,7 +115,9 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
         save_checkpoint(tmp, model.cpu(), model_name, len(train_set.classes), h, norm,
                         {"classes": train_set.classes, "params": used, "record": record, "history": history})
     write_json(record_out, record)
-    summary("train", params.recipe.epochs * len(train_set.labels), "images", timer.seconds,
+    batch = min(params.recipe.batch_size, len(train_set.labels))
+    steps = total_steps or params.recipe.epochs * (len(train_set.labels) // batch)
+    summary("train", steps * batch, "images", timer.seconds,
             method=method, bits=bits, model=model_name, seed=seed, test_accuracy=f"{test_acc:.2f}%",
             runtime=runtime.describe)
     return record

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,8 +107,16 @@ def train(
     runtime: Runtime,
     seed: int,
     desc: str = "train",
+    on_batch: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    total_steps: int | None = None,
 ) -> list[dict]:
-    """Train `model` in place on uint8 (N,H,W,3) `images`; returns per-epoch loss/accuracy history."""
+    """Train `model` in place on uint8 (N,H,W,3) `images`; returns per-epoch loss/accuracy history.
+
+    The budget is `recipe.epochs` passes over `images`, or exactly `total_steps` optimizer steps when given
+    (the last epoch then stops early; the cosine schedule spans the steps).
+
+    `on_batch(epoch, sample_indices, logits)` sees every training forward pass (detached logits), for
+    per-sample training dynamics (pruning scores)."""
     gen = torch.Generator().manual_seed(seed)
     model.to(runtime.device).to(memory_format=torch.channels_last).train()
     images = images.to(runtime.device)
@@ -119,21 +128,23 @@ def train(
         [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
     )
+    require(total_steps is None or total_steps >= 1, f"total_steps={total_steps} must be >= 1")
     n = len(images)
     # Full batches only (the remainder is a different subset every epoch): one input shape, so a compiled
     # step never recompiles, and no tiny last batch skews BatchNorm statistics.
     batch = min(recipe.batch_size, n)
     steps_per_epoch = n // batch
     step_model = torch.compile(model, dynamic=False) if recipe.compile else model
-    total = recipe.epochs * steps_per_epoch
+    total = recipe.epochs * steps_per_epoch if total_steps is None else total_steps
+    epochs = recipe.epochs if total_steps is None else -(-total_steps // steps_per_epoch)
     history = []
     step = 0
     bar = tqdm(total=total, desc=desc, unit="step", leave=False)
-    for epoch in range(recipe.epochs):
+    for epoch in range(epochs):
         order = torch.randperm(n, generator=gen).to(runtime.device)
         loss_sum, correct = 0.0, 0
         seen = 0
-        for start in range(0, steps_per_epoch * batch, batch):
+        for start in range(0, min(steps_per_epoch, total - step) * batch, batch):
             idx = order[start:start + batch]
             x = augment(to_input(images[idx], norm), recipe.crop_padding, recipe.flip, gen)
             y = labels[idx]
@@ -152,6 +163,8 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if on_batch is not None:
+                on_batch(epoch, idx, logits.detach().float())
             loss_sum += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)

@@ -76,5 +76,5 @@ def test_summary_counts_bytes(small_run):
 def test_not_a_store(tmp_path, small_run):
     with pytest.raises(StoreError, match="no DCQ store"):
         DCQStore(tmp_path)
-    with pytest.raises(StoreError, match="not a dcq-v1 store"):
+    with pytest.raises(StoreError, match="not a dcq-v1 or palette-per-image-v1 store"):
         DCQStore(small_run.prepared)

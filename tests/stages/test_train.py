@@ -28,7 +28,7 @@ def run_quick(small_run, tmp_path, method="dcq", bits=1, model="convnetd3", seed
 def test_training_is_fed_exactly_the_decoded_store(small_run, tmp_path, monkeypatch):
     seen = {}
 
-    def spy(model, images, labels, recipe, norm, runtime, seed, desc=""):
+    def spy(model, images, labels, recipe, norm, runtime, seed, desc="", total_steps=None):
         seen["images"], seen["labels"] = images.clone(), labels.clone()
         return [{"epoch": 1, "loss": 0.0, "train_accuracy": 0.0}]
 

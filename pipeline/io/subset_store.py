@@ -1,0 +1,70 @@
+"""The pruned-coreset format: a subset of the full-colour train images, kept as they are.
+
+A subset store (format `subset-v1`) is a Zarr v3 group:
+  images        uint8 (n, H, W, 3)   the kept images, chunked and compressed like the prepared store
+  labels        uint8/16/32 (n,)     their labels
+  source_index  int64 (n,)           row of each kept image in the prepared train split (provenance only)
+  attrs         format, method, bits (the bit depth whose storage it matches), keep_ratio, num_images,
+                source_images, image_size, classes, source, params, params_hash
+
+`stored_bytes` counts images + labels only: `source_index` is provenance, not needed to rebuild the set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from pipeline.errors import StoreError
+from pipeline.io.arrays import create_rows, disk_bytes, iter_blocks, write_block_size
+from pipeline.io.dcq_store import smallest_uint
+
+FORMAT = "subset-v1"
+
+
+def write_subset(root: zarr.Group, images: zarr.Array, labels: np.ndarray, keep: np.ndarray, attrs: dict) -> None:
+    """Copy rows `keep` (sorted) of `images` into `root`, streaming in shard-sized blocks."""
+    keep = np.sort(np.asarray(keep, dtype=np.int64))
+    n = len(keep)
+    root.attrs.update({"format": FORMAT, **attrs, "num_images": n})
+    out = create_rows(root, "images", (n, *images.shape[1:]), np.uint8)
+    root.create_array("labels", data=labels[keep].astype(smallest_uint(int(labels.max(initial=0)))))
+    root.create_array("source_index", data=keep)
+    src_block = write_block_size(images)
+    for start, stop in iter_blocks(n, write_block_size(out)):
+        rows = keep[start:stop]
+        block = np.empty((len(rows), *images.shape[1:]), np.uint8)
+        # Whole source shards read once each, then a gather: bounded memory, no row-by-row chunk decodes.
+        for s0 in range(int(rows[0]) // src_block * src_block, int(rows[-1]) + 1, src_block):
+            inside = (rows >= s0) & (rows < s0 + src_block)
+            if inside.any():
+                block[inside] = images[s0:min(s0 + src_block, images.shape[0])][rows[inside] - s0]
+        out[start:stop] = block
+
+
+class SubsetStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / "zarr.json").is_file():
+            raise StoreError(f"no subset store at {self.path}")
+        self.root = zarr.open_group(str(self.path), mode="r")
+        self.attrs = dict(self.root.attrs)
+        if self.attrs.get("format") != FORMAT:
+            raise StoreError(f"{self.path}: not a {FORMAT} store (format={self.attrs.get('format')!r})")
+        self.method: str = str(self.attrs["method"])
+        self.bits: int | None = self.attrs.get("bits")
+        self.classes: list[str] = list(self.attrs["classes"])
+        self.labels: np.ndarray = self.root["labels"][:].astype(np.int64)
+        self.source_index: np.ndarray = self.root["source_index"][:]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def images(self) -> np.ndarray:
+        return self.root["images"][:]
+
+    @property
+    def stored_bytes(self) -> int:
+        return disk_bytes(self.path / "images") + disk_bytes(self.path / "labels")

@@ -1,0 +1,83 @@
+"""baseline@method-q: a per-image colour-quantization baseline of the train set.
+
+Reads  `baseline:` + `base`; the prepared store (train/). The method and bit depth come from dvc.yaml's
+       matrix over `baseline.methods` x `baseline.bits`.
+Writes `OUT`, a per-image-palette store (`palette-per-image-v1`, pipeline/io/dcq_store.py): q-bit packed
+       indices, one uint8 sRGB palette of 2^q colours per image, labels, attrs with the method and the
+       resolved params. Stored exactly like DCQ, so bytes on disk compare honestly: a palette per image
+       costs N x 2^q x 3 bytes where DCQ pays k x 2^q x 3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import typer
+import zarr
+from tqdm import tqdm
+
+from pipeline.config import BaseParams, lineage, params_hash, require
+from pipeline.io.arrays import create_rows, iter_blocks, open_group, write_block_size
+from pipeline.io.atomic import atomic_output
+from pipeline.io.dcq_store import PER_IMAGE_FORMAT, smallest_uint
+from pipeline.quantize.bitpack import check_bits, pack, packed_bytes
+from pipeline.quantize.per_image import QUANTIZERS, check_quantizer, quantize_block
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    methods: list[str] = field(default_factory=lambda: ["median_cut", "octree", "kmeans_lab"])
+    bits: list[int] = field(default_factory=lambda: [1, 2, 4])  # dvc.yaml runs every method at each
+    kmeans_iterations: int = 20
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in QUANTIZERS]
+        require(not unknown, f"methods={unknown} are not per-image quantizers {list(QUANTIZERS)}")
+        require(all(1 <= b <= 8 for b in self.bits), f"bits={self.bits} must each be in 1..8")
+        require(self.kmeans_iterations >= 1, f"kmeans_iterations={self.kmeans_iterations} must be >= 1")
+
+
+def run(params: BaselineParams, base: BaseParams, method: str, bits: int, prepared: Path, out: Path) -> dict:
+    method = check_quantizer(method, "baseline --method")
+    bits = check_bits(bits, "baseline --bits")
+    prep = open_group(prepared, "prepared store")
+    images, labels = prep["train/images"], prep["train/labels"][:]
+    n, h, w, _ = images.shape
+    attrs = {
+        "format": PER_IMAGE_FORMAT, "method": method, "bits": bits, "image_size": [h, w], "num_images": n,
+        "classes": prep.attrs["classes"], "source": {"dataset": prep.attrs["source"], "root": prep.attrs["root"]},
+        "params": lineage(prep.attrs["params"], base=base, baseline=params) | {"run": {"method": method, "bits": bits}},
+    }
+    attrs["params_hash"] = params_hash(attrs["params"])
+    with Timer() as timer, atomic_output(out) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        root.attrs.update(attrs)
+        packed = create_rows(root, "indices", (n, packed_bytes(h * w, bits)), np.uint8)
+        palettes = create_rows(root, "palettes", (n, 2**bits, 3), np.uint8)
+        root.create_array("labels", data=labels.astype(smallest_uint(int(labels.max(initial=0)))))
+        block = write_block_size(packed)
+        with tqdm(total=n, desc=f"baseline {method} q={bits}", unit="img", leave=False) as bar:
+            for start, stop in iter_blocks(n, block):
+                idx, pal = quantize_block(images[start:stop], method, bits, params.kmeans_iterations, base.seed)
+                packed[start:stop] = pack(idx.reshape(stop - start, -1), bits)
+                palettes[start:stop] = pal
+                bar.update(stop - start)
+    summary("baseline", n, "images", timer.seconds, method=method, bits=bits, out=out)
+    return {"images": n, "method": method, "bits": bits, "seconds": timer.seconds}
+
+
+def command(
+    method: str = typer.Option(..., help=f"per-image quantizer: {' | '.join(QUANTIZERS)}"),
+    bits: int = typer.Option(..., help="bit depth q (2^q colours per image)"),
+    prepared: Path = typer.Option(..., help="prepared Zarr store"),
+    out: Path = typer.Option(..., help="per-image-palette store to write"),
+    params_file: Path = PARAMS_OPTION,
+    timing: Path | None = TIMING_OPTION,
+):
+    """Quantize every train image on its own (Median Cut, octree, K-means) at q bits."""
+    base, params = read_params(params_file, "baseline", BaselineParams)
+    with stage_command(f"baseline {method}@{bits}", timing):
+        run(params, base, method, bits, prepared, out)
