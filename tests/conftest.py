@@ -81,3 +81,14 @@ def run_pipeline(root: Path, bits=(1, 2), teacher_checkpoint: Path | None = None
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory, cifar10) -> PipelineRun:
     return run_pipeline(tmp_path_factory.mktemp("pipeline"))
+
+
+@pytest.fixture(scope="session")
+def scores_store(small_run, tmp_path_factory) -> Path:
+    """Pruning scores from a 3-epoch proxy trained on the small run's real images."""
+    from pipeline.stages import scores
+
+    out = tmp_path_factory.mktemp("scores") / "scores.zarr"
+    params = scores.ScoresParams(recipe=Recipe(epochs=3, batch_size=32, lr=0.05), el2n_epochs=2)
+    scores.run(params, BASE, small_run.prepared, out)
+    return out

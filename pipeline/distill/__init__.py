@@ -1,0 +1,1 @@
+"""Dataset distillation: differentiable augmentation, expert trajectories, and the distillers."""

@@ -1,0 +1,56 @@
+"""The distillation papers' evaluation protocol: train a fresh network on the synthetic set with DSA, test on
+the real test set (same preprocessing as the experts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.config import require
+from pipeline.distill.dsa import DSAParams, augment
+
+
+@dataclass(frozen=True)
+class EvalRecipe:
+    epochs: int = 1000        # the papers: 1000 epochs, lr x0.1 at half
+    lr: float = 0.01          # MTT uses its learned student lr when the method has one
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 256
+
+    def __post_init__(self):
+        require(self.epochs >= 1, f"epochs={self.epochs} must be >= 1")
+        require(self.lr > 0, f"lr={self.lr} must be > 0")
+
+
+def train_on_synthetic(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, recipe: EvalRecipe,
+                       dsa: DSAParams, seed: int, lr: float | None = None) -> None:
+    """x: float (N,C,H,W) preprocessed synthetic images; targets: class ids or soft labels."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=lr or recipe.lr, momentum=recipe.momentum,
+                          weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [recipe.epochs // 2], 0.1)
+    model.train()
+    n = len(x)
+    step = 0
+    for _ in range(recipe.epochs):
+        order = torch.randperm(n, generator=gen).to(x.device)
+        for start in range(0, n, recipe.batch_size):
+            idx = order[start:start + recipe.batch_size]
+            loss = F.cross_entropy(model(augment(x[idx], dsa, seed * 1_000_003 + step)), targets[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+        sched.step()
+    model.eval()
+
+
+@torch.no_grad()
+def real_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
+    model.eval()
+    correct = sum(int((model(x[s:s + batch]).argmax(1) == y[s:s + batch]).sum()) for s in range(0, len(x), batch))
+    return 100.0 * correct / max(1, len(x))

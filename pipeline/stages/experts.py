@@ -1,0 +1,110 @@
+"""experts: expert trajectories for trajectory-matching distillation.
+
+Reads  `experts:` + `base`; a source train set (any store `pipeline/io/train_sets.py` reads: full colour,
+       DCQ, ...) and the prepared store's test split (to measure each expert).
+Writes `OUT`, an expert store (format in `pipeline/distill/experts.py`): the flat parameters of each of
+       `num_experts` networks after every epoch, the preprocessing they saw (normalisation, optional ZCA),
+       attrs with the architecture, per-expert test accuracy and the resolved params.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+import zarr
+from tqdm import tqdm
+
+from pipeline.config import BaseParams, lineage, params_hash, require
+from pipeline.device import resolve_runtime
+from pipeline.distill.dsa import DSAParams
+from pipeline.distill.evaluate import real_accuracy
+from pipeline.distill.experts import FORMAT, ExpertRecipe, preprocess, train_expert
+from pipeline.distill.params import param_spec
+from pipeline.distill.zca import ZCA
+from pipeline.io.atomic import atomic_output
+from pipeline.io.train_sets import load_split, load_train_set
+from pipeline.models.registry import create_model, model_names
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+from pipeline.train.engine import Normalization
+
+
+@dataclass(frozen=True)
+class ExpertsParams:
+    arch: str = "convnetd3"
+    num_experts: int = 2
+    recipe: ExpertRecipe = field(default_factory=ExpertRecipe)
+    dsa: DSAParams = field(default_factory=DSAParams)
+    zca: bool = False
+    zca_eps: float = 0.1
+    eval_batch_size: int = 500
+
+    def __post_init__(self):
+        require(self.arch in model_names(), f"arch={self.arch!r} is not in the model registry {model_names()}")
+        require(self.num_experts >= 1, f"num_experts={self.num_experts} must be >= 1")
+        require(self.zca_eps > 0, f"zca_eps={self.zca_eps} must be > 0")
+
+
+def run(params: ExpertsParams, base: BaseParams, train_set: Path, prepared: Path, out: Path) -> dict:
+    runtime = resolve_runtime(base.device, base.precision)
+    dev = runtime.device
+    source = load_train_set(train_set)
+    test_u8, test_y, _ = load_split(prepared, "test")
+    norm = Normalization.from_images(source.images.numpy())
+    zca = ZCA.fit(preprocess(source.images, norm, None), params.zca_eps) if params.zca else None
+    x = preprocess(source.images, norm, zca).to(dev)
+    y = source.labels.to(dev)
+    x_test, y_test = preprocess(test_u8, norm, zca).to(dev), test_y.to(dev)
+    size = source.image_size[0]
+    probe = create_model(params.arch, len(source.classes), size)
+    spec = param_spec(probe)
+    n_params = sum(int(np.prod(s)) for _, s in spec)
+    snapshots = params.recipe.epochs + 1
+    accuracies = []
+    used = lineage(source.params, base=base, experts=params)
+    with Timer() as timer, atomic_output(out) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        traj = root.create_array("trajectories", shape=(params.num_experts, snapshots, n_params), dtype=np.float32,
+                                 chunks=(1, 1, n_params), fill_value=0)
+        with tqdm(total=params.num_experts * params.recipe.epochs, desc=f"experts {params.arch}", unit="epoch",
+                  leave=False) as bar:
+            for e in range(params.num_experts):
+                torch.manual_seed(base.seed * 1000 + e)
+                model = create_model(params.arch, len(source.classes), size).to(dev)
+
+                def save(t, flat, e=e):
+                    traj[e, t] = flat.numpy()
+                    if t:
+                        bar.update(1)
+
+                train_expert(model, x, y, params.recipe, params.dsa, base.seed * 1000 + e, save)
+                accuracies.append(round(real_accuracy(model, x_test, y_test, params.eval_batch_size), 4))
+        if zca is not None:
+            root.create_array("zca_mean", data=zca.mean.numpy())
+            root.create_array("zca_transform", data=zca.transform.numpy())
+        root.attrs.update({
+            "format": FORMAT, "arch": params.arch, "num_classes": len(source.classes), "image_size": size,
+            "classes": source.classes, "param_spec": [[name, list(shape)] for name, shape in spec],
+            "normalization": norm.to_dict(), "zca": params.zca, "epochs": params.recipe.epochs,
+            "num_experts": params.num_experts, "test_accuracy": accuracies, "source": str(train_set),
+            "source_kind": source.kind, "source_bits": source.bits, "params": used, "params_hash": params_hash(used),
+        })
+    summary("experts", params.num_experts * params.recipe.epochs * len(x), "images", timer.seconds,
+            experts=params.num_experts, test_accuracy=accuracies, runtime=runtime.describe)
+    return {"test_accuracy": accuracies, "seconds": timer.seconds}
+
+
+def command(
+    train_set: Path = typer.Option(..., help="source train set (prepared store, DCQ store, ...)"),
+    prepared: Path = typer.Option(..., help="prepared store whose test split measures the experts"),
+    out: Path = typer.Option(..., help="expert store to write"),
+    params_file: Path = PARAMS_OPTION,
+    timing: Path | None = TIMING_OPTION,
+):
+    """Train expert networks with DSA and save their parameters after every epoch."""
+    base, params = read_params(params_file, "experts", ExpertsParams)
+    with stage_command("experts", timing):
+        run(params, base, train_set, prepared, out)

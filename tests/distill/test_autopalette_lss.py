@@ -1,0 +1,108 @@
+"""AutoPalette's palette network and losses, graph-cut initialisation, and MTT-LSS's low-rank set."""
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.distill import autopalette as ap
+from pipeline.distill.synthetic import LowRankSet, progressive_start
+from pipeline.io.train_sets import load_split
+from pipeline.models.registry import create_model
+from pipeline.train.engine import Normalization, to_input
+
+
+@pytest.fixture(scope="module")
+def real(small_run):
+    images, labels, _ = load_split(small_run.prepared, "train")
+    x = to_input(images[:8], Normalization.from_images(images.numpy())).contiguous()
+    return images[:8], labels[:8], x
+
+
+@pytest.mark.parametrize("colours", [2, 4, 16])
+def test_palette_network_gives_at_most_k_levels_and_gradients_reach_images_and_network(real, colours):
+    _, _, x = real
+    torch.manual_seed(0)
+    net = ap.PaletteNet(3, colours, hidden=32)
+    base = x.clone().requires_grad_(True)
+    probs = net(base)
+    assert probs.shape == (8, 3, colours, 32, 32)
+    torch.testing.assert_close(probs.sum(2), torch.ones(8, 3, 32, 32))
+    image, palette, idx = ap.quantize(base, probs)
+    for n in range(8):
+        for c in range(3):
+            assert len(torch.unique(image[n, c].detach())) <= colours
+    # the forward image is exactly the stored form: palette[index]
+    torch.testing.assert_close(image.detach(), palette.gather(2, idx.flatten(2)).view_as(x).detach())
+    loss = image.square().mean() + ap.max_colour_loss(probs) + ap.palette_balance_loss(probs)
+    loss.backward()
+    assert base.grad.abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+def test_auxiliary_losses_prefer_used_and_balanced_buckets():
+    k = 4
+    collapsed = torch.zeros(1, 1, k, 4, 4)
+    collapsed[:, :, 0] = 1.0
+    balanced = torch.zeros(1, 1, k, 4, 4)
+    for b in range(k):
+        balanced[0, 0, b, b] = 1.0  # bucket b owns row b
+    assert ap.max_colour_loss(balanced) < ap.max_colour_loss(collapsed)
+    assert ap.palette_balance_loss(balanced) < ap.palette_balance_loss(collapsed)
+
+
+def test_alignment_loss_ignores_bucket_order(real):
+    images, _, _ = real
+    ref = torch.from_numpy(ap.median_cut_indices(images.numpy(), 4))
+    same = torch.nn.functional.one_hot(ref, 4).permute(0, 3, 1, 2).float().unsqueeze(1).repeat(1, 3, 1, 1, 1)
+    permuted = same[:, :, [2, 0, 3, 1]]
+    pixels = torch.arange(0, 1024, 7)
+    assert float(ap.alignment_loss(same, ref, pixels)) == pytest.approx(0.0, abs=1e-6)
+    assert float(ap.alignment_loss(permuted, ref, pixels)) == pytest.approx(0.0, abs=1e-6)
+    flat = torch.full_like(same, 0.25)
+    assert float(ap.alignment_loss(flat, ref, pixels)) > 1.0
+
+
+def test_graph_cut_picks_distinct_diverse_samples():
+    """Two tight groups of near-duplicates and one group elsewhere: choosing 2 takes one from each side
+    rather than two near-duplicates."""
+    feats = torch.tensor([[1.0, 0.0], [0.99, 0.14], [0.98, 0.2], [0.0, 1.0], [0.1, 0.99]])
+    feats = torch.nn.functional.normalize(feats, dim=1)
+    sim = feats @ feats.T
+    chosen = ap.graph_cut_select(sim, 2)
+    assert len(set(chosen)) == 2
+    assert {c < 3 for c in chosen} == {True, False}
+    assert sorted(ap.graph_cut_select(sim, 5)) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="cannot select 6 of 5"):
+        ap.graph_cut_select(sim, 6)
+
+
+def test_gradient_similarity_on_real_images(real):
+    _, labels, x = real
+    torch.manual_seed(0)
+    sim = ap.gradient_similarity(create_model("convnetd3", 10, 32), x, labels)
+    assert sim.shape == (8, 8)
+    torch.testing.assert_close(sim.diagonal(), torch.ones(8))
+    picks = ap.graph_cut_select(sim, 3)
+    assert len(set(picks)) == 3
+
+
+def test_low_rank_set_shape_storage_and_gradients(real):
+    _, labels, x = real
+    lss = LowRankSet(x, labels, 10, sets=2, rank=8)
+    images, soft = lss()
+    assert images.shape == x.shape and soft.shape == (8, 10)
+    torch.testing.assert_close(soft.sum(1), torch.ones(8))
+    assert int(soft.argmax(1).eq(labels).all())
+    assert lss.stored_values() == 2 * 3 * 32 * 8 * 2 + 8 * 3 * 8 * 8 + 8 * 10
+    # fewer numbers than the images it stands for, and a fair reconstruction of real images
+    assert lss.stored_values() < x.numel()
+    assert (images - x).square().mean() < x.square().mean()
+    (images.square().mean() + soft[:, 0].sum()).backward()
+    assert all(p.grad is not None for p in lss.parameters())
+
+
+def test_progressive_start_grows_and_stays_in_range():
+    rng = np.random.default_rng(0)
+    starts = [progressive_start(it, 1000, 20, 2, 4, rng) for it in range(1000)]
+    assert min(starts) >= 0 and max(starts) < 20
+    assert np.mean(starts[:100]) < np.mean(starts[-100:])
