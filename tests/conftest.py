@@ -92,3 +92,15 @@ def scores_store(small_run, tmp_path_factory) -> Path:
     params = scores.ScoresParams(recipe=Recipe(epochs=3, batch_size=32, lr=0.05), el2n_epochs=2)
     scores.run(params, BASE, small_run.prepared, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def expert_store(small_run, tmp_path_factory) -> Path:
+    """Two ConvNetD3 experts, 4 epochs each, on the small run's 160 real train images."""
+    from pipeline.distill.experts import ExpertRecipe
+    from pipeline.stages import experts
+
+    out = tmp_path_factory.mktemp("experts") / "experts.zarr"
+    params = experts.ExpertsParams(num_experts=2, recipe=ExpertRecipe(epochs=4, batch_size=32, lr=0.01))
+    experts.run(params, BASE, small_run.prepared, small_run.prepared, out)
+    return out

@@ -73,11 +73,18 @@ def alignment_loss(probs: torch.Tensor, reference_idx: torch.Tensor, pixels: tor
     return ((own - target) ** 2).sum() / n
 
 
+def _median_cut(image: np.ndarray, colours: int) -> Image.Image:
+    return Image.fromarray(image).quantize(colors=colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+
+
 def median_cut_indices(images_u8: np.ndarray, colours: int) -> np.ndarray:
     """Pillow's Median Cut colour index of every pixel, (N,H,W) int64."""
-    return np.stack([np.asarray(Image.fromarray(im).quantize(colors=colours, method=Image.Quantize.MEDIANCUT,
-                                                             dither=Image.Dither.NONE), dtype=np.int64)
-                     for im in images_u8])
+    return np.stack([np.asarray(_median_cut(im, colours), dtype=np.int64) for im in images_u8])
+
+
+def median_cut_images(images_u8: np.ndarray, colours: int) -> np.ndarray:
+    """The Median-Cut-quantized images Q(x) of eq. 10, uint8 (N,H,W,3)."""
+    return np.stack([np.asarray(_median_cut(im, colours).convert("RGB")) for im in images_u8])
 
 
 def graph_cut_select(similarity: torch.Tensor, count: int, lam: float = 1.0) -> list[int]:

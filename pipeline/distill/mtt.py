@@ -14,8 +14,8 @@ the experts' input space, targets int64 (N,) class ids or float (N,classes) soft
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -77,8 +77,11 @@ def match_loss(model: nn.Module, spec, start: torch.Tensor, target: torch.Tensor
 
 def distill(store: ExpertStore, model: nn.Module, synthetic: nn.Module, params: MTTParams, dsa: DSAParams,
             seed: int, extra_loss: Callable[[], torch.Tensor] | None = None,
-            progress: Callable[[int, float], None] | None = None) -> tuple[torch.Tensor, list[float]]:
-    """Optimise `synthetic` in place; returns the learned student lr and the matching loss per iteration."""
+            progress: Callable[[int, float], None] | None = None,
+            start_epoch: Callable[[int], int] | None = None) -> tuple[torch.Tensor, list[float]]:
+    """Optimise `synthetic` in place; returns the learned student lr and the matching loss per iteration.
+    `start_epoch(it)` replaces the uniform draw from [0, max_start_epoch) (MTT-LSS's progressive schedule);
+    `extra_loss()` is added after the forward pass (AutoPalette's palette losses)."""
     if params.max_start_epoch + params.expert_epochs >= store.num_snapshots + 1:
         raise ValueError(f"max_start_epoch {params.max_start_epoch} + expert_epochs {params.expert_epochs} needs "
                          f"{params.max_start_epoch + params.expert_epochs} epochs, the experts have "
@@ -95,9 +98,9 @@ def distill(store: ExpertStore, model: nn.Module, synthetic: nn.Module, params: 
     losses = []
     for it in range(params.iterations):
         expert = int(rng.integers(store.num_experts))
-        start_epoch = int(rng.integers(params.max_start_epoch))
-        start = store.snapshot(expert, start_epoch).to(device)
-        target = store.snapshot(expert, start_epoch + params.expert_epochs).to(device)
+        t = int(rng.integers(params.max_start_epoch)) if start_epoch is None else int(start_epoch(it))
+        start = store.snapshot(expert, t).to(device)
+        target = store.snapshot(expert, t + params.expert_epochs).to(device)
         images, targets = synthetic()
         loss = match_loss(model, spec, start, target, images, targets, student_lr, params.syn_steps,
                           params.batch_syn, dsa, seed * 100_003 + it)

@@ -59,7 +59,7 @@ def test_distribution_matching_lowers_its_loss(real):
         return float(dm.dm_loss(make(12345), by_class, images, labels[rows], DSAParams(strategy="none"), 0, 32,
                                 torch.Generator().manual_seed(0)).detach())
 
-    losses = dm.distill(make, by_class, synthetic, dm.DMParams(iterations=10, lr_img=10.0, batch_real=32),
+    losses = dm.distill(make, by_class, synthetic, dm.DMParams(iterations=10, lr_img=1.0, batch_real=32),
                         DSAParams(strategy="none"), seed=0)
     assert len(losses) == 10 and all(np.isfinite(losses))
     assert loss_of(synthetic.images.detach()) < loss_of(initial)

@@ -7,21 +7,11 @@ import zarr
 
 from pipeline.distill import mtt
 from pipeline.distill.dsa import DSAParams
-from pipeline.distill.experts import ExpertRecipe, ExpertStore
+from pipeline.distill.experts import ExpertStore
 from pipeline.distill.synthetic import PixelSet
 from pipeline.errors import StoreError
 from pipeline.io.train_sets import load_split
 from pipeline.models.registry import create_model
-from pipeline.stages import experts
-from tests.conftest import BASE
-
-
-@pytest.fixture(scope="module")
-def expert_store(small_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("experts") / "experts.zarr"
-    params = experts.ExpertsParams(num_experts=2, recipe=ExpertRecipe(epochs=4, batch_size=32, lr=0.01))
-    experts.run(params, BASE, small_run.prepared, small_run.prepared, out)
-    return out
 
 
 def initial_set(store, small_run, ipc=2):

@@ -1,0 +1,56 @@
+"""distill stage on real images: every method writes a synthetic set within its storage budget."""
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.distill.dm import DMParams
+from pipeline.distill.mtt import MTTParams
+from pipeline.errors import ParamsError, StoreError
+from pipeline.io.synthetic_store import SyntheticStore
+from pipeline.stages import distill
+from tests.conftest import BASE
+
+TINY = distill.DistillParams(
+    mtt=MTTParams(iterations=2, syn_steps=2, expert_epochs=1, max_start_epoch=2, lr_img=10.0),
+    dm=DMParams(iterations=2, batch_real=16),
+    autopalette=distill.AutoPaletteParams(colours=4, hidden=16, candidates_per_class=6, alignment_pixels=64),
+    lss=distill.LSSParams(rank=4),
+)
+
+
+@pytest.mark.parametrize("method", distill.METHODS)
+def test_every_method_fits_its_budget(method, small_run, expert_store, tmp_path):
+    experts = expert_store
+    out = tmp_path / f"{method}.zarr"
+    result = distill.run(TINY, BASE, method, 1, small_run.prepared, experts, out)
+    store = SyntheticStore(out)
+    assert store.method == method and store.attrs["ipc"] == 1
+    assert store.stored_bytes <= store.budget == 10 * (32 * 32 * 3 + 1)
+    labels = store.labels()
+    if method in ("random", "mtt", "dm"):
+        assert store.images_u8().shape == (10, 32, 32, 3)
+        assert sorted(labels.tolist()) == list(range(10))
+    if method == "autopalette":
+        images = store.images_u8()
+        per_class = distill.palette_images_per_class(1, 4, (32, 32))
+        assert per_class == 3073 // (3 * 256 + 12 + 1) and images.shape[0] == 10 * per_class
+        for im in images:
+            for c in range(3):
+                assert len(torch.unique(im[..., c])) <= 4
+    if method == "mtt_lss":
+        assert store.low_rank_images().shape[0] == labels.shape[0] > 10  # more samples than IPC in the budget
+        np.testing.assert_allclose(labels.sum(1).numpy(), 1.0, atol=1e-2)
+    assert result["images"] == store.attrs["num_images"]
+
+
+def test_errors_name_the_culprit(small_run, tmp_path, expert_store):
+    experts = expert_store
+    with pytest.raises(ParamsError, match="'gm' is not one of"):
+        distill.run(TINY, BASE, "gm", 1, small_run.prepared, experts, tmp_path / "x.zarr")
+    with pytest.raises(ParamsError, match="fewer than the 20 asked for"):
+        distill.run(TINY, BASE, "random", 20, small_run.prepared, experts, tmp_path / "x.zarr")
+    bad = distill.DistillParams(arch="convnetd4")
+    with pytest.raises(StoreError, match="different network"):
+        distill.run(bad, BASE, "random", 1, small_run.prepared, experts, tmp_path / "x.zarr")
+    assert not (tmp_path / "x.zarr").exists()
