@@ -13,7 +13,7 @@ from pipeline.io.dcq_store import DCQStore, export_imagefolder
 from pipeline.stages.common import user_errors
 
 STAGES = ["prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "baseline", "scores", "prune",
-          "train", "report", "experts"]
+          "train", "report", "experts", "distill"]
 
 
 

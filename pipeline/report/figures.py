@@ -60,30 +60,38 @@ def palette_swatch(palette: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def image_grid(originals: np.ndarray, labels: list[str], rows: np.ndarray, stores: dict[int, DCQStore],
+def image_grid(originals: np.ndarray, labels: list[str], rows: np.ndarray, columns: list[tuple[str, DCQStore]],
                out: Path) -> None:
-    """One row per train image: full colour, then for each bit depth the reconstruction and the palette of
-    the image's cluster (the palette the image may use, nothing else)."""
-    bits = sorted(stores)
+    """One row per train image: full colour, then for each (title, store) column the reconstruction and the
+    palette the image may use (its cluster's shared palette for DCQ, its own for a per-image quantizer)."""
     n = len(rows)
-    ncols = 1 + 2 * len(bits)
+    ncols = 1 + 2 * len(columns)
     fig, axes = plt.subplots(n, ncols, figsize=(1.15 * ncols, 1.2 * n + 0.4), dpi=110, squeeze=False,
-                             gridspec_kw={"width_ratios": [1] + [1, 0.8] * len(bits)})
-    decoded = {q: np.stack([stores[q].decode(int(r), int(r) + 1)[0] for r in rows]) for q in bits}
+                             gridspec_kw={"width_ratios": [1] + [1, 0.8] * len(columns)})
+    decoded = [np.stack([store.decode(int(r), int(r) + 1)[0] for r in rows]) for _, store in columns]
     for i, row in enumerate(rows):
         axes[i, 0].imshow(originals[i], interpolation="nearest")
         axes[i, 0].set_ylabel(labels[i], fontsize=8)
-        for j, q in enumerate(bits):
-            cluster = int(stores[q].clusters[row])
-            axes[i, 1 + 2 * j].imshow(decoded[q][i], interpolation="nearest")
-            axes[i, 2 + 2 * j].imshow(palette_swatch(stores[q].palettes[cluster], 64), interpolation="nearest")
+        for j, (title, store) in enumerate(columns):
+            axes[i, 1 + 2 * j].imshow(decoded[j][i], interpolation="nearest")
+            palette = store.palettes[int(store.clusters[row])]
+            axes[i, 2 + 2 * j].imshow(palette_swatch(palette, 64), interpolation="nearest")
             if i == 0:
-                axes[i, 1 + 2 * j].set_title(f"{q} bit", fontsize=9)
-                axes[i, 2 + 2 * j].set_title(f"{2 ** q} col.", fontsize=8)
+                axes[i, 1 + 2 * j].set_title(title, fontsize=9)
+                axes[i, 2 + 2 * j].set_title(f"{2 ** store.bits} col.", fontsize=8)
     axes[0, 0].set_title("full colour", fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout(pad=0.3)
+    fig.savefig(out, format="png", metadata=PNG_METADATA)
+    plt.close(fig)
+
+
+def placeholder(text: str, out: Path) -> None:
+    """A small PNG that says why a figure is empty."""
+    fig, ax = plt.subplots(figsize=(4, 0.8), dpi=100)
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9)
+    ax.axis("off")
     fig.savefig(out, format="png", metadata=PNG_METADATA)
     plt.close(fig)

@@ -26,8 +26,24 @@ def validate(record: dict, where: str) -> dict:
     return record
 
 
+# Known methods in report order, with the family each belongs to (names as the stages write them: the per-image
+# quantizers of pipeline/quantize/per_image.py and the pruning methods of pipeline/stages/prune.py).
+FAMILIES = {
+    "full": "full colour (reference)", "dcq": "DCQ (shared cluster palettes)",
+    "median_cut": "per-image quantizer", "octree": "per-image quantizer", "kmeans_rgb": "per-image quantizer",
+    "kmeans_lab": "per-image quantizer", "libimagequant": "per-image quantizer",
+    "random": "coreset (pruning)", "ccs": "coreset (pruning)", "aum": "coreset (pruning)",
+    "el2n": "coreset (pruning)", "forgetting": "coreset (pruning)", "entropy": "coreset (pruning)",
+}
+METHOD_ORDER = list(FAMILIES)
+
+
+def family(method: str) -> str:
+    return FAMILIES.get(method, "other")
+
+
 def method_order(method: str) -> tuple[int, str]:
-    return (0 if method == "full" else 1, method)
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
 def sort_key(record: dict) -> tuple:

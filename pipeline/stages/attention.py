@@ -31,7 +31,8 @@ from pipeline.train.engine import to_input
 
 @dataclass(frozen=True)
 class AttentionParams:
-    method: Literal["gradcam++", "gradcam", "layercam"] = "gradcam++"
+    # none: no attention (every pixel counts; the palette stage then ignores k_gra) - an ablation
+    method: Literal["gradcam++", "gradcam", "layercam", "none"] = "gradcam++"
     layer: str = "layer4"  # 4x4 maps for the CIFAR-stem ResNet-18 at 32 px
     batch_size: int = 256
 
@@ -47,6 +48,8 @@ def run(params: AttentionParams, base: BaseParams, prepared: Path, teacher: Path
     target = get_module(model, params.layer, "attention.layer")  # validated before any work
     model = model.to(runtime.device).to(memory_format=torch.channels_last)
     n, h, w, _ = images.shape
+    if params.method == "none":
+        return write_uniform(params, base, ckpt, n, h, w, out)
     correct = 0
     with Timer() as timer, atomic_output(out) as tmp, make_cam(model, target, params.method) as cam:
         root = zarr.open_group(str(tmp), mode="w")
@@ -68,6 +71,18 @@ def run(params: AttentionParams, base: BaseParams, prepared: Path, teacher: Path
                            "teacher_train_accuracy": 100.0 * correct / max(1, n)})
     summary("attention", n, "images", timer.seconds, method=params.method, layer=params.layer,
             teacher_train_accuracy=f"{100.0 * correct / max(1, n):.1f}%", runtime=runtime.describe)
+    return {"images": n, "seconds": timer.seconds}
+
+
+def write_uniform(params: AttentionParams, base: BaseParams, ckpt: dict, n: int, h: int, w: int, out: Path) -> dict:
+    """The no-attention ablation: the same map for every pixel of every image."""
+    with Timer() as timer, atomic_output(out) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        cams = create_rows(root, "cams", (n, h, w), np.float16)
+        for start, stop in iter_blocks(n, write_block_size(cams)):
+            cams[start:stop] = np.ones((stop - start, h, w), np.float16)
+        root.attrs.update({"params": lineage(ckpt.get("params"), base=base, attention=params)})
+    summary("attention", n, "images", timer.seconds, method="none (every pixel)")
     return {"images": n, "seconds": timer.seconds}
 
 

@@ -81,8 +81,10 @@ def run(params: PaletteParams, base: BaseParams, bits: int, prepared: Path, clus
     assignments = cluster_root["assignments"][:].astype(np.int64)
     k = int(cluster_root["centroids"].shape[0])
     n_colors = 2**bits
+    # attention.method none: there is no ranking to cut at k_gra, so every pixel is kept
+    k_gra = 100.0 if att_root.attrs["params"].get("attention", {}).get("method") == "none" else params.k_gra
     with Timer() as timer:
-        pooled = pool_selected_pixels(images, cams, assignments, k, params.k_gra)
+        pooled = pool_selected_pixels(images, cams, assignments, k, k_gra)
         palettes = np.zeros((k, n_colors, 3), np.float32)
         distinct = np.zeros(k, np.int64)
         for c in tqdm(range(k), desc=f"palette q={bits}", leave=False):

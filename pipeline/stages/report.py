@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import typer
 import yaml
+import zarr
 
 from pipeline.config import BaseParams, params_hash, require
 from pipeline.errors import StoreError
@@ -66,6 +67,37 @@ def load_stores(recs: list[dict]) -> dict[int, DCQStore]:
     if not stores:
         raise StoreError("no dcq runs among the run records: nothing to compare with full colour")
     return dict(sorted(stores.items()))
+
+
+def store_description(path: str | Path) -> str:
+    """What a train-set store holds, from its attributes only."""
+    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    fmt, bits = attrs.get("format"), attrs.get("bits")
+    if fmt == "dcq-v1":
+        return f"{attrs['clusters']} shared palettes x {2 ** bits} colours"
+    if fmt == "palette-per-image-v1":
+        return f"{attrs['num_images']:,} per-image palettes x {2 ** bits} colours"
+    if fmt == "subset-v1":
+        return f"{attrs['num_images']:,} of {attrs['source_images']:,} images, full colour"
+    return "full colour images" if "train" in zarr.open_group(str(path), mode="r") else str(fmt)
+
+
+def method_columns(recs: list[dict], dcq_stores: dict[int, DCQStore]) -> tuple[int | None, list[tuple[str, DCQStore]]]:
+    """For the methods image grid: the bit depth shared by DCQ and the most per-image quantizers, and one
+    (method, store) column each."""
+    indexed = {}
+    for rec in recs:
+        if rec["method"] not in ("full", "dcq") and "train_set" in rec and rec["bits"] in dcq_stores:
+            attrs = store_params(rec["train_set"])
+            if attrs is not None and (Path(rec["train_set"]) / "indices").exists():
+                indexed.setdefault(rec["bits"], {}).setdefault(rec["method"], rec["train_set"])
+    if not indexed:
+        return None, []
+    # the most methods, then the middle-most depth (both 1 and 4 bits are extremes)
+    depths = sorted(indexed, key=lambda q: (-len(indexed[q]), abs(q - 2), q))
+    q = depths[0]
+    columns = [("dcq", dcq_stores[q])] + [(m, DCQStore(indexed[q][m])) for m in sorted(indexed[q], key=records.method_order)]
+    return q, columns
 
 
 def grid_rows(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -117,7 +149,7 @@ def fmt_bytes(n: int | None) -> str:
 def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[dict], stores: dict[int, DCQStore],
           prepared_attrs: dict, test_images: int, full_bytes: int, timings: list[tuple[str, float]],
           train_params: dict, teacher: dict, plot_png: Path, grid_png: Path,
-          stale: list[dict]) -> list[document.Block]:
+          stale: list[dict], methods_q: int | None = None, methods_png: Path | None = None) -> list[document.Block]:
     prep = prepared_attrs.get("params", {}).get("prepare", {})
     any_store = stores[max(stores)]
     blocks: list[document.Block] = [("h1", params.title)]
@@ -127,6 +159,33 @@ def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[d
                         f"{any_store.image_size[1]} px, {len(any_store.classes)} classes. Teacher "
                         f"`{teacher.get('arch', '?')}`: {teacher.get('test_accuracy', '?')}% test accuracy. "
                         f"{len(recs)} training runs; accuracy is the mean ± sample std over seeds.")))
+    blocks.append(("h2", "At matched storage"))
+    blocks.append(("p", ("Test accuracy (%) by method at each bit depth q, mean ± std over seeds, with the train "
+                        "set's bytes on disk. Quantizers store q-bit indices plus palettes; coresets keep "
+                        "round(q/24 x N) full-colour images (pruning ratio 1 - q/24). **Bold**: best at that q.")))
+    for model in sorted({r["model"] for r in rows}):
+        by_bits = sorted({r["bits"] for r in rows if r["model"] == model and r["bits"] is not None})
+        best = {q: max(r["test_accuracy_mean"] for r in rows if r["model"] == model and r["bits"] == q)
+                for q in by_bits}
+        table = []
+        for method in sorted({r["method"] for r in rows if r["model"] == model}, key=records.method_order):
+            cells = [method, records.family(method)]
+            for q in by_bits:
+                r = next((r for r in rows if r["model"] == model and r["method"] == method and r["bits"] == q), None)
+                if r is None:
+                    cells.append("-" if method != "full" else "")
+                    continue
+                acc = f"{r['test_accuracy_mean']:.2f} ± {r['test_accuracy_std']:.2f}"
+                cells.append(f"{'**' + acc + '**' if r['test_accuracy_mean'] == best[q] else acc} "
+                             f"({fmt_bytes(r['train_bytes'])})")
+            if method == "full":
+                r = next(r for r in rows if r["model"] == model and r["method"] == "full")
+                cells[2:] = [f"{r['test_accuracy_mean']:.2f} ± {r['test_accuracy_std']:.2f} "
+                             f"({fmt_bytes(r['train_bytes'])})"] + [""] * (len(by_bits) - 1)
+            table.append(cells)
+        blocks.append(("h3", f"model `{model}`"))
+        blocks.append(("table", ["method", "family"] + [f"q = {q} ({q / 24:.1%} of 24-bit)" for q in by_bits],
+                       table))
     blocks.append(("h2", "Accuracy by method and bit depth"))
     for model in sorted({r["model"] for r in rows}):
         table = []
@@ -142,28 +201,38 @@ def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[d
         blocks.append(("table", ["method", "bits", "test accuracy (%)", "seeds", "vs full colour",
                                  "measured ratio", "nominal q/24", "stored bytes"], table))
     blocks.append(("p", ("Measured ratio: bytes on disk of everything needed to rebuild the train set (indices, "
-                        "palettes, cluster ids, labels; for full colour the zstd-compressed uint8 images and labels) "
-                        "divided by the same images as raw 24-bit RGB. Nominal ratio: q/24 bits per pixel.")))
+                        "palettes, cluster ids, labels; for full colour and coresets the zstd-compressed uint8 "
+                        "images and labels) divided by the whole train set as raw 24-bit RGB. Nominal ratio: q/24 "
+                        "bits per pixel; a coreset at q keeps q/24 of the images.")))
     blocks.append(("h2", "Accuracy vs compression ratio"))
     blocks.append(("img", plot_png, "test accuracy against compression ratio"))
-    blocks.append(("h2", "Stored size of every DCQ store"))
+    blocks.append(("h2", "Stored size of every train set"))
     h, w = any_store.image_size
     raw_bytes = len(any_store) * h * w * 3
-    storage = [["full colour (prepared, zstd)", "-", "-", fmt_bytes(full_bytes), f"{full_bytes / raw_bytes:.2%}",
-                "100.00%", f"{full_bytes / len(any_store):.0f}"]]
-    for q, store in sorted(stores.items()):
-        s = store.summary()
-        storage.append([f"dcq q={q}", q, f"{int(store.attrs['clusters'])} x {2 ** q}", fmt_bytes(s["bytes_on_disk"]),
-                        f"{s['measured_ratio']:.2%}", f"{s['nominal_ratio']:.2%}",
-                        f"{s['bytes_on_disk'] / len(store):.0f}"])
-    blocks.append(("table", ["train set", "bits", "palettes x colours", "bytes on disk", "measured ratio",
-                             "nominal q/24", "bytes per image"], storage))
+    storage = [["full colour (prepared, zstd)", "-", "full colour images", fmt_bytes(full_bytes),
+                f"{full_bytes / raw_bytes:.2%}", "100.00%", f"{full_bytes / len(any_store):.0f}"]]
+    seen_sets = set()
+    for r in sorted(recs, key=lambda r: (records.method_order(r["method"]), r["bits"] or 0)):
+        if r["method"] == "full" or (r["method"], r["bits"]) in seen_sets or "train_set" not in r:
+            continue
+        seen_sets.add((r["method"], r["bits"]))
+        storage.append([f"{r['method']} q={r['bits']}", r["bits"], store_description(r["train_set"]),
+                        fmt_bytes(r["train_bytes"]), f"{r['train_bytes'] / raw_bytes:.2%}", f"{r['bits'] / 24:.2%}",
+                        f"{r['train_bytes'] / len(any_store):.0f}"])
+    blocks.append(("table", ["train set", "bits", "what is stored", "bytes on disk", "measured ratio",
+                             "nominal q/24", "bytes per original image"], storage))
     blocks.append(("p", (f"Raw 24-bit RGB of the train set: {fmt_bytes(raw_bytes)}. The measured ratio is below "
                         "q/24 where zstd compresses the packed indices further.")))
     blocks.append(("h2", "Training images: full colour and at each bit depth"))
     blocks.append(("p", ("Each row is one training image; beside each reconstruction is the palette of the image's "
                         "cluster, the only colours it can use (shared by every image in that cluster).")))
     blocks.append(("img", grid_png, "full colour and reconstructed training images with their palettes"))
+    if methods_q is not None:
+        blocks.append(("h2", f"Training images at q = {methods_q}: DCQ and the per-image quantizers"))
+        blocks.append(("p", ("The same images quantized by each method at the same bit depth, each beside the "
+                            "palette it uses: DCQ's is shared by the image's whole cluster, a per-image "
+                            "quantizer's is the image's own (and is stored once per image).")))
+        blocks.append(("img", methods_png, f"training images at q={methods_q} by method, with palettes"))
     blocks.append(("h2", "Runs"))
     blocks.append(("table", ["method", "bits", "model", "seed", "test accuracy (%)", "final train acc. (%)",
                              "epochs", "train s"],
@@ -207,7 +276,7 @@ def plot_csv(rows: list[dict]) -> str:
 
 def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, timings: Path,
         teacher_metrics: Path, records_out: Path, summary_out: Path, plot_data_out: Path, plot_png_out: Path,
-        grid_png_out: Path, markdown_out: Path, html_out: Path) -> dict:
+        grid_png_out: Path, methods_png_out: Path, markdown_out: Path, html_out: Path) -> dict:
     with Timer() as timer:
         recs, stale = current(records.collect(runs))
         if not recs:
@@ -221,15 +290,21 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, timi
         originals = np.stack([root["train"]["images"][int(r)] for r in picked])
         names = [attrs["classes"][int(labels[r])] for r in picked]
         teacher = json.loads(Path(teacher_metrics).read_text()) if Path(teacher_metrics).is_file() else {}
-        for path in (plot_png_out, grid_png_out):
+        for path in (plot_png_out, grid_png_out, methods_png_out):
             path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(plot_png_out) as tmp:
             figures.accuracy_plot(rows, tmp)
         with atomic_output(grid_png_out) as tmp:
-            figures.image_grid(originals, names, picked, stores, tmp)
+            figures.image_grid(originals, names, picked, [(f"{q} bit", st) for q, st in stores.items()], tmp)
+        methods_q, columns = method_columns(recs, stores)
+        with atomic_output(methods_png_out) as tmp:
+            if columns:
+                figures.image_grid(originals, names, picked, columns, tmp)
+            else:  # no per-image quantizer runs: an explicit placeholder keeps the declared output
+                figures.placeholder("no per-image quantizer runs at a DCQ bit depth", tmp)
         blocks = build(params, base, rows, recs, stores, attrs, int(root["test"]["labels"].shape[0]),
                        disk_bytes(Path(prepared) / "train"), load_timings(timings), run_params(runs), teacher,
-                       plot_png_out, grid_png_out, stale)
+                       plot_png_out, grid_png_out, stale, methods_q, methods_png_out)
         write_json(records_out, recs)
         write_json(summary_out, records.dvc_summary(rows))
         with atomic_output(plot_data_out) as tmp:
@@ -252,7 +327,8 @@ def command(
     summary_out: Path = typer.Option(..., "--summary", help="mean/std summary JSON (DVC metric)"),
     plot_data_out: Path = typer.Option(..., "--plot-data", help="CSV for dvc plots"),
     plot_png_out: Path = typer.Option(..., "--plot", help="accuracy vs compression PNG"),
-    grid_png_out: Path = typer.Option(..., "--grid", help="image grid PNG"),
+    grid_png_out: Path = typer.Option(..., "--grid", help="image grid PNG: full colour and DCQ at each q"),
+    methods_png_out: Path = typer.Option(..., "--methods-grid", help="image grid PNG: DCQ vs per-image quantizers"),
     markdown_out: Path = typer.Option(..., "--markdown", help="Markdown report"),
     html_out: Path = typer.Option(..., "--html", help="self-contained HTML report"),
     params_file: Path = PARAMS_OPTION,
@@ -262,4 +338,4 @@ def command(
     base, params = read_params(params_file, "report", ReportParams)
     with stage_command("report", timing):
         run(params, base, runs, prepared, timings, teacher_metrics, records_out, summary_out, plot_data_out,
-            plot_png_out, grid_png_out, markdown_out, html_out)
+            plot_png_out, grid_png_out, methods_png_out, markdown_out, html_out)

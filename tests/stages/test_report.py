@@ -37,11 +37,11 @@ def render(small_run, tmp_path, recs=None):
     (timings / "palette-q1.json").write_text(json.dumps({"stage": "palette@1", "seconds": 1.5}))
     out = tmp_path / "reports"
     names = {"records": "metrics.json", "summary": "summary.json", "data": "plot.csv", "plot": "plot.png",
-             "grid": "grid.png", "md": "report.md", "html": "report.html"}
+             "grid": "grid.png", "methods": "methods.png", "md": "report.md", "html": "report.html"}
     paths = {key: out / name for key, name in names.items()}
     report.run(report.ReportParams(grid_images=4), BASE, runs, small_run.prepared, timings,
                small_run.root / "teacher" / "metrics.json", paths["records"], paths["summary"], paths["data"],
-               paths["plot"], paths["grid"], paths["md"], paths["html"])
+               paths["plot"], paths["grid"], paths["methods"], paths["md"], paths["html"])
     return paths
 
 
@@ -95,3 +95,35 @@ def test_runs_on_a_rebuilt_or_missing_store_are_left_out_and_named(small_run, tm
     assert len(kept) == 4 and all(r["bits"] != 2 for r in kept)
     md = paths["md"].read_text()
     assert "Left out: 2 stale run record(s)" in md and "`dcq` bits 2 convnetd3 seed 1" in md
+
+
+def test_baselines_and_coresets_share_the_tables_at_matched_storage(small_run, tmp_path):
+    """A per-image quantizer and a coreset beside DCQ: one matched-storage table, every store's bytes, and
+    a grid of DCQ vs the quantizer with each image's own palette."""
+    from pipeline.config import params_hash
+    from pipeline.io.train_sets import load_train_set, store_params
+    from pipeline.stages import baseline, prune
+
+    median_cut = tmp_path / "stores" / "median_cut-q2.zarr"
+    baseline.run(baseline.BaselineParams(), BASE, "median_cut", 2, small_run.prepared, median_cut)
+    coreset = tmp_path / "stores" / "random-q1.zarr"
+    prune.run(prune.PruneParams(), BASE, "random", 1, small_run.prepared, None, coreset)
+    recs = records_for(small_run)
+    for method, bits, path, accs in (("median_cut", 2, median_cut, [31.0, 33.0]), ("random", 1, coreset, [15.0, 17.0])):
+        ts = load_train_set(path)
+        for seed, acc in enumerate(accs):
+            recs.append({"method": method, "bits": bits, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
+                         "compression_ratio": ts.compression_ratio, "train_bytes": ts.stored_bytes,
+                         "train_set": str(path), "train_set_hash": params_hash(store_params(path))})
+    paths = render(small_run, tmp_path / "out", recs)
+    md = paths["md"].read_text()
+    assert "## At matched storage" in md
+    # q=2 column: median cut (32.0) beats DCQ (32.0 tie -> both bold) ; q=1: DCQ 21 beats random 16
+    assert re.search(r"\| dcq \| DCQ \(shared cluster palettes\) \| \*\*21.00 ± 1.41\*\* \(", md)
+    assert re.search(r"\| random \| coreset \(pruning\) \| 16.00 ± 1.41 \(.*\) \| - \|", md)
+    assert re.search(r"\| median_cut \| per-image quantizer \| - \| \*\*32.00 ± 1.41\*\*", md)
+    assert "160 per-image palettes x 4 colours" in md and "7 of 160 images, full colour" in md
+    assert "4 shared palettes x 2 colours" in md
+    assert "## Training images at q = 2: DCQ and the per-image quantizers" in md
+    grid = Image.open(paths["methods"])
+    assert grid.width > grid.height / 4  # full colour + (dcq, median_cut) x (image, palette)
