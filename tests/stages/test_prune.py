@@ -33,7 +33,7 @@ def test_coreset_has_exact_size_and_original_pixels(method, bits, small_run, sco
     assert ts.kind == method and ts.bits == bits and ts.source_images == n
     assert ts.stored_bytes == disk_bytes(out / "images") + disk_bytes(out / "labels") < disk_bytes(out)
     # compared with the whole set it replaces: about q/24 of the full set's raw bytes, not ~100% of its own
-    assert ts.raw_bytes == images.numel() and ts.compression_ratio < 1.25 * len(store) / n < 0.2
+    assert ts.raw_bytes == images.numel() and ts.compression_ratio < 1.25 * len(store) / n
 
 
 def test_score_methods_need_the_scores_store(small_run, tmp_path):
