@@ -220,7 +220,7 @@ def run(params: DistillParams, base: BaseParams, method: str, ipc: int, train_se
                                      start_epoch=schedule)
             attrs["student_lr"] = float(lr)
             representation = "low_rank"
-            images, soft = synthetic()
+            _, soft = synthetic()
             arrays = {"U": synthetic.U.detach().cpu().numpy(), "V": synthetic.V.detach().cpu().numpy(),
                       "basis": synthetic.basis.detach().cpu().numpy(), "soft_labels": soft.detach().cpu().numpy()}
         bar.close()
