@@ -8,6 +8,7 @@ import yaml
 
 from pipeline.config import BaseParams
 from pipeline.stages import (
+    ablate,
     attention,
     baseline,
     cluster,
@@ -30,10 +31,11 @@ STAGE_PARAMS = {
     "refine": refine.RefineParams, "encode": encode.EncodeParams, "train_full": train.TrainParams,
     "train_dcq": train.TrainParams, "report": report.ReportParams, "baseline": baseline.BaselineParams,
     "scores": scores.ScoresParams, "prune": prune.PruneParams, "train_baseline": train.TrainParams,
-    "train_pruned": train.TrainParams,
+    "train_pruned": train.TrainParams, "train_ablation": train.TrainParams,
 }
 # The params section each dvc stage reads (train_full/train_dcq are both the `train` stage on other inputs).
-SECTION = {"train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train"}
+SECTION = {"train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train",
+           "train_ablation": "train"}
 # `palette.bits` drives dvc.yaml's foreach: each palette/refine/encode stage gets its own q on the
 # command line, so adding a bit depth does not rerun the others.
 # `train.models/seeds/bits` likewise drive the train stages' matrix: each run gets its item on the command line.
@@ -43,7 +45,8 @@ FOREACH_ONLY = {"palette": {"bits"}, "train": set(train.MATRIX_KEYS), "baseline"
 # train seeds itself from its matrix item; report uses the seed only to pick the images it shows.
 BASE_KEYS = {"prepare": {"base.seed"}, "train_full": {"base.device", "base.precision"},
              "train_dcq": {"base.device", "base.precision"}, "report": {"base.seed"},
-             "train_baseline": {"base.device", "base.precision"}, "train_pruned": {"base.device", "base.precision"}}
+             "train_baseline": {"base.device", "base.precision"}, "train_pruned": {"base.device", "base.precision"},
+             "train_ablation": {"base.device", "base.precision"}}
 
 
 def load():
@@ -52,7 +55,7 @@ def load():
 
 def test_every_stage_lists_exactly_its_keys():
     stages = load()["stages"]
-    assert set(stages) == set(STAGE_PARAMS)
+    assert set(stages) == set(STAGE_PARAMS) | {"ablate"}  # ablate: its own test below
     for name, cls in STAGE_PARAMS.items():
         body = stages[name].get("do", stages[name])
         listed = set(body["params"])
@@ -63,6 +66,17 @@ def test_every_stage_lists_exactly_its_keys():
         for key in listed:
             section = key.partition(".")[0]
             assert section in (own, "base"), f"{name} reads another stage's params: {key}"
+
+
+def test_ablate_lists_its_variant_and_every_dcq_key_it_starts_from():
+    """ablate reruns the DCQ chain, so it reads the DCQ sections (all but palette.bits) and only its own variant."""
+    body = load()["stages"]["ablate"]
+    expected = {"base", "ablate.variants.${item.variant}"}
+    for section, cls in ablate.SECTIONS.items():
+        expected |= {f"{section}.{f.name}" for f in dataclasses.fields(cls)} - {"palette.bits"}
+    assert set(body["params"]) == expected
+    assert set(body["matrix"]) == {"variant", "bits"}
+    assert set(load()["stages"]["train_ablation"]["matrix"]) == {"variant", "bits", "model", "seed"}
 
 
 def test_paths_are_declared_once_and_base_has_every_default():

@@ -77,8 +77,9 @@ def _load_indexed(path: Path) -> TrainSet:
     images = torch.empty((len(store), h, w, 3), dtype=torch.uint8)
     for start, decoded in store.iter_decoded():
         images[start:start + len(decoded)] = torch.from_numpy(decoded)
+    source = store.attrs.get("source_images")  # set when the indexed images are a coreset of a larger set
     return TrainSet(path, store.method, images, torch.from_numpy(store.labels), store.classes, store.bits,
-                    disk_bytes(path), dict(store.attrs.get("params", {})))
+                    disk_bytes(path), dict(store.attrs.get("params", {})), None if source is None else int(source))
 
 
 def _load_subset(path: Path) -> TrainSet:

@@ -5,6 +5,8 @@ Writes `OUT` (Zarr group): `features` float32 (N,D) with D set by the pooling:
        mean -> C (per-channel mean), mean_std -> 2C (per-channel mean and std, the default: it keeps
        each channel's spread, i.e. the colour distribution rather than only its average), grid -> C*g*g
        (adaptive average pooling to a g x g grid, which also keeps the layout).
+       `layer: pixels` pools the normalised input image itself instead of a teacher layer (the raw-pixel
+       ablation of the clustering features).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pipeline.train.engine import to_input
 
 @dataclass(frozen=True)
 class FeaturesParams:
-    layer: str = "layer1"  # the first residual stage of a ResNet
+    layer: str = "layer1"  # the first residual stage of a ResNet; "pixels": the input image itself
     pooling: Literal["mean", "mean_std", "grid"] = "mean_std"
     grid_size: int = 2  # only for pooling: grid
     batch_size: int = 512
@@ -55,7 +57,8 @@ def run(params: FeaturesParams, base: BaseParams, prepared: Path, teacher: Path,
     runtime = resolve_runtime(base.device, base.precision)
     images = open_group(prepared, "prepared store")["train/images"]
     model, norm, ckpt = load_checkpoint(teacher)
-    extractor = truncated_extractor(model, params.layer, "features.layer").to(runtime.device)
+    extractor = (torch.nn.Identity() if params.layer == "pixels"
+                 else truncated_extractor(model, params.layer, "features.layer")).to(runtime.device)
     extractor = extractor.to(memory_format=torch.channels_last)
     n = images.shape[0]
     with torch.no_grad(), runtime.autocast():

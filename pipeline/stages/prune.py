@@ -58,6 +58,17 @@ def select(params: PruneParams, method: str, labels: np.ndarray, keep: int, seed
     return hardest(importance(method, scores), keep)
 
 
+def read_scores(method: str, scores_path: Path | None, n: int, prepared: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """Every per-sample score of the scores store, and the params that made it."""
+    if scores_path is None:
+        raise ParamsError(f"prune method {method!r} needs the scores store (--scores)")
+    root = open_group(scores_path, "scores store")
+    scores = {name: root[name][:] for name in SCORES}
+    if len(scores["aum"]) != n:
+        raise StoreError(f"{scores_path} scores {len(scores['aum'])} images, {prepared} holds {n} train images")
+    return scores, dict(root.attrs["params"])
+
+
 def run(params: PruneParams, base: BaseParams, method: str, bits: int, prepared: Path, scores_path: Path | None,
         out: Path) -> dict:
     if method not in METHODS:
@@ -72,13 +83,8 @@ def run(params: PruneParams, base: BaseParams, method: str, bits: int, prepared:
         raise ParamsError(f"prune at q={bits} keeps round({bits}/24 * {n}) = 0 images")
     scores, upstream = None, [prep.attrs["params"]]
     if method != "random":
-        if scores_path is None:
-            raise ParamsError(f"prune method {method!r} needs the scores store (--scores)")
-        root = open_group(scores_path, "scores store")
-        scores = {name: root[name][:] for name in SCORES}
-        if len(scores["aum"]) != n:
-            raise StoreError(f"{scores_path} scores {len(scores['aum'])} images, {prepared} holds {n} train images")
-        upstream.append(root.attrs["params"])
+        scores, scores_params = read_scores(method, scores_path, n, prepared)
+        upstream.append(scores_params)
     with Timer() as timer:
         kept = select(params, method, labels, keep, base.seed, scores)
         used = lineage(*upstream, base=base, prune=params) | {"run": {"method": method, "bits": bits}}
