@@ -23,14 +23,15 @@ def accuracy_plot(rows: list[dict], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     models = sorted({r["model"] for r in rows})
     for model in models:
-        for method in sorted({r["method"] for r in rows if r["model"] == model}):
-            pts = sorted((r for r in rows if r["model"] == model and r["method"] == method),
+        for series in sorted({r.get("series", r["method"]) for r in rows if r["model"] == model}):
+            pts = sorted((r for r in rows if r["model"] == model and r.get("series", r["method"]) == series),
                          key=lambda r: r["compression_ratio"])
-            label = method if len(models) == 1 else f"{method} ({model})"
+            method = pts[0]["method"]
+            label = series if len(models) == 1 else f"{series} ({model})"
             x = [p["compression_ratio"] for p in pts]
             y = [p["test_accuracy_mean"] for p in pts]
             line = ax.errorbar(x, y, yerr=[p["test_accuracy_std"] for p in pts], marker="o", capsize=3, label=label)
-            if method == "full":
+            if method == "full" and pts[0].get("ablation") is None:
                 ax.axhline(y[0], color=line[0].get_color(), linestyle="--", linewidth=0.8)
             for p in pts:
                 if p["bits"] is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import StoreError
@@ -47,18 +48,23 @@ def method_order(method: str) -> tuple[int, str]:
 
 
 def sort_key(record: dict) -> tuple:
-    return (record["model"], method_order(record["method"]), record["bits"] or 0, record["seed"])
+    return (record["model"], method_order(record["method"]), record.get("ablation") or "", record["bits"] or 0,
+            record["seed"])
 
 
-def collect(runs: Path) -> list[dict]:
-    """Every `*.json` record under `runs`, validated and in a stable order."""
+def collect(runs: Path, annotate: Callable[[dict], dict] | None = None) -> list[dict]:
+    """Every `*.json` record under `runs`, validated and in a stable order. `annotate(record)` may add keys
+    (the report adds `ablation`: the DCQ ablation a run's store was built by, read from the store)."""
     files = sorted(Path(runs).rglob("*.json"))
     if not files:
         raise StoreError(f"no run records (*.json) under {runs}")
     records = [validate(json.loads(f.read_text()), str(f)) for f in files]
+    if annotate is not None:
+        for r in records:
+            r.update(annotate(r))
     seen: dict[tuple, str] = {}
     for f, r in zip(files, records):
-        key = (r["method"], r["bits"], r["model"], r["seed"])
+        key = (r["method"], r.get("ablation"), r["bits"], r["model"], r["seed"])
         if key in seen:
             raise StoreError(f"{f} and {seen[key]} are the same run {key}")
         seen[key] = str(f)
@@ -71,20 +77,27 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-def variant_label(method: str, bits: int | None) -> str:
-    return method if bits is None else f"{method}-q{bits}"
+def variant_label(method: str, bits: int | None, ablation: str | None = None) -> str:
+    name = method if ablation is None else f"ablate-{ablation}"
+    return name if bits is None else f"{name}-q{bits}"
+
+
+def series_label(method: str, ablation: str | None) -> str:
+    return method if ablation is None else f"{method} [{ablation}]"
 
 
 def summarize(records: list[dict]) -> list[dict]:
-    """One row per (model, method, bits): accuracy mean and sample std over seeds, storage, gap to full colour."""
+    """One row per (model, method, ablation, bits): accuracy mean and sample std over seeds, storage, gap to full
+    colour."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["model"], r["method"], r["bits"]), []).append(r)
+        groups.setdefault((r["model"], r["method"], r.get("ablation"), r["bits"]), []).append(r)
     rows = []
-    for (model, method, bits), runs in groups.items():
+    for (model, method, ablation, bits), runs in groups.items():
         mean, std = mean_std([r["test_accuracy"] for r in runs])
         rows.append({
-            "model": model, "method": method, "bits": bits, "variant": variant_label(method, bits),
+            "model": model, "method": method, "ablation": ablation, "series": series_label(method, ablation),
+            "bits": bits, "variant": variant_label(method, bits, ablation),
             "seeds": sorted(r["seed"] for r in runs), "n": len(runs),
             "test_accuracy_mean": round(mean, 4), "test_accuracy_std": round(std, 4),
             "train_bytes": round(sum(r["train_bytes"] for r in runs) / len(runs)),
@@ -94,9 +107,10 @@ def summarize(records: list[dict]) -> list[dict]:
             "train_images": runs[0].get("train_images"),
         })
     for row in rows:
-        full = next((f for f in rows if f["model"] == row["model"] and f["method"] == "full"), None)
+        full = next((f for f in rows if f["model"] == row["model"] and f["method"] == "full"
+                     and f["ablation"] is None), None)
         row["gap_to_full"] = None if full is None else round(row["test_accuracy_mean"] - full["test_accuracy_mean"], 4)
-    return sorted(rows, key=lambda r: (r["model"], method_order(r["method"]), r["bits"] or 0))
+    return sorted(rows, key=lambda r: (r["model"], method_order(r["method"]), r["ablation"] or "", r["bits"] or 0))
 
 
 def dvc_summary(rows: list[dict]) -> dict:

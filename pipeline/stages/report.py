@@ -56,11 +56,30 @@ def current(recs: list[dict]) -> tuple[list[dict], list[dict]]:
     return keep, stale
 
 
+def ablation_of(rec: dict) -> dict:
+    """`ablation` (variant name) and `ablation_change` (its overrides, as text) of a run whose train set the
+    ablate stage built; nothing for every other run."""
+    path = rec.get("train_set")
+    if path is None or not (Path(path) / "zarr.json").is_file():
+        return {}
+    ablation = zarr.open_group(str(path), mode="r").attrs.get("ablation")
+    if not ablation:
+        return {}
+
+    def flat(prefix: str, value) -> list[str]:
+        if isinstance(value, dict):
+            return [item for k, v in value.items() for item in flat(f"{prefix}.{k}" if prefix else k, v)]
+        return [f"{prefix}={value}"]
+
+    return {"ablation": ablation["name"],
+            "ablation_change": ", ".join(flat("", {k: v for k, v in ablation.items() if k != "name"})) or "none"}
+
+
 def load_stores(recs: list[dict]) -> dict[int, DCQStore]:
-    """The DCQ stores the runs trained on, by bit depth."""
+    """The main DCQ stores the runs trained on (not the ablations'), by bit depth."""
     stores = {}
     for rec in recs:
-        if rec["method"] == "dcq" and rec["bits"] not in stores:
+        if rec["method"] == "dcq" and rec.get("ablation") is None and rec["bits"] not in stores:
             if "train_set" not in rec:
                 raise StoreError(f"dcq run record {rec['method']}@{rec['bits']} seed {rec['seed']} has no train_set")
             stores[rec["bits"]] = DCQStore(rec["train_set"])
@@ -74,7 +93,10 @@ def store_description(path: str | Path) -> str:
     attrs = dict(zarr.open_group(str(path), mode="r").attrs)
     fmt, bits = attrs.get("format"), attrs.get("bits")
     if fmt == "dcq-v1":
-        return f"{attrs['clusters']} shared palettes x {2 ** bits} colours"
+        palettes = f"{attrs['clusters']} shared palettes x {2 ** bits} colours"
+        if attrs.get("source_images"):  # DCQ of a coreset (ablate stage)
+            return f"{attrs['num_images']:,} of {attrs['source_images']:,} images, {palettes}"
+        return palettes
     if fmt == "palette-per-image-v1":
         return f"{attrs['num_images']:,} per-image palettes x {2 ** bits} colours"
     if fmt == "subset-v1":
@@ -152,6 +174,10 @@ def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[d
           stale: list[dict], methods_q: int | None = None, methods_png: Path | None = None) -> list[document.Block]:
     prep = prepared_attrs.get("params", {}).get("prepare", {})
     any_store = stores[max(stores)]
+    ablation_rows = [r for r in rows if r["ablation"] is not None]
+    ablation_recs = [r for r in recs if r.get("ablation") is not None]
+    rows = [r for r in rows if r["ablation"] is None]
+    all_recs, recs = recs, [r for r in recs if r.get("ablation") is None]
     blocks: list[document.Block] = [("h1", params.title)]
     blocks.append(("p", (f"Dataset `{prep.get('source', '?')}` from `{prep.get('root', '?')}`: "
                         f"{len(any_store):,} train images ({prep.get('train_per_class') or 'all'} per class), "
@@ -204,6 +230,8 @@ def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[d
                         "palettes, cluster ids, labels; for full colour and coresets the zstd-compressed uint8 "
                         "images and labels) divided by the whole train set as raw 24-bit RGB. Nominal ratio: q/24 "
                         "bits per pixel; a coreset at q keeps q/24 of the images.")))
+    if ablation_rows:
+        blocks += ablation_blocks(rows, ablation_rows, ablation_recs)
     blocks.append(("h2", "Accuracy vs compression ratio"))
     blocks.append(("img", plot_png, "test accuracy against compression ratio"))
     blocks.append(("h2", "Stored size of every train set"))
@@ -212,11 +240,12 @@ def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[d
     storage = [["full colour (prepared, zstd)", "-", "full colour images", fmt_bytes(full_bytes),
                 f"{full_bytes / raw_bytes:.2%}", "100.00%", f"{full_bytes / len(any_store):.0f}"]]
     seen_sets = set()
-    for r in sorted(recs, key=lambda r: (records.method_order(r["method"]), r["bits"] or 0)):
-        if r["method"] == "full" or (r["method"], r["bits"]) in seen_sets or "train_set" not in r:
+    for r in sorted(all_recs, key=lambda r: (records.method_order(r["method"]), r.get("ablation") or "", r["bits"] or 0)):
+        name = records.series_label(r["method"], r.get("ablation"))
+        if r["method"] == "full" or (name, r["bits"]) in seen_sets or "train_set" not in r:
             continue
-        seen_sets.add((r["method"], r["bits"]))
-        storage.append([f"{r['method']} q={r['bits']}", r["bits"], store_description(r["train_set"]),
+        seen_sets.add((name, r["bits"]))
+        storage.append([f"{name} q={r['bits']}", r["bits"], store_description(r["train_set"]),
                         fmt_bytes(r["train_bytes"]), f"{r['train_bytes'] / raw_bytes:.2%}", f"{r['bits'] / 24:.2%}",
                         f"{r['train_bytes'] / len(any_store):.0f}"])
     blocks.append(("table", ["train set", "bits", "what is stored", "bytes on disk", "measured ratio",
@@ -236,9 +265,9 @@ def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[d
     blocks.append(("h2", "Runs"))
     blocks.append(("table", ["method", "bits", "model", "seed", "test accuracy (%)", "final train acc. (%)",
                              "epochs", "train s"],
-                   [[r["method"], "-" if r["bits"] is None else r["bits"], r["model"], r["seed"],
-                     f"{r['test_accuracy']:.2f}", r.get("final_train_accuracy", "-"), r.get("epochs", "-"),
-                     r.get("train_seconds", "-")] for r in recs]))
+                   [[records.series_label(r["method"], r.get("ablation")), "-" if r["bits"] is None else r["bits"],
+                     r["model"], r["seed"], f"{r['test_accuracy']:.2f}", r.get("final_train_accuracy", "-"),
+                     r.get("epochs", "-"), r.get("train_seconds", "-")] for r in all_recs]))
     if stale:
         blocks.append(("p", (f"Left out: {len(stale)} stale run record(s) whose train set is gone or was rebuilt "
                              "since: " + ", ".join(f"`{r['method']}` bits {r['bits']} {r['model']} seed {r['seed']}"
@@ -259,6 +288,46 @@ def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[d
     return blocks
 
 
+def ablation_blocks(rows: list[dict], ablation_rows: list[dict], ablation_recs: list[dict]) -> list[document.Block]:
+    """Each DCQ ablation beside the params.yaml DCQ at the same q: mean ± std, the change in points, bytes."""
+    blocks: list[document.Block] = [("h2", "DCQ ablations")]
+    blocks.append(("p", ("Each variant reruns the DCQ chain with the listed params changed (`ablate.variants` in "
+                        "params.yaml) and is trained with the same recipe and seeds. Δ: mean accuracy minus the "
+                        "params.yaml DCQ's at the same q; seeds of one setting differ by up to a few points, so "
+                        "read a Δ against both stds.")))
+    change = {(r["ablation"]): r["ablation_change"] for r in ablation_recs}
+    for model in sorted({r["model"] for r in ablation_rows}):
+        by_bits = sorted({r["bits"] for r in ablation_rows if r["model"] == model})
+        default = {q: next((r for r in rows if r["model"] == model and r["method"] == "dcq" and r["bits"] == q), None)
+                   for q in by_bits}
+        table = [["dcq (params.yaml)", "-"] + [
+            "-" if default[q] is None else f"{default[q]['test_accuracy_mean']:.2f} ± "
+            f"{default[q]['test_accuracy_std']:.2f} ({fmt_bytes(default[q]['train_bytes'])})" for q in by_bits]]
+        for name in sorted({r["ablation"] for r in ablation_rows if r["model"] == model}):
+            cells = [name, change.get(name, "-")]
+            for q in by_bits:
+                r = next((r for r in ablation_rows if r["model"] == model and r["ablation"] == name
+                          and r["bits"] == q), None)
+                if r is None:
+                    cells.append("-")
+                    continue
+                delta = "" if default[q] is None else \
+                    f", Δ {r['test_accuracy_mean'] - default[q]['test_accuracy_mean']:+.2f}"
+                cells.append(f"{r['test_accuracy_mean']:.2f} ± {r['test_accuracy_std']:.2f}{delta} "
+                             f"({fmt_bytes(r['train_bytes'])}, {r['compression_ratio']:.2%})")
+            table.append(cells)
+        blocks.append(("h3", f"model `{model}`"))
+        blocks.append(("table", ["variant", "changed params"] + [f"q = {q}" for q in by_bits], table))
+    return blocks
+
+
+def plotted(rows: list[dict], recs: list[dict]) -> list[dict]:
+    """Rows on the accuracy-vs-ratio plot: every method, and of the ablations only those that change the storage
+    (a coreset then DCQ); the others share the DCQ point's bytes and are compared in the ablation table."""
+    coreset_ablations = {r["ablation"] for r in recs if r.get("ablation") and "coreset" in r["ablation_change"]}
+    return [r for r in rows if r["ablation"] is None or r["ablation"] in coreset_ablations]
+
+
 def plot_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     fields = ["series", "method", "model", "bits", "compression_ratio", "nominal_ratio", "test_accuracy",
@@ -266,7 +335,7 @@ def plot_csv(rows: list[dict]) -> str:
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({"series": f"{r['method']} ({r['model']})", "method": r["method"], "model": r["model"],
+        writer.writerow({"series": f"{r['series']} ({r['model']})", "method": r["method"], "model": r["model"],
                          "bits": "" if r["bits"] is None else r["bits"], "compression_ratio": r["compression_ratio"],
                          "nominal_ratio": "" if r["nominal_ratio"] is None else r["nominal_ratio"],
                          "test_accuracy": r["test_accuracy_mean"], "test_accuracy_std": r["test_accuracy_std"],
@@ -278,7 +347,7 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, timi
         teacher_metrics: Path, records_out: Path, summary_out: Path, plot_data_out: Path, plot_png_out: Path,
         grid_png_out: Path, methods_png_out: Path, markdown_out: Path, html_out: Path) -> dict:
     with Timer() as timer:
-        recs, stale = current(records.collect(runs))
+        recs, stale = current(records.collect(runs, annotate=ablation_of))
         if not recs:
             raise StoreError(f"every run record under {runs} is stale (its train set is gone or was rebuilt)")
         rows = records.summarize(recs)
@@ -293,7 +362,7 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, timi
         for path in (plot_png_out, grid_png_out, methods_png_out):
             path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(plot_png_out) as tmp:
-            figures.accuracy_plot(rows, tmp)
+            figures.accuracy_plot(plotted(rows, recs), tmp)
         with atomic_output(grid_png_out) as tmp:
             figures.image_grid(originals, names, picked, [(f"{q} bit", st) for q, st in stores.items()], tmp)
         methods_q, columns = method_columns(recs, stores)
@@ -308,7 +377,7 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, timi
         write_json(records_out, recs)
         write_json(summary_out, records.dvc_summary(rows))
         with atomic_output(plot_data_out) as tmp:
-            tmp.write_text(plot_csv(rows))
+            tmp.write_text(plot_csv(plotted(rows, recs)))
         with atomic_output(markdown_out) as tmp:
             tmp.write_text(document.to_markdown(blocks, markdown_out))
         with atomic_output(html_out) as tmp:

@@ -127,3 +127,39 @@ def test_baselines_and_coresets_share_the_tables_at_matched_storage(small_run, t
     assert "## Training images at q = 2: DCQ and the per-image quantizers" in md
     grid = Image.open(paths["methods"])
     assert grid.width > grid.height / 4  # full colour + (dcq, median_cut) x (image, palette)
+
+
+def test_ablations_get_their_own_table_and_leave_the_dcq_rows_alone(small_run, tmp_path):
+    """Ablation runs (same method and bits as DCQ, another store) are told apart by their store, compared with
+    the params.yaml DCQ in their own table, and only a coreset ablation joins the plot."""
+    from pipeline.config import params_hash
+    from pipeline.io.train_sets import load_train_set, store_params
+    from pipeline.stages import ablate
+    from tests.conftest import SMALL
+
+    params = ablate.AblateParams(bits=(1,), variants=ablate.parse_variants(
+        {"k2": {"cluster": {"k": 2}}, "half": {"coreset": {"method": "random", "keep": 0.5}}}, "test"))
+    recs = records_for(small_run)
+    for name, accs in (("k2", [25.0, 27.0]), ("half", [10.0, 12.0])):
+        path = tmp_path / "stores" / f"{name}-q1.zarr"
+        ablate.run(params, BASE, SMALL, name, 1, small_run.prepared, small_run.teacher, None, path)
+        ts = load_train_set(path)
+        for seed, acc in enumerate(accs):
+            recs.append({"method": "dcq", "bits": 1, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
+                         "compression_ratio": ts.compression_ratio, "train_bytes": ts.stored_bytes,
+                         "train_set": str(path), "train_set_hash": params_hash(store_params(path))})
+    paths = render(small_run, tmp_path / "out", recs)
+    md = paths["md"].read_text()
+    # the DCQ row of the matched-storage table still averages only the two params.yaml DCQ runs (20, 22)
+    assert re.search(r"\| dcq \| DCQ \(shared cluster palettes\) \| \*\*21.00 ± 1.41\*\* \(", md)
+    assert "## DCQ ablations" in md
+    assert re.search(r"\| dcq \(params.yaml\) \| - \| 21.00 ± 1.41 \(", md)
+    assert re.search(r"\| k2 \| cluster.k=2 \| 26.00 ± 1.41, Δ \+5.00 \(", md)
+    assert re.search(r"\| half \| coreset.method=random, coreset.keep=0.5.* \| 11.00 ± 1.41, Δ -10.00 \(", md)
+    assert "80 of 160 images, 4 shared palettes x 2 colours" in md
+    series = {row["series"] for row in csv.DictReader(paths["data"].open())}
+    assert "dcq [half] (convnetd3)" in series and not any("k2" in s for s in series)
+    summary = json.loads(paths["summary"].read_text())["convnetd3"]
+    assert summary["dcq-q1"]["test_accuracy_mean"] == 21.0 and summary["ablate-k2-q1"]["test_accuracy_mean"] == 26.0
+    saved = json.loads(paths["records"].read_text())
+    assert sorted({r.get("ablation") or "" for r in saved}) == ["", "half", "k2"]
