@@ -12,7 +12,10 @@ from pipeline.stages import (
     attention,
     baseline,
     cluster,
+    distill,
     encode,
+    evaluate_synthetic,
+    experts,
     features,
     palette,
     prepare,
@@ -31,7 +34,8 @@ STAGE_PARAMS = {
     "refine": refine.RefineParams, "encode": encode.EncodeParams, "train_full": train.TrainParams,
     "train_dcq": train.TrainParams, "report": report.ReportParams, "baseline": baseline.BaselineParams,
     "scores": scores.ScoresParams, "prune": prune.PruneParams, "train_baseline": train.TrainParams,
-    "train_pruned": train.TrainParams, "train_ablation": train.TrainParams,
+    "train_pruned": train.TrainParams, "train_ablation": train.TrainParams, "experts": experts.ExpertsParams,
+    "distill": distill.DistillParams, "evaluate_synthetic": evaluate_synthetic.EvaluateSyntheticParams,
 }
 # The params section each dvc stage reads (train_full/train_dcq are both the `train` stage on other inputs).
 SECTION = {"train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train",
@@ -40,13 +44,15 @@ SECTION = {"train_full": "train", "train_dcq": "train", "train_baseline": "train
 # command line, so adding a bit depth does not rerun the others.
 # `train.models/seeds/bits` likewise drive the train stages' matrix: each run gets its item on the command line.
 FOREACH_ONLY = {"palette": {"bits"}, "train": set(train.MATRIX_KEYS), "baseline": {"methods", "bits"},
-                "prune": {"methods", "bits"}}
+                "prune": {"methods", "bits"}, "distill": {"methods", "ipcs"},
+                "evaluate_synthetic": set(evaluate_synthetic.MATRIX_KEYS)}
 # prepare only uses the seed (for the subset); the device cannot change what it writes.
 # train seeds itself from its matrix item; report uses the seed only to pick the images it shows.
 BASE_KEYS = {"prepare": {"base.seed"}, "train_full": {"base.device", "base.precision"},
              "train_dcq": {"base.device", "base.precision"}, "report": {"base.seed"},
              "train_baseline": {"base.device", "base.precision"}, "train_pruned": {"base.device", "base.precision"},
-             "train_ablation": {"base.device", "base.precision"}}
+             "train_ablation": {"base.device", "base.precision"},
+             "evaluate_synthetic": {"base.device", "base.precision"}}
 
 
 def load():

@@ -35,6 +35,8 @@ FAMILIES = {
     "kmeans_lab": "per-image quantizer", "libimagequant": "per-image quantizer",
     "random": "coreset (pruning)", "ccs": "coreset (pruning)", "aum": "coreset (pruning)",
     "el2n": "coreset (pruning)", "forgetting": "coreset (pruning)", "entropy": "coreset (pruning)",
+    "mtt": "dataset distillation", "dm": "dataset distillation", "autopalette": "dataset distillation",
+    "mtt_lss": "dataset distillation",
 }
 METHOD_ORDER = list(FAMILIES)
 
@@ -48,8 +50,8 @@ def method_order(method: str) -> tuple[int, str]:
 
 
 def sort_key(record: dict) -> tuple:
-    return (record["model"], method_order(record["method"]), record.get("ablation") or "", record["bits"] or 0,
-            record["seed"])
+    return (record["model"], record.get("ipc") or 0, method_order(record["method"]), record.get("ablation") or "",
+            record["bits"] or 0, record["seed"])
 
 
 def collect(runs: Path, annotate: Callable[[dict], dict] | None = None) -> list[dict]:
@@ -64,7 +66,7 @@ def collect(runs: Path, annotate: Callable[[dict], dict] | None = None) -> list[
             r.update(annotate(r))
     seen: dict[tuple, str] = {}
     for f, r in zip(files, records):
-        key = (r["method"], r.get("ablation"), r["bits"], r["model"], r["seed"])
+        key = (r["method"], r.get("ablation"), r.get("ipc"), r["bits"], r["model"], r["seed"])
         if key in seen:
             raise StoreError(f"{f} and {seen[key]} are the same run {key}")
         seen[key] = str(f)
@@ -77,8 +79,9 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-def variant_label(method: str, bits: int | None, ablation: str | None = None) -> str:
+def variant_label(method: str, bits: int | None, ablation: str | None = None, ipc: int | None = None) -> str:
     name = method if ablation is None else f"ablate-{ablation}"
+    name = name if ipc is None else f"distill-{name}-ipc{ipc}"
     return name if bits is None else f"{name}-q{bits}"
 
 
@@ -91,13 +94,14 @@ def summarize(records: list[dict]) -> list[dict]:
     colour."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["model"], r["method"], r.get("ablation"), r["bits"]), []).append(r)
+        groups.setdefault((r["model"], r["method"], r.get("ablation"), r.get("ipc"), r["bits"]), []).append(r)
     rows = []
-    for (model, method, ablation, bits), runs in groups.items():
+    for (model, method, ablation, ipc, bits), runs in groups.items():
         mean, std = mean_std([r["test_accuracy"] for r in runs])
         rows.append({
-            "model": model, "method": method, "ablation": ablation, "series": series_label(method, ablation),
-            "bits": bits, "variant": variant_label(method, bits, ablation),
+            "model": model, "method": method, "ablation": ablation, "ipc": ipc,
+            "series": series_label(method, ablation) if ipc is None else f"{method} (IPC)",
+            "bits": bits, "variant": variant_label(method, bits, ablation, ipc), "budget_bytes": runs[0].get("budget_bytes"),
             "seeds": sorted(r["seed"] for r in runs), "n": len(runs),
             "test_accuracy_mean": round(mean, 4), "test_accuracy_std": round(std, 4),
             "train_bytes": round(sum(r["train_bytes"] for r in runs) / len(runs)),
@@ -108,9 +112,10 @@ def summarize(records: list[dict]) -> list[dict]:
         })
     for row in rows:
         full = next((f for f in rows if f["model"] == row["model"] and f["method"] == "full"
-                     and f["ablation"] is None), None)
+                     and f["ablation"] is None and f["ipc"] is None), None)
         row["gap_to_full"] = None if full is None else round(row["test_accuracy_mean"] - full["test_accuracy_mean"], 4)
-    return sorted(rows, key=lambda r: (r["model"], method_order(r["method"]), r["ablation"] or "", r["bits"] or 0))
+    return sorted(rows, key=lambda r: (r["model"], r["ipc"] or 0, method_order(r["method"]), r["ablation"] or "",
+                                       r["bits"] or 0))
 
 
 def dvc_summary(rows: list[dict]) -> dict:

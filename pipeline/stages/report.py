@@ -176,8 +176,9 @@ def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[d
     any_store = stores[max(stores)]
     ablation_rows = [r for r in rows if r["ablation"] is not None]
     ablation_recs = [r for r in recs if r.get("ablation") is not None]
-    rows = [r for r in rows if r["ablation"] is None]
-    all_recs, recs = recs, [r for r in recs if r.get("ablation") is None]
+    ipc_rows = [r for r in rows if r["ipc"] is not None]
+    rows = [r for r in rows if r["ablation"] is None and r["ipc"] is None]
+    all_recs, recs = recs, [r for r in recs if r.get("ablation") is None and r.get("ipc") is None]
     blocks: list[document.Block] = [("h1", params.title)]
     blocks.append(("p", (f"Dataset `{prep.get('source', '?')}` from `{prep.get('root', '?')}`: "
                         f"{len(any_store):,} train images ({prep.get('train_per_class') or 'all'} per class), "
@@ -232,6 +233,8 @@ def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[d
                         "bits per pixel; a coreset at q keeps q/24 of the images.")))
     if ablation_rows:
         blocks += ablation_blocks(rows, ablation_rows, ablation_recs)
+    if ipc_rows:
+        blocks += distillation_blocks(ipc_rows)
     blocks.append(("h2", "Accuracy vs compression ratio"))
     blocks.append(("img", plot_png, "test accuracy against compression ratio"))
     blocks.append(("h2", "Stored size of every train set"))
@@ -242,7 +245,7 @@ def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[d
     seen_sets = set()
     for r in sorted(all_recs, key=lambda r: (records.method_order(r["method"]), r.get("ablation") or "", r["bits"] or 0)):
         name = records.series_label(r["method"], r.get("ablation"))
-        if r["method"] == "full" or (name, r["bits"]) in seen_sets or "train_set" not in r:
+        if r["method"] == "full" or (name, r["bits"]) in seen_sets or "train_set" not in r or r.get("ipc"):
             continue
         seen_sets.add((name, r["bits"]))
         storage.append([f"{name} q={r['bits']}", r["bits"], store_description(r["train_set"]),
@@ -318,6 +321,37 @@ def ablation_blocks(rows: list[dict], ablation_rows: list[dict], ablation_recs: 
             table.append(cells)
         blocks.append(("h3", f"model `{model}`"))
         blocks.append(("table", ["variant", "changed params"] + [f"q = {q}" for q in by_bits], table))
+    return blocks
+
+
+def distillation_blocks(ipc_rows: list[dict]) -> list[document.Block]:
+    """Every distilled set at its IPC budget: accuracy, the change over random real images at that IPC, bytes."""
+    blocks: list[document.Block] = [("h2", "Dataset distillation at equal storage (images per class)")]
+    blocks.append(("p", ("Each synthetic set may store at most IPC full-colour images per class (budget = IPC x "
+                        "classes x H x W x 3 bytes): pixels as uint8, AutoPalette as packed colour indices plus "
+                        "palettes, MTT-LSS as float16 mappers, bases and soft labels. Each is evaluated by training "
+                        "a fresh network on it with DSA and testing on the original test set (mean ± std over "
+                        "seeds). Δ: minus `random` (IPC real images per class) at the same IPC.")))
+    for model in sorted({r["model"] for r in ipc_rows}):
+        ipcs = sorted({r["ipc"] for r in ipc_rows if r["model"] == model})
+        random = {i: next((r for r in ipc_rows if r["model"] == model and r["method"] == "random" and r["ipc"] == i),
+                          None) for i in ipcs}
+        table = []
+        for method in sorted({r["method"] for r in ipc_rows if r["model"] == model}, key=records.method_order):
+            cells = [method, records.family(method) if method != "random" else "real images (baseline)"]
+            for i in ipcs:
+                r = next((r for r in ipc_rows if r["model"] == model and r["method"] == method and r["ipc"] == i), None)
+                if r is None:
+                    cells.append("-")
+                    continue
+                delta = "" if random[i] is None or method == "random" else \
+                    f", Δ {r['test_accuracy_mean'] - random[i]['test_accuracy_mean']:+.2f}"
+                budget = f"{r['train_bytes'] / r['budget_bytes']:.0%} of budget" if r.get("budget_bytes") else ""
+                cells.append(f"{r['test_accuracy_mean']:.2f} ± {r['test_accuracy_std']:.2f}{delta} "
+                             f"({fmt_bytes(r['train_bytes'])}, {budget}, {r['train_images']} samples)")
+            table.append(cells)
+        blocks.append(("h3", f"model `{model}`"))
+        blocks.append(("table", ["method", "family"] + [f"IPC {i}" for i in ipcs], table))
     return blocks
 
 

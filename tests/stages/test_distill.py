@@ -54,3 +54,54 @@ def test_errors_name_the_culprit(small_run, tmp_path, expert_store):
     with pytest.raises(StoreError, match="different network"):
         distill.run(bad, BASE, "random", 1, small_run.prepared, experts, tmp_path / "x.zarr")
     assert not (tmp_path / "x.zarr").exists()
+
+
+# --- evaluate_synthetic ----------------------------------------------------------------------------------------
+
+def _eval_params():
+    from pipeline.distill.evaluate import EvalRecipe
+    from pipeline.stages import evaluate_synthetic
+
+    return evaluate_synthetic.EvaluateSyntheticParams(recipe=EvalRecipe(epochs=3, batch_size=32))
+
+
+@pytest.mark.parametrize("method", ["random", "mtt_lss"])
+def test_evaluate_synthetic_writes_a_record_with_the_run_schema(method, small_run, expert_store, tmp_path):
+    """Hard labels (random real images) and soft labels + float16 low-rank images (MTT-LSS) both train, and
+    the record has the train stage's keys plus ipc and the store's own bytes."""
+    import json
+
+    from pipeline.report.records import validate
+    from pipeline.stages import evaluate_synthetic
+
+    synthetic = tmp_path / f"{method}.zarr"
+    distill.run(TINY, BASE, method, 1, small_run.prepared, expert_store, synthetic)
+    rec = evaluate_synthetic.run(_eval_params(), BASE, 0, synthetic, expert_store, small_run.prepared,
+                                 tmp_path / "r.json")
+    validate(rec, "record")
+    assert json.loads((tmp_path / "r.json").read_text()) == rec
+    store = SyntheticStore(synthetic)
+    assert rec["ipc"] == 1 and rec["method"] == method and rec["bits"] is None
+    assert rec["train_bytes"] == store.stored_bytes <= rec["budget_bytes"] == store.budget
+    assert rec["compression_ratio"] == round(store.stored_bytes / (160 * 32 * 32 * 3), 6)
+    assert rec["test_images"] == 80 and 0 <= rec["test_accuracy"] <= 100
+    again = evaluate_synthetic.run(_eval_params(), BASE, 0, synthetic, expert_store, small_run.prepared,
+                                   tmp_path / "r2.json")
+    other = evaluate_synthetic.run(_eval_params(), BASE, 1, synthetic, expert_store, small_run.prepared,
+                                   tmp_path / "r3.json")
+    assert again["test_accuracy"] == rec["test_accuracy"] and again["params_hash"] == rec["params_hash"]
+    assert other["params_hash"] != rec["params_hash"]
+
+
+def test_evaluate_synthetic_refuses_other_experts(small_run, expert_store, tmp_path):
+    import zarr
+
+    from pipeline.stages import evaluate_synthetic
+
+    synthetic = tmp_path / "random.zarr"
+    distill.run(TINY, BASE, "random", 1, small_run.prepared, expert_store, synthetic)
+    zarr.open_group(str(synthetic), mode="r+").attrs["normalization"] = {"mean": [0, 0, 0], "std": [1, 1, 1]}
+    with pytest.raises(StoreError, match="other experts"):
+        evaluate_synthetic.run(_eval_params(), BASE, 0, synthetic, expert_store, small_run.prepared,
+                               tmp_path / "r.json")
+    assert not (tmp_path / "r.json").exists()

@@ -163,3 +163,25 @@ def test_ablations_get_their_own_table_and_leave_the_dcq_rows_alone(small_run, t
     assert summary["dcq-q1"]["test_accuracy_mean"] == 21.0 and summary["ablate-k2-q1"]["test_accuracy_mean"] == 26.0
     saved = json.loads(paths["records"].read_text())
     assert sorted({r.get("ablation") or "" for r in saved}) == ["", "half", "k2"]
+
+
+def test_distilled_sets_get_an_ipc_table_apart_from_the_matched_storage_one(small_run, tmp_path):
+    recs = records_for(small_run)
+    for method, ipc, accs, nbytes in (("random", 1, [14.0, 16.0], 30000), ("mtt", 1, [24.0, 26.0], 30730),
+                                      ("random", 10, [26.0, 28.0], 307000), ("dm", 10, [30.0, 32.0], 307300)):
+        for seed, acc in enumerate(accs):
+            recs.append({"method": method, "ipc": ipc, "bits": None, "model": "convnetd3", "seed": seed,
+                         "test_accuracy": acc, "compression_ratio": nbytes / 491520, "train_bytes": nbytes,
+                         "budget_bytes": ipc * 10 * 3073, "train_images": 10 * ipc})
+    paths = render(small_run, tmp_path / "out", recs)
+    md = paths["md"].read_text()
+    assert "## Dataset distillation at equal storage (images per class)" in md
+    assert re.search(r"\| random \| real images \(baseline\) \| 15.00 ± 1.41 \(30.00 kB, 98% of budget, 10 samples\) "
+                     r"\| 27.00 ± 1.41 \(", md)
+    assert re.search(r"\| mtt \| dataset distillation \| 25.00 ± 1.41, Δ \+10.00 \(.*\) \| - \|", md)
+    assert re.search(r"\| dm \| dataset distillation \| - \| 31.00 ± 1.41, Δ \+4.00 \(", md)
+    # the matched-storage table keeps full colour as its own row and no IPC runs
+    table = md.split("## At matched storage")[1].split("## Accuracy by method")[0]
+    assert "| random |" not in table and "| mtt |" not in table
+    summary = json.loads(paths["summary"].read_text())["convnetd3"]
+    assert summary["distill-random-ipc10"]["test_accuracy_mean"] == 27.0 and summary["full"]["seeds"] == 2
