@@ -50,6 +50,12 @@ def open_group(path: str | Path, what: str) -> zarr.Group:
     return zarr.open_group(str(path), mode="r")
 
 
+def array_bytes(path: str | Path) -> int:
+    """Bytes of a Zarr store's array data (chunks and shards), without its JSON metadata: what a storage budget
+    counts (the metadata is a few hundred bytes per array, the same whatever the data)."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and p.name != "zarr.json")
+
+
 def disk_bytes(path: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 

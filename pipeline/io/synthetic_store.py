@@ -24,6 +24,7 @@ import torch
 import zarr
 
 from pipeline.errors import StoreError
+from pipeline.io.arrays import array_bytes
 from pipeline.quantize.bitpack import pack, packed_bytes, unpack
 
 FORMAT = "synthetic-v1"
@@ -37,10 +38,6 @@ def budget_bytes(ipc: int, num_classes: int, image_size: tuple[int, int], channe
 
 def _array(root: zarr.Group, name: str, data: np.ndarray) -> None:
     root.create_array(name, data=np.ascontiguousarray(data), chunks=data.shape or (1,), compressors=None)
-
-
-def _chunk_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name != "zarr.json")
 
 
 def _labels_dtype(num_classes: int):
@@ -85,7 +82,7 @@ class SyntheticStore:
 
     @property
     def stored_bytes(self) -> int:
-        return _chunk_bytes(self.path)
+        return array_bytes(self.path)
 
     @property
     def budget(self) -> int:

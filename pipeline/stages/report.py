@@ -24,7 +24,7 @@ import zarr
 
 from pipeline.config import BaseParams, params_hash, require
 from pipeline.errors import StoreError
-from pipeline.io.arrays import disk_bytes, open_group, write_json
+from pipeline.io.arrays import array_bytes, disk_bytes, open_group, write_json
 from pipeline.io.atomic import atomic_output
 from pipeline.io.dcq_store import DCQStore
 from pipeline.io.train_sets import store_params
@@ -71,8 +71,11 @@ def ablation_of(rec: dict) -> dict:
             return [item for k, v in value.items() for item in flat(f"{prefix}.{k}" if prefix else k, v)]
         return [f"{prefix}={value}"]
 
+    attrs = zarr.open_group(str(path), mode="r").attrs
+    budget = {} if "ipc" not in attrs else {  # DCQ of a coreset at a distillation budget: the IPC table's rule
+        "ipc": int(attrs["ipc"]), "budget_bytes": int(attrs["budget_bytes"]), "accounted_bytes": array_bytes(path)}
     return {"ablation": ablation["name"],
-            "ablation_change": ", ".join(flat("", {k: v for k, v in ablation.items() if k != "name"})) or "none"}
+            "ablation_change": ", ".join(flat("", {k: v for k, v in ablation.items() if k != "name"})) or "none"} | budget
 
 
 def load_stores(recs: list[dict]) -> dict[int, DCQStore]:
@@ -174,8 +177,8 @@ def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[d
           stale: list[dict], methods_q: int | None = None, methods_png: Path | None = None) -> list[document.Block]:
     prep = prepared_attrs.get("params", {}).get("prepare", {})
     any_store = stores[max(stores)]
-    ablation_rows = [r for r in rows if r["ablation"] is not None]
-    ablation_recs = [r for r in recs if r.get("ablation") is not None]
+    ablation_rows = [r for r in rows if r["ablation"] is not None and r["ipc"] is None]
+    ablation_recs = [r for r in recs if r.get("ablation") is not None and r.get("ipc") is None]
     ipc_rows = [r for r in rows if r["ipc"] is not None]
     rows = [r for r in rows if r["ablation"] is None and r["ipc"] is None]
     all_recs, recs = recs, [r for r in recs if r.get("ablation") is None and r.get("ipc") is None]
@@ -311,17 +314,20 @@ def ablation_blocks(rows: list[dict], ablation_rows: list[dict], ablation_recs: 
             for q in by_bits:
                 r = next((r for r in ablation_rows if r["model"] == model and r["ablation"] == name
                           and r["bits"] == q), None)
-                if r is None:
-                    cells.append("-")
-                    continue
-                delta = "" if default[q] is None else \
-                    f", Δ {r['test_accuracy_mean'] - default[q]['test_accuracy_mean']:+.2f}"
-                cells.append(f"{r['test_accuracy_mean']:.2f} ± {r['test_accuracy_std']:.2f}{delta} "
-                             f"({fmt_bytes(r['train_bytes'])}, {r['compression_ratio']:.2%})")
+                cells.append(compared_cell(r, default[q], f"{r['compression_ratio']:.2%}" if r else ""))
             table.append(cells)
         blocks.append(("h3", f"model `{model}`"))
         blocks.append(("table", ["variant", "changed params"] + [f"q = {q}" for q in by_bits], table))
     return blocks
+
+
+def compared_cell(row: dict | None, reference: dict | None, extra: str) -> str:
+    """'mean ± std, Δ change over the reference (bytes, extra)', or '-' where the run is missing."""
+    if row is None:
+        return "-"
+    delta = "" if reference is None else f", Δ {row['test_accuracy_mean'] - reference['test_accuracy_mean']:+.2f}"
+    return (f"{row['test_accuracy_mean']:.2f} ± {row['test_accuracy_std']:.2f}{delta} "
+            f"({fmt_bytes(row['train_bytes'])}, {extra})")
 
 
 def distillation_blocks(ipc_rows: list[dict]) -> list[document.Block]:
@@ -331,24 +337,29 @@ def distillation_blocks(ipc_rows: list[dict]) -> list[document.Block]:
                         "classes x H x W x 3 bytes): pixels as uint8, AutoPalette as packed colour indices plus "
                         "palettes, MTT-LSS as float16 mappers, bases and soft labels. Each is evaluated by training "
                         "a fresh network on it with DSA and testing on the original test set (mean ± std over "
-                        "seeds). Δ: minus `random` (IPC real images per class) at the same IPC.")))
+                        "seeds). DCQ of a coreset (an `ablate` variant with `coreset.ipc`) keeps as many "
+                        "CCS-selected images as fit the budget as q-bit indices and is trained with `train.recipe` "
+                        "like every DCQ run. Bytes: the arrays' data (what the budget counts). Δ: minus `random` "
+                        "(IPC real images per class) at the same IPC.")))
     for model in sorted({r["model"] for r in ipc_rows}):
         ipcs = sorted({r["ipc"] for r in ipc_rows if r["model"] == model})
         random = {i: next((r for r in ipc_rows if r["model"] == model and r["method"] == "random" and r["ipc"] == i),
                           None) for i in ipcs}
         table = []
-        for method in sorted({r["method"] for r in ipc_rows if r["model"] == model}, key=records.method_order):
-            cells = [method, records.family(method) if method != "random" else "real images (baseline)"]
+        kinds = sorted({(r["method"], r["ablation"]) for r in ipc_rows if r["model"] == model},
+                       key=lambda k: (records.method_order(k[0]), k[1] or ""))
+        for method, ablation in kinds:
+            family = ("real images (baseline)" if method == "random" else
+                      "DCQ of a coreset (ablate)" if ablation else records.family(method))
+            cells = [records.series_label(method, ablation), family]
             for i in ipcs:
-                r = next((r for r in ipc_rows if r["model"] == model and r["method"] == method and r["ipc"] == i), None)
-                if r is None:
-                    cells.append("-")
-                    continue
-                delta = "" if random[i] is None or method == "random" else \
-                    f", Δ {r['test_accuracy_mean'] - random[i]['test_accuracy_mean']:+.2f}"
-                budget = f"{r['train_bytes'] / r['budget_bytes']:.0%} of budget" if r.get("budget_bytes") else ""
-                cells.append(f"{r['test_accuracy_mean']:.2f} ± {r['test_accuracy_std']:.2f}{delta} "
-                             f"({fmt_bytes(r['train_bytes'])}, {budget}, {r['train_images']} samples)")
+                r = next((r for r in ipc_rows if r["model"] == model and r["method"] == method
+                          and r["ablation"] == ablation and r["ipc"] == i), None)
+                if r is not None:
+                    r = r | {"train_bytes": r["accounted_bytes"]}
+                budget = f"{r['train_bytes'] / r['budget_bytes']:.0%} of budget, " if r and r.get("budget_bytes") else ""
+                cells.append(compared_cell(r, None if method == "random" else random[i],
+                                           f"{budget}{r['train_images']} samples" if r else ""))
             table.append(cells)
         blocks.append(("h3", f"model `{model}`"))
         blocks.append(("table", ["method", "family"] + [f"IPC {i}" for i in ipcs], table))

@@ -168,3 +168,44 @@ def test_repo_params_parse_every_ablation():
     assert params.variants
     for name, variant in params.variants.items():
         ablate.resolve(defaults, variant, name)
+
+
+def test_ablate_coreset_at_an_ipc_budget_fits_it(small_run, scores_store, tmp_path, monkeypatch):
+    """coreset.ipc keeps as many images as fit IPC full-colour images per class as q-bit indices; a store over
+    the budget is an error and nothing is written."""
+    import pytest
+
+    from pipeline.errors import StoreError
+    from pipeline.io.arrays import array_bytes
+    from pipeline.io.train_sets import load_train_set
+    from pipeline.stages import ablate
+
+    params = _ablate_params(ipc1={"coreset": {"method": "ccs", "ipc": 1}})
+    out = tmp_path / "ipc1-q2.zarr"
+    ablate.run(params, BASE, SMALL, "ipc1", 2, small_run.prepared, small_run.teacher, scores_store, out)
+    budget = 10 * (32 * 32 * 3 + 1)
+    store = zarr.open_group(str(out), mode="r")
+    assert store.attrs["ipc"] == 1 and store.attrs["budget_bytes"] == budget
+    assert store.attrs["num_images"] == (budget - 4 * 4 * 3) // (256 + 2) == 118
+    assert array_bytes(out) <= budget
+    assert store.attrs["ablation"]["coreset"] == {"method": "ccs", "ipc": 1, "ccs_score": "aum", "ccs_strata": 50,
+                                                   "ccs_hard_prune": 0.3}
+    assert load_train_set(out).source_images == 160
+    # a budget the chosen coreset cannot meet (all 160 images kept for a 10,000-byte budget)
+    monkeypatch.setattr(ablate, "images_within", lambda *a: 160)
+    monkeypatch.setattr(ablate, "ipc_budget", lambda *a: 10_000)
+    with pytest.raises(StoreError, match="over the IPC 1 budget of 10,000"):
+        ablate.run(params, BASE, SMALL, "ipc1", 2, small_run.prepared, small_run.teacher, scores_store,
+                   tmp_path / "over.zarr")
+    assert not (tmp_path / "over.zarr").exists()
+
+
+def test_coreset_spec_takes_exactly_one_size():
+    import pytest
+
+    from pipeline.errors import ParamsError
+    from pipeline.stages import ablate
+
+    for bad in ({"method": "ccs"}, {"method": "ccs", "keep": 0.5, "ipc": 1}):
+        with pytest.raises(ParamsError, match="exactly one of keep and ipc"):
+            ablate.parse_variants({"v": {"coreset": bad}}, "variants")

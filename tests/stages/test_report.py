@@ -185,3 +185,32 @@ def test_distilled_sets_get_an_ipc_table_apart_from_the_matched_storage_one(smal
     assert "| random |" not in table and "| mtt |" not in table
     summary = json.loads(paths["summary"].read_text())["convnetd3"]
     assert summary["distill-random-ipc10"]["test_accuracy_mean"] == 27.0 and summary["full"]["seeds"] == 2
+
+
+def test_dcq_of_a_coreset_at_an_ipc_budget_joins_the_ipc_table(small_run, scores_store, tmp_path):
+    from pipeline.config import params_hash
+    from pipeline.io.arrays import array_bytes
+    from pipeline.io.train_sets import load_train_set, store_params
+    from pipeline.stages import ablate
+    from tests.conftest import SMALL
+
+    params = ablate.AblateParams(bits=(2,), variants=ablate.parse_variants(
+        {"ipc1": {"coreset": {"method": "ccs", "ipc": 1}}}, "test"))
+    path = tmp_path / "stores" / "ipc1-q2.zarr"
+    ablate.run(params, BASE, SMALL, "ipc1", 2, small_run.prepared, small_run.teacher, scores_store, path)
+    ts = load_train_set(path)
+    recs = records_for(small_run)
+    for seed, acc in enumerate([18.0, 20.0]):
+        recs.append({"method": "dcq", "bits": 2, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
+                     "compression_ratio": ts.compression_ratio, "train_bytes": ts.stored_bytes,
+                     "train_images": len(ts.images), "train_set": str(path),
+                     "train_set_hash": params_hash(store_params(path))})
+        recs.append({"method": "random", "ipc": 1, "bits": None, "model": "convnetd3", "seed": seed,
+                     "test_accuracy": acc - 5, "compression_ratio": 0.06, "train_bytes": 30730,
+                     "budget_bytes": 30730, "train_images": 10})
+    md = render(small_run, tmp_path / "out", recs)["md"].read_text()
+    table = md.split("## Dataset distillation at equal storage")[1].split("\n## ")[0]
+    used = array_bytes(path)
+    assert re.search(rf"\| dcq \[ipc1\] \| DCQ of a coreset \(ablate\) \| 19.00 ± 1.41, Δ \+5.00 \([\d.]+ kB, "
+                     rf"{used / 30730:.0%} of budget, 118 samples\)", table)
+    assert "## DCQ ablations" not in md  # an IPC-budget variant is read against the distillers, not as an ablation
