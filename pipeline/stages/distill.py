@@ -226,7 +226,8 @@ def run(params: DistillParams, base: BaseParams, method: str, ipc: int, train_se
         bar.close()
     used = lineage(source.params, store.attrs.get("params", {}), base=base, distill=params) | {
         "run": {"method": method, "ipc": ipc}}
-    attrs |= {"num_images": len(next(iter(arrays.values()))), "final_loss": losses[-1] if losses else None,
+    samples = arrays["labels"] if "labels" in arrays else arrays["soft_labels"]  # low_rank: one soft label each
+    attrs |= {"num_images": len(samples), "final_loss": losses[-1] if losses else None,
               "params": used, "params_hash": params_hash(used)}
     with atomic_output(out) as tmp:
         write(zarr.open_group(str(tmp), mode="w"), representation, attrs, **arrays)

@@ -41,7 +41,7 @@ def test_every_method_fits_its_budget(method, small_run, expert_store, tmp_path)
     if method == "mtt_lss":
         assert store.low_rank_images().shape[0] == labels.shape[0] > 10  # more samples than IPC in the budget
         np.testing.assert_allclose(labels.sum(1).numpy(), 1.0, atol=1e-2)
-    assert result["images"] == store.attrs["num_images"]
+    assert result["images"] == store.attrs["num_images"] == labels.shape[0]
 
 
 def test_errors_name_the_culprit(small_run, tmp_path, expert_store):
