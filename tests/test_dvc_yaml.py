@@ -36,10 +36,11 @@ STAGE_PARAMS = {
     "scores": scores.ScoresParams, "prune": prune.PruneParams, "train_baseline": train.TrainParams,
     "train_pruned": train.TrainParams, "train_ablation": train.TrainParams, "experts": experts.ExpertsParams,
     "distill": distill.DistillParams, "evaluate_synthetic": evaluate_synthetic.EvaluateSyntheticParams,
+    "evaluate_dcq_ipc": evaluate_synthetic.EvaluateSyntheticParams,
 }
 # The params section each dvc stage reads (train_full/train_dcq are both the `train` stage on other inputs).
 SECTION = {"train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train",
-           "train_ablation": "train"}
+           "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic"}
 # `palette.bits` drives dvc.yaml's foreach: each palette/refine/encode stage gets its own q on the
 # command line, so adding a bit depth does not rerun the others.
 # `train.models/seeds/bits` likewise drive the train stages' matrix: each run gets its item on the command line.
@@ -52,7 +53,8 @@ BASE_KEYS = {"prepare": {"base.seed"}, "train_full": {"base.device", "base.preci
              "train_dcq": {"base.device", "base.precision"}, "report": {"base.seed"},
              "train_baseline": {"base.device", "base.precision"}, "train_pruned": {"base.device", "base.precision"},
              "train_ablation": {"base.device", "base.precision"},
-             "evaluate_synthetic": {"base.device", "base.precision"}}
+             "evaluate_synthetic": {"base.device", "base.precision"},
+             "evaluate_dcq_ipc": {"base.device", "base.precision"}}
 
 
 def load():

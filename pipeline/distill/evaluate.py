@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from pipeline.config import require
 from pipeline.distill.dsa import DSAParams, augment
@@ -20,33 +21,50 @@ class EvalRecipe:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 256
+    max_steps: int | None = None  # stop after this many SGD steps (null: all epochs)
 
     def __post_init__(self):
         require(self.epochs >= 1, f"epochs={self.epochs} must be >= 1")
         require(self.lr > 0, f"lr={self.lr} must be > 0")
+        require(self.max_steps is None or self.max_steps >= 1, f"max_steps={self.max_steps} must be >= 1 or null")
+
+    def total_steps(self, n: int) -> int:
+        """SGD steps on a set of n samples: `epochs` passes, capped at `max_steps`. A set of at most one batch
+        (IPC-sized pixel sets) takes one step per epoch either way; the cap gives larger sets (low-rank samples,
+        DCQ of a coreset) the same number of updates rather than the same number of passes."""
+        per_epoch = -(-n // self.batch_size)
+        return self.epochs * per_epoch if self.max_steps is None else min(self.epochs * per_epoch, self.max_steps)
 
 
 def train_on_synthetic(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, recipe: EvalRecipe,
-                       dsa: DSAParams, seed: int, lr: float | None = None) -> None:
-    """x: float (N,C,H,W) preprocessed synthetic images; targets: class ids or soft labels."""
+                       dsa: DSAParams, seed: int, lr: float | None = None) -> int:
+    """x: float (N,C,H,W) preprocessed synthetic images; targets: class ids or soft labels. The lr drops x0.1
+    half way through the steps. Returns the number of steps taken."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr or recipe.lr, momentum=recipe.momentum,
                           weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [recipe.epochs // 2], 0.1)
-    model.train()
     n = len(x)
+    total = recipe.total_steps(n)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [total // 2], 0.1)
+    model.train()
     step = 0
-    for _ in range(recipe.epochs):
+    bar = tqdm(total=total, desc=f"evaluate on {n} samples", unit="step", leave=False)
+    while step < total:
         order = torch.randperm(n, generator=gen).to(x.device)
         for start in range(0, n, recipe.batch_size):
+            if step == total:
+                break
             idx = order[start:start + recipe.batch_size]
             loss = F.cross_entropy(model(augment(x[idx], dsa, seed * 1_000_003 + step)), targets[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             step += 1
-        sched.step()
+            bar.update(1)
+    bar.close()
     model.eval()
+    return total
 
 
 @torch.no_grad()

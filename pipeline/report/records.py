@@ -66,7 +66,7 @@ def collect(runs: Path, annotate: Callable[[dict], dict] | None = None) -> list[
             r.update(annotate(r))
     seen: dict[tuple, str] = {}
     for f, r in zip(files, records):
-        key = (r["method"], r.get("ablation"), r.get("ipc"), r["bits"], r["model"], r["seed"])
+        key = (r["method"], r.get("ablation"), r.get("ipc"), r.get("protocol"), r["bits"], r["model"], r["seed"])
         if key in seen:
             raise StoreError(f"{f} and {seen[key]} are the same run {key}")
         seen[key] = str(f)
@@ -79,9 +79,10 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-def variant_label(method: str, bits: int | None, ablation: str | None = None, ipc: int | None = None) -> str:
+def variant_label(method: str, bits: int | None, ablation: str | None = None, ipc: int | None = None,
+                  protocol: str | None = None) -> str:
     name = method if ablation is None else f"ablate-{ablation}"
-    name = name if ipc is None else f"distill-{name}-ipc{ipc}"
+    name = name if ipc is None or protocol is None else f"distill-{name}-ipc{ipc}"
     return name if bits is None else f"{name}-q{bits}"
 
 
@@ -94,14 +95,15 @@ def summarize(records: list[dict]) -> list[dict]:
     colour."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["model"], r["method"], r.get("ablation"), r.get("ipc"), r["bits"]), []).append(r)
+        groups.setdefault((r["model"], r["method"], r.get("ablation"), r.get("ipc"), r.get("protocol"), r["bits"]),
+                          []).append(r)
     rows = []
-    for (model, method, ablation, ipc, bits), runs in groups.items():
+    for (model, method, ablation, ipc, protocol, bits), runs in groups.items():
         mean, std = mean_std([r["test_accuracy"] for r in runs])
         rows.append({
-            "model": model, "method": method, "ablation": ablation, "ipc": ipc,
+            "model": model, "method": method, "ablation": ablation, "ipc": ipc, "protocol": protocol,
             "series": series_label(method, ablation) if ipc is None else f"{method} (IPC)",
-            "bits": bits, "variant": variant_label(method, bits, ablation, ipc), "budget_bytes": runs[0].get("budget_bytes"),
+            "bits": bits, "variant": variant_label(method, bits, ablation, ipc, protocol), "budget_bytes": runs[0].get("budget_bytes"),
             "accounted_bytes": runs[0].get("accounted_bytes", runs[0]["train_bytes"]),
             "seeds": sorted(r["seed"] for r in runs), "n": len(runs),
             "test_accuracy_mean": round(mean, 4), "test_accuracy_std": round(std, 4),

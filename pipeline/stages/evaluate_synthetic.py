@@ -1,8 +1,11 @@
 """evaluate_synthetic@method-ipc-seed: the distillation papers' protocol on one synthetic set and one seed.
 
-Reads  `evaluate_synthetic:` + `base` (device); the synthetic store (distill stage), the expert store (the input
-       preprocessing the set was distilled in: normalisation, optional ZCA) and the prepared store's test split.
-Writes `RECORD`, a run record with the train stage's schema plus `ipc`, `budget_bytes` and `representation`:
+Reads  `evaluate_synthetic:` + `base` (device); the set to evaluate: a synthetic store (distill stage) or a DCQ
+       store of a coreset at a distillation budget (an `ablate` variant with `coreset.ipc`, so DCQ is trained
+       exactly like the distilled sets it is compared with); the expert store (the input preprocessing the sets
+       were distilled in: normalisation, optional ZCA) and the prepared store's test split.
+Writes `RECORD`, a run record with the train stage's schema plus `ipc`, `budget_bytes`, `representation` and
+       `protocol: distillation` (the train stage's records have no protocol: they use `train.recipe`):
        a fresh network trained on the synthetic set with DSA (soft labels where the set has them; the learned
        student lr where the distiller learned one), tested on the original test set. `train_bytes` is what the
        synthetic store holds (everything needed to rebuild it), `compression_ratio` is that over the source
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import torch
 import typer
+import zarr
 
 from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.device import resolve_runtime
@@ -24,19 +28,22 @@ from pipeline.distill.dsa import DSAParams
 from pipeline.distill.evaluate import EvalRecipe, real_accuracy, train_on_synthetic
 from pipeline.distill.experts import ExpertStore
 from pipeline.errors import StoreError
-from pipeline.io.arrays import write_json
+from pipeline.io.arrays import array_bytes, write_json
+from pipeline.io.dcq_store import FORMATS as INDEXED_FORMATS
+from pipeline.io.synthetic_store import FORMAT as SYNTHETIC_FORMAT
 from pipeline.io.synthetic_store import SyntheticStore
-from pipeline.io.train_sets import load_split
+from pipeline.io.train_sets import load_split, load_train_set
 from pipeline.models.registry import create_model, model_names
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command, summary
 
-MATRIX_KEYS = ("seeds",)
+MATRIX_KEYS = ("seeds", "dcq_variants")
 
 
 @dataclass(frozen=True)
 class EvaluateSyntheticParams:
     arch: str = "convnetd3"
     seeds: list[int] = field(default_factory=lambda: [0, 1])  # read by dvc.yaml's matrix
+    dcq_variants: list[str] = field(default_factory=list)  # ablate variants with coreset.ipc (dvc.yaml's matrix)
     recipe: EvalRecipe = field(default_factory=EvalRecipe)
     dsa: DSAParams = field(default_factory=DSAParams)
     learned_lr: bool = True   # train with the distiller's learned student lr when it has one (MTT's protocol)
@@ -47,61 +54,107 @@ class EvaluateSyntheticParams:
         require(self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size} must be >= 1")
 
 
-def synthetic_inputs(store: SyntheticStore, experts: ExpertStore) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x float (N,C,H,W) in the experts' input space, targets: class ids or soft labels)."""
-    if store.representation == "low_rank":
-        return store.low_rank_images(), store.labels()
-    return experts.preprocess(store.images_u8()), store.labels()
+@dataclass
+class BudgetedSet:
+    """A set stored within IPC full-colour images per class, in the form the protocol trains on."""
+    method: str
+    bits: int | None
+    ipc: int
+    budget_bytes: int
+    stored_bytes: int
+    representation: str
+    classes: list[str]
+    image_size: tuple[int, int]
+    source_images: int
+    num_images: int
+    student_lr: float | None
+    params: dict
+    normalization: object | None   # the experts' normalisation a distilled set was made in; None: real pixels
+    inputs: callable               # (experts) -> (x float (N,C,H,W) in the experts' input space, targets)
+
+
+def open_budgeted(path: Path) -> BudgetedSet:
+    """A synthetic store, or a DCQ store of a coreset fitted to an IPC budget; anything else is an error."""
+    if not (path / "zarr.json").is_file():
+        raise StoreError(f"no synthetic or DCQ store at {path}")
+    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    fmt = attrs.get("format")
+    if fmt == SYNTHETIC_FORMAT:
+        store = SyntheticStore(path)
+
+        def inputs(experts: ExpertStore):
+            if store.representation == "low_rank":
+                return store.low_rank_images(), store.labels()
+            return experts.preprocess(store.images_u8()), store.labels()
+
+        return BudgetedSet(store.method, None, int(attrs["ipc"]), store.budget, store.stored_bytes,
+                           store.representation, store.classes, tuple(attrs["image_size"]),
+                           int(attrs["source_images"]), int(attrs["num_images"]), attrs.get("student_lr"),
+                           dict(attrs.get("params", {})), attrs.get("normalization"), inputs)
+    if fmt in INDEXED_FORMATS:
+        if "ipc" not in attrs or "budget_bytes" not in attrs:
+            raise StoreError(f"{path}: a {fmt} store without an IPC budget; only DCQ of a coreset fitted to one "
+                             "(ablate variant with coreset.ipc) is compared at equal storage")
+        train_set = load_train_set(path)
+
+        def inputs(experts: ExpertStore):
+            return experts.preprocess(train_set.images), train_set.labels
+
+        return BudgetedSet(train_set.kind, train_set.bits, int(attrs["ipc"]), int(attrs["budget_bytes"]),
+                           array_bytes(path), "dcq_indices", train_set.classes, train_set.image_size,
+                           int(train_set.source_images or len(train_set.labels)), len(train_set.labels), None,
+                           train_set.params, None, inputs)
+    raise StoreError(f"{path}: format {fmt!r} is neither {SYNTHETIC_FORMAT!r} nor a DCQ store at an IPC budget")
 
 
 def run(params: EvaluateSyntheticParams, base: BaseParams, seed: int, synthetic: Path, experts: Path,
         prepared: Path, record_out: Path) -> dict:
     runtime = resolve_runtime(base.device, base.precision)
     dev = runtime.device
-    store = SyntheticStore(synthetic)
+    budgeted = open_budgeted(Path(synthetic))
     expert_store = ExpertStore(experts)
-    if expert_store.attrs.get("normalization") != store.attrs.get("normalization"):
+    if budgeted.normalization is not None and expert_store.attrs.get("normalization") != budgeted.normalization:
         raise StoreError(f"{synthetic} was distilled with other experts than {experts} (input normalisation differs)")
     test_u8, test_y, prep_attrs = load_split(prepared, "test")
-    if list(prep_attrs["classes"]) != store.classes:
-        raise StoreError(f"{synthetic} classes {store.classes} differ from the test set's {prep_attrs['classes']}")
-    h, w = store.attrs["image_size"]
+    if list(prep_attrs["classes"]) != budgeted.classes:
+        raise StoreError(f"{synthetic} classes {budgeted.classes} differ from the test set's {prep_attrs['classes']}")
+    h, w = budgeted.image_size
     if tuple(test_u8.shape[1:3]) != (h, w):
         raise StoreError(f"{synthetic} holds {h}x{w} images, the test set {tuple(test_u8.shape[1:3])}")
-    x, targets = synthetic_inputs(store, expert_store)
-    lr = store.attrs.get("student_lr") if params.learned_lr else None
+    x, targets = budgeted.inputs(expert_store)
+    lr = budgeted.student_lr if params.learned_lr else None
     start = time.perf_counter()
     torch.manual_seed(seed)
-    model = create_model(params.arch, len(store.classes), h).to(dev)
-    train_on_synthetic(model, x.to(dev), targets.to(dev), params.recipe, params.dsa, seed, lr)
+    model = create_model(params.arch, len(budgeted.classes), h).to(dev)
+    steps = train_on_synthetic(model, x.to(dev), targets.to(dev), params.recipe, params.dsa, seed, lr)
     train_seconds = time.perf_counter() - start
     x_test = expert_store.preprocess(test_u8).to(dev)
     test_acc = real_accuracy(model, x_test, test_y.to(dev), params.eval_batch_size)
-    stored = store.stored_bytes
-    raw = int(store.attrs["source_images"]) * h * w * 3
-    used = lineage(store.attrs.get("params", {}), base=base, evaluate_synthetic=params) | {
-        "run": {"method": store.method, "ipc": int(store.attrs["ipc"]), "seed": seed}}
+    raw = budgeted.source_images * h * w * 3
+    used = lineage(budgeted.params, base=base, evaluate_synthetic=params) | {
+        "run": {"method": budgeted.method, "ipc": budgeted.ipc, "seed": seed}}
     record = {
-        "method": store.method, "ipc": int(store.attrs["ipc"]), "bits": None, "model": params.arch, "seed": seed,
+        "method": budgeted.method, "ipc": budgeted.ipc, "bits": budgeted.bits, "model": params.arch, "seed": seed,
+        "protocol": "distillation",
         "test_accuracy": round(test_acc, 4), "test_images": int(len(test_y)),
-        "train_images": int(store.attrs["num_images"]), "representation": store.representation,
-        "train_bytes": int(stored), "budget_bytes": int(store.budget), "raw_bytes": raw,
-        "compression_ratio": round(stored / raw, 6), "epochs": params.recipe.epochs,
+        "train_images": budgeted.num_images, "representation": budgeted.representation,
+        "train_bytes": int(budgeted.stored_bytes), "budget_bytes": int(budgeted.budget_bytes), "raw_bytes": raw,
+        "compression_ratio": round(budgeted.stored_bytes / raw, 6), "epochs": params.recipe.epochs, "steps": steps,
         "lr": lr or params.recipe.lr, "train_seconds": round(train_seconds, 1),
         "seconds": round(time.perf_counter() - start, 1), "runtime": runtime.describe,
-        "train_set": str(synthetic), "train_set_hash": params_hash(store.attrs.get("params", {})),
+        "train_set": str(synthetic), "train_set_hash": params_hash(budgeted.params),
         "params_hash": params_hash(used),
     }
     write_json(record_out, record)
-    summary("evaluate_synthetic", record["train_images"], "synthetic images", record["seconds"],
-            method=store.method, ipc=record["ipc"], seed=seed, test_accuracy=f"{test_acc:.2f}%",
-            bytes=stored, budget=record["budget_bytes"])
+    summary("evaluate_synthetic", record["train_images"], "training images", record["seconds"],
+            method=budgeted.method, ipc=record["ipc"], seed=seed, test_accuracy=f"{test_acc:.2f}%",
+            bytes=budgeted.stored_bytes, budget=record["budget_bytes"])
     return record
 
 
 def command(
     seed: int = typer.Option(..., help="training seed"),
-    synthetic: Path = typer.Option(..., help="synthetic store (distill stage)"),
+    synthetic: Path = typer.Option(..., help="synthetic store (distill stage), or a DCQ store at an IPC budget (ablate)"),
     experts: Path = typer.Option(..., help="expert store the set was distilled with"),
     prepared: Path = typer.Option(..., help="prepared store (its test split)"),
     record: Path = typer.Option(..., help="run record JSON to write"),

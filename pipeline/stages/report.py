@@ -331,30 +331,34 @@ def compared_cell(row: dict | None, reference: dict | None, extra: str) -> str:
 
 
 def distillation_blocks(ipc_rows: list[dict]) -> list[document.Block]:
-    """Every distilled set at its IPC budget: accuracy, the change over random real images at that IPC, bytes."""
+    """Every set stored at an IPC budget: accuracy, the change over random real images at that IPC, bytes."""
     blocks: list[document.Block] = [("h2", "Dataset distillation at equal storage (images per class)")]
-    blocks.append(("p", ("Each synthetic set may store at most IPC full-colour images per class (budget = IPC x "
-                        "classes x H x W x 3 bytes): pixels as uint8, AutoPalette as packed colour indices plus "
-                        "palettes, MTT-LSS as float16 mappers, bases and soft labels. Each is evaluated by training "
-                        "a fresh network on it with DSA and testing on the original test set (mean ± std over "
-                        "seeds). DCQ of a coreset (an `ablate` variant with `coreset.ipc`) keeps as many "
-                        "CCS-selected images as fit the budget as q-bit indices and is trained with `train.recipe` "
-                        "like every DCQ run. Bytes: the arrays' data (what the budget counts). Δ: minus `random` "
-                        "(IPC real images per class) at the same IPC.")))
+    blocks.append(("p", ("Each set may store at most IPC full-colour images per class (budget = IPC x classes x "
+                        "(H x W x 3 + 1) bytes): pixels as uint8, AutoPalette as packed colour indices plus "
+                        "palettes, MTT-LSS as float16 mappers, bases and soft labels, DCQ of a coreset (an `ablate` "
+                        "variant with `coreset.ipc`) as many CCS-selected images as fit, as q-bit indices plus "
+                        "shared palettes. Rows marked (distillation protocol) are evaluated alike by "
+                        "`evaluate_synthetic`: a fresh network trained on the set with DSA for "
+                        "`evaluate_synthetic.recipe.epochs`, tested on the original test set (mean ± std over seeds). "
+                        "Rows marked (train recipe) are the same DCQ stores trained by `train_ablation` with "
+                        "`train.recipe` like every other DCQ run. Bytes: the arrays' data (what the budget counts). "
+                        "Δ: minus `random` (IPC real images per class) at the same IPC.")))
     for model in sorted({r["model"] for r in ipc_rows}):
         ipcs = sorted({r["ipc"] for r in ipc_rows if r["model"] == model})
         random = {i: next((r for r in ipc_rows if r["model"] == model and r["method"] == "random" and r["ipc"] == i),
                           None) for i in ipcs}
         table = []
-        kinds = sorted({(r["method"], r["ablation"]) for r in ipc_rows if r["model"] == model},
-                       key=lambda k: (records.method_order(k[0]), k[1] or ""))
-        for method, ablation in kinds:
+        kinds = sorted({(r["method"], r["ablation"], r.get("protocol")) for r in ipc_rows if r["model"] == model},
+                       key=lambda k: (records.method_order(k[0]), k[1] or "", k[2] or ""))
+        for method, ablation, protocol in kinds:
             family = ("real images (baseline)" if method == "random" else
                       "DCQ of a coreset (ablate)" if ablation else records.family(method))
-            cells = [records.series_label(method, ablation), family]
+            how = "distillation protocol" if protocol == "distillation" else "train recipe"
+            label = records.series_label(method, ablation) + (f" ({how})" if ablation else "")
+            cells = [label, family]
             for i in ipcs:
                 r = next((r for r in ipc_rows if r["model"] == model and r["method"] == method
-                          and r["ablation"] == ablation and r["ipc"] == i), None)
+                          and r["ablation"] == ablation and r.get("protocol") == protocol and r["ipc"] == i), None)
                 if r is not None:
                     r = r | {"train_bytes": r["accounted_bytes"]}
                 budget = f"{r['train_bytes'] / r['budget_bytes']:.0%} of budget, " if r and r.get("budget_bytes") else ""

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+import zarr
 from PIL import Image
 
 from pipeline.errors import StoreError
@@ -172,7 +173,7 @@ def test_distilled_sets_get_an_ipc_table_apart_from_the_matched_storage_one(smal
         for seed, acc in enumerate(accs):
             recs.append({"method": method, "ipc": ipc, "bits": None, "model": "convnetd3", "seed": seed,
                          "test_accuracy": acc, "compression_ratio": nbytes / 491520, "train_bytes": nbytes,
-                         "budget_bytes": ipc * 10 * 3073, "train_images": 10 * ipc})
+                         "budget_bytes": ipc * 10 * 3073, "train_images": 10 * ipc, "protocol": "distillation"})
     paths = render(small_run, tmp_path / "out", recs)
     md = paths["md"].read_text()
     assert "## Dataset distillation at equal storage (images per class)" in md
@@ -187,11 +188,14 @@ def test_distilled_sets_get_an_ipc_table_apart_from_the_matched_storage_one(smal
     assert summary["distill-random-ipc10"]["test_accuracy_mean"] == 27.0 and summary["full"]["seeds"] == 2
 
 
-def test_dcq_of_a_coreset_at_an_ipc_budget_joins_the_ipc_table(small_run, scores_store, tmp_path):
+def test_dcq_of_a_coreset_at_an_ipc_budget_joins_the_ipc_table(small_run, scores_store, expert_store, tmp_path):
+    """The same DCQ store evaluated by evaluate_synthetic (the distillers' protocol) and trained by train_ablation
+    (train.recipe) gives two rows of the IPC table, told apart by protocol; neither is an ablation row."""
     from pipeline.config import params_hash
+    from pipeline.distill.evaluate import EvalRecipe
     from pipeline.io.arrays import array_bytes
     from pipeline.io.train_sets import load_train_set, store_params
-    from pipeline.stages import ablate
+    from pipeline.stages import ablate, evaluate_synthetic
     from tests.conftest import SMALL
 
     params = ablate.AblateParams(bits=(2,), variants=ablate.parse_variants(
@@ -200,6 +204,7 @@ def test_dcq_of_a_coreset_at_an_ipc_budget_joins_the_ipc_table(small_run, scores
     ablate.run(params, BASE, SMALL, "ipc1", 2, small_run.prepared, small_run.teacher, scores_store, path)
     ts = load_train_set(path)
     recs = records_for(small_run)
+    eval_params = evaluate_synthetic.EvaluateSyntheticParams(recipe=EvalRecipe(epochs=2, batch_size=64))
     for seed, acc in enumerate([18.0, 20.0]):
         recs.append({"method": "dcq", "bits": 2, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
                      "compression_ratio": ts.compression_ratio, "train_bytes": ts.stored_bytes,
@@ -207,10 +212,45 @@ def test_dcq_of_a_coreset_at_an_ipc_budget_joins_the_ipc_table(small_run, scores
                      "train_set_hash": params_hash(store_params(path))})
         recs.append({"method": "random", "ipc": 1, "bits": None, "model": "convnetd3", "seed": seed,
                      "test_accuracy": acc - 5, "compression_ratio": 0.06, "train_bytes": 30730,
-                     "budget_bytes": 30730, "train_images": 10})
+                     "budget_bytes": 30730, "train_images": 10, "protocol": "distillation"})
+        evaluated = evaluate_synthetic.run(eval_params, BASE, seed, path, expert_store, small_run.prepared,
+                                           tmp_path / f"eval{seed}.json")
+        recs.append(evaluated | {"test_accuracy": acc + 2})
     md = render(small_run, tmp_path / "out", recs)["md"].read_text()
     table = md.split("## Dataset distillation at equal storage")[1].split("\n## ")[0]
     used = array_bytes(path)
-    assert re.search(rf"\| dcq \[ipc1\] \| DCQ of a coreset \(ablate\) \| 19.00 ± 1.41, Δ \+5.00 \([\d.]+ kB, "
-                     rf"{used / 30730:.0%} of budget, 118 samples\)", table)
+    assert re.search(rf"\| dcq \[ipc1\] \(train recipe\) \| DCQ of a coreset \(ablate\) \| 19.00 ± 1.41, Δ \+5.00 "
+                     rf"\([\d.]+ kB, {used / 30730:.0%} of budget, 118 samples\)", table)
+    assert re.search(rf"\| dcq \[ipc1\] \(distillation protocol\) \| DCQ of a coreset \(ablate\) \| 21.00 ± 1.41, "
+                     rf"Δ \+7.00 \([\d.]+ kB, {used / 30730:.0%} of budget, 118 samples\)", table)
     assert "## DCQ ablations" not in md  # an IPC-budget variant is read against the distillers, not as an ablation
+
+
+def test_evaluate_synthetic_trains_on_a_dcq_store_at_an_ipc_budget_only(small_run, scores_store, expert_store,
+                                                                         tmp_path):
+    """A DCQ store of a coreset fitted to IPC 1 is evaluated like a distilled set: its own decoded pixels, its
+    measured array bytes against the budget, ratio over the whole train set; a DCQ store without a budget is
+    refused by name."""
+    from pipeline.distill.evaluate import EvalRecipe
+    from pipeline.io.arrays import array_bytes
+    from pipeline.report.records import validate
+    from pipeline.stages import ablate, evaluate_synthetic
+    from tests.conftest import SMALL
+
+    params = ablate.AblateParams(bits=(1,), variants=ablate.parse_variants(
+        {"ipc1": {"coreset": {"method": "ccs", "ipc": 1}}}, "test"))
+    path = tmp_path / "ipc1-q1.zarr"
+    ablate.run(params, BASE, SMALL, "ipc1", 1, small_run.prepared, small_run.teacher, scores_store, path)
+    eval_params = evaluate_synthetic.EvaluateSyntheticParams(recipe=EvalRecipe(epochs=2, batch_size=64))
+    rec = evaluate_synthetic.run(eval_params, BASE, 0, path, expert_store, small_run.prepared, tmp_path / "r.json")
+    validate(rec, "record")
+    assert rec["method"] == "dcq" and rec["bits"] == 1 and rec["ipc"] == 1 and rec["protocol"] == "distillation"
+    assert rec["train_bytes"] == array_bytes(path) <= rec["budget_bytes"] == 10 * 3073
+    assert rec["train_images"] == zarr.open_group(str(path), mode="r").attrs["num_images"] > 10
+    assert rec["raw_bytes"] == 160 * 32 * 32 * 3 and rec["representation"] == "dcq_indices"
+    again = evaluate_synthetic.run(eval_params, BASE, 0, path, expert_store, small_run.prepared, tmp_path / "r2.json")
+    assert again["test_accuracy"] == rec["test_accuracy"]
+    with pytest.raises(StoreError, match=r"q1.zarr: a dcq-v1 store without an IPC budget"):
+        evaluate_synthetic.run(eval_params, BASE, 0, small_run.dcq(1), expert_store, small_run.prepared,
+                               tmp_path / "r3.json")
+    assert not (tmp_path / "r3.json").exists()
