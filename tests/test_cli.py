@@ -64,4 +64,4 @@ def test_evaluate_synthetic_command_names_a_missing_store(tmp_path):
     result = runner.invoke(app, ["evaluate_synthetic", "--params", str(params), "--seed", "0",
                                  "--synthetic", str(tmp_path / "gone.zarr"), "--experts", str(tmp_path),
                                  "--prepared", str(tmp_path), "--record", str(tmp_path / "r.json")])
-    assert result.exit_code == 2 and "no synthetic store at" in result.output and "gone.zarr" in result.output
+    assert result.exit_code == 2 and "no synthetic or DCQ store at" in result.output and "gone.zarr" in result.output

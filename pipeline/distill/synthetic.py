@@ -38,8 +38,7 @@ class LowRankSet(nn.Module):
         us, vs, basis = [], [], []
         for j in range(sets):
             block = real[j * per_set:(j + 1) * per_set].double()
-            u, _, vh = torch.linalg.svd(block.mean(0))  # per channel: (C,H,H), (C,W,W)
-            u, v = u[..., :rank], vh.transpose(-1, -2)[..., :rank]
+            u, v = shared_subspaces(block, rank)
             us.append(u)
             vs.append(v)
             basis.append(u.transpose(-1, -2).unsqueeze(0) @ block @ v.unsqueeze(0))  # projections (m,C,r,r)
@@ -63,6 +62,23 @@ class LowRankSet(nn.Module):
 
     def stored_values(self) -> int:
         return self.U.numel() + self.V.numel() + self.basis.numel() + self.label_logits.numel()
+
+
+def shared_subspaces(block: torch.Tensor, rank: int, sweeps: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel, the rank-r row and column spaces (U: (C,H,r), V: (C,W,r)) that best reconstruct every image
+    of `block` (m,C,H,W) as U @ (U^T X V) @ V^T: alternating eigen-decompositions of the summed covariances
+    (generalized low-rank approximation of matrices, Ye 2005). The whole set shares them, so they start from
+    all its images, not from one average image (whose top singular vectors are only smooth blobs)."""
+    def top(cov: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.eigh(cov)[1].flip(-1)[..., :rank]  # eigenvalues ascending -> largest first
+
+    v = top(torch.einsum("mchw,mchv->cwv", block, block))
+    for _ in range(sweeps):
+        xv = block @ v.unsqueeze(0)                                   # (m,C,H,r)
+        u = top(torch.einsum("mchr,mcgr->chg", xv, xv))
+        xu = block.transpose(-1, -2) @ u.unsqueeze(0)                 # (m,C,W,r)
+        v = top(torch.einsum("mcwr,mcvr->cwv", xu, xu))
+    return u, v
 
 
 def progressive_start(it: int, iterations: int, max_start: int, delta: int, window: int,

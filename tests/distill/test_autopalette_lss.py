@@ -101,6 +101,25 @@ def test_low_rank_set_shape_storage_and_gradients(real):
     assert all(p.grad is not None for p in lss.parameters())
 
 
+def test_shared_subspaces_reconstruct_real_images_better_than_the_mean_image_svd(real):
+    """The mappers start from every image of the set: orthonormal, and a lower reconstruction error of the
+    images than the top singular vectors of their mean image (the blurry blob a whole set averages to)."""
+    from pipeline.distill.synthetic import shared_subspaces
+
+    _, _, x = real
+    x = x.double()
+
+    def error(u, v):
+        rec = u.unsqueeze(0) @ (u.transpose(-1, -2).unsqueeze(0) @ x @ v.unsqueeze(0)) @ v.transpose(-1, -2).unsqueeze(0)
+        return float((rec - x).square().sum() / x.square().sum())
+
+    u, v = shared_subspaces(x, 4)
+    assert u.shape == (3, 32, 4) and v.shape == (3, 32, 4)
+    torch.testing.assert_close(u.transpose(-1, -2) @ u, torch.eye(4, dtype=torch.float64).expand(3, 4, 4))
+    svd_u, _, svd_vh = torch.linalg.svd(x.mean(0))
+    assert error(u, v) < 0.9 * error(svd_u[..., :4], svd_vh.transpose(-1, -2)[..., :4])
+
+
 def test_progressive_start_grows_and_stays_in_range():
     rng = np.random.default_rng(0)
     starts = [progressive_start(it, 1000, 20, 2, 4, rng) for it in range(1000)]
