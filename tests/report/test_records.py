@@ -49,5 +49,5 @@ def test_duplicate_runs_and_empty_folders_are_errors(tmp_path):
     with pytest.raises(StoreError, match="no run records"):
         records.collect(tmp_path)
     write(tmp_path, rec(seed=3), rec(seed=3))
-    with pytest.raises(StoreError, match=r"are the same run \('dcq', None, None, 1, 'convnetd3', 3\)"):
+    with pytest.raises(StoreError, match=r"are the same run \('dcq', None, None, None, 1, 'convnetd3', 3\)"):
         records.collect(tmp_path)
