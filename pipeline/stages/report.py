@@ -205,13 +205,12 @@ def build(params: ReportParams, base: BaseParams, rows: list[dict], recs: list[d
                 if r is None:
                     cells.append("-" if method != "full" else "")
                     continue
-                acc = f"{r['test_accuracy_mean']:.2f} ± {r['test_accuracy_std']:.2f}"
+                acc = accuracy_text(r)
                 cells.append(f"{'**' + acc + '**' if r['test_accuracy_mean'] == best[q] else acc} "
                              f"({fmt_bytes(r['train_bytes'])})")
             if method == "full":
                 r = next(r for r in rows if r["model"] == model and r["method"] == "full")
-                cells[2:] = [f"{r['test_accuracy_mean']:.2f} ± {r['test_accuracy_std']:.2f} "
-                             f"({fmt_bytes(r['train_bytes'])})"] + [""] * (len(by_bits) - 1)
+                cells[2:] = [f"{accuracy_text(r)} ({fmt_bytes(r['train_bytes'])})"] + [""] * (len(by_bits) - 1)
             table.append(cells)
         blocks.append(("h3", f"model `{model}`"))
         blocks.append(("table", ["method", "family"] + [f"q = {q} ({q / 24:.1%} of 24-bit)" for q in by_bits],
@@ -307,8 +306,8 @@ def ablation_blocks(rows: list[dict], ablation_rows: list[dict], ablation_recs: 
         default = {q: next((r for r in rows if r["model"] == model and r["method"] == "dcq" and r["bits"] == q), None)
                    for q in by_bits}
         table = [["dcq (params.yaml)", "-"] + [
-            "-" if default[q] is None else f"{default[q]['test_accuracy_mean']:.2f} ± "
-            f"{default[q]['test_accuracy_std']:.2f} ({fmt_bytes(default[q]['train_bytes'])})" for q in by_bits]]
+            "-" if default[q] is None else f"{accuracy_text(default[q])} ({fmt_bytes(default[q]['train_bytes'])})"
+            for q in by_bits]]
         for name in sorted({r["ablation"] for r in ablation_rows if r["model"] == model}):
             cells = [name, change.get(name, "-")]
             for q in by_bits:
@@ -326,8 +325,14 @@ def compared_cell(row: dict | None, reference: dict | None, extra: str) -> str:
     if row is None:
         return "-"
     delta = "" if reference is None else f", Δ {row['test_accuracy_mean'] - reference['test_accuracy_mean']:+.2f}"
-    return (f"{row['test_accuracy_mean']:.2f} ± {row['test_accuracy_std']:.2f}{delta} "
-            f"({fmt_bytes(row['train_bytes'])}, {extra})")
+    return f"{accuracy_text(row)}{delta} ({fmt_bytes(row['train_bytes'])}, {extra})"
+
+
+def accuracy_text(row: dict) -> str:
+    """'mean ± std' over seeds; a single run says so instead of showing a zero spread."""
+    if row["n"] == 1:
+        return f"{row['test_accuracy_mean']:.2f} (1 seed)"
+    return f"{row['test_accuracy_mean']:.2f} ± {row['test_accuracy_std']:.2f}"
 
 
 def distillation_blocks(ipc_rows: list[dict]) -> list[document.Block]:
