@@ -11,6 +11,8 @@ distillation and evaluation see the same images. What is stored is the indices a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -48,6 +50,32 @@ def quantize(x: torch.Tensor, probs: torch.Tensor) -> tuple[torch.Tensor, torch.
     hard = palette.gather(2, idx.flatten(2)).view_as(x)
     soft = (probs * palette[..., None, None]).sum(dim=2)
     return hard + (soft - soft.detach()), palette, idx  # value: exactly the hard image; gradient: the blend
+
+
+def levels_used(probs: torch.Tensor) -> float:
+    """Mean number of distinct argmax buckets per image and channel: how many of the K levels are in use."""
+    idx = probs.argmax(dim=2).flatten(2)  # (N,C,HW)
+    used = torch.zeros(*idx.shape[:2], probs.shape[2], dtype=torch.bool, device=idx.device)
+    used.scatter_(2, idx, True)
+    return float(used.sum(dim=2).float().mean())
+
+
+def warm_up(net: PaletteNet, base: torch.Tensor, auxiliary: Callable[[torch.Tensor], torch.Tensor],
+            optimizer: torch.optim.Optimizer, steps: int) -> list[float]:
+    """Train the palette network alone on its auxiliary losses (images fixed) before trajectory matching.
+
+    An untrained network's argmax uses only a few of the K levels per channel (about 6 of 64 on CIFAR-10),
+    so the first matching iterations would train students on posterized images whose trajectories drift
+    from the experts', and the meta-gradient then shrinks the learnable student lr towards 0."""
+    base = base.detach()
+    losses = []
+    for _ in range(steps):
+        loss = auxiliary(net(base))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses
 
 
 def max_colour_loss(probs: torch.Tensor) -> torch.Tensor:

@@ -78,10 +78,13 @@ def match_loss(model: nn.Module, spec, start: torch.Tensor, target: torch.Tensor
 def distill(store: ExpertStore, model: nn.Module, synthetic: nn.Module, params: MTTParams, dsa: DSAParams,
             seed: int, extra_loss: Callable[[], torch.Tensor] | None = None,
             progress: Callable[[int, float], None] | None = None,
-            start_epoch: Callable[[int], int] | None = None) -> tuple[torch.Tensor, list[float]]:
+            start_epoch: Callable[[int], int] | None = None,
+            optimizers: list[torch.optim.Optimizer] | None = None) -> tuple[torch.Tensor, list[float]]:
     """Optimise `synthetic` in place; returns the learned student lr and the matching loss per iteration.
     `start_epoch(it)` replaces the uniform draw from [0, max_start_epoch) (MTT-LSS's progressive schedule);
-    `extra_loss()` is added after the forward pass (AutoPalette's palette losses)."""
+    `extra_loss()` is added after the forward pass (AutoPalette's palette losses). `optimizers` update the
+    synthetic set's parameters (default: SGD, momentum 0.5, at lr_img for all of them); every trainable
+    parameter must belong to one of them."""
     if params.max_start_epoch + params.expert_epochs >= store.num_snapshots + 1:
         raise ValueError(f"max_start_epoch {params.max_start_epoch} + expert_epochs {params.expert_epochs} needs "
                          f"{params.max_start_epoch + params.expert_epochs} epochs, the experts have "
@@ -92,7 +95,12 @@ def distill(store: ExpertStore, model: nn.Module, synthetic: nn.Module, params: 
         p.requires_grad_(False)
     spec = store.spec
     student_lr = torch.tensor(params.lr_init, device=device, requires_grad=True)
-    opt_syn = torch.optim.SGD(synthetic.parameters(), lr=params.lr_img, momentum=0.5)
+    if optimizers is None:
+        optimizers = [torch.optim.SGD(synthetic.parameters(), lr=params.lr_img, momentum=0.5)]
+    covered = {id(p) for opt in optimizers for group in opt.param_groups for p in group["params"]}
+    missing = [name for name, p in synthetic.named_parameters() if p.requires_grad and id(p) not in covered]
+    if missing:
+        raise ValueError(f"synthetic parameters {missing} are in no optimizer")
     opt_lr = torch.optim.SGD([student_lr], lr=params.lr_lr, momentum=0.5)
     rng = np.random.default_rng(seed)
     losses = []
@@ -105,11 +113,11 @@ def distill(store: ExpertStore, model: nn.Module, synthetic: nn.Module, params: 
         loss = match_loss(model, spec, start, target, images, targets, student_lr, params.syn_steps,
                           params.batch_syn, dsa, seed * 100_003 + it)
         total = loss + (extra_loss() if extra_loss is not None else 0.0)
-        opt_syn.zero_grad(set_to_none=True)
-        opt_lr.zero_grad(set_to_none=True)
+        for opt in (*optimizers, opt_lr):
+            opt.zero_grad(set_to_none=True)
         total.backward()
-        opt_syn.step()
-        opt_lr.step()
+        for opt in (*optimizers, opt_lr):
+            opt.step()
         with torch.no_grad():
             student_lr.clamp_(min=1e-6)  # a negative lr would make the student ascend
         losses.append(float(loss.detach()))

@@ -52,12 +52,15 @@ class AutoPaletteParams:
     balance_weight: float = 1.0      # beta
     alignment_weight: float = 0.1    # gamma
     alignment_pixels: int = 256      # pixels per image compared by the alignment loss
-    lr_net: float = 0.01             # Adam on the palette network
+    lr_net: float = 0.01             # Adam on the palette network (warm-up and matching)
+    warmup_steps: int = 50           # Adam steps on the auxiliary losses alone before matching
     init: Literal["graph_cut", "random_real"] = "graph_cut"
     candidates_per_class: int = 200  # real images scored for graph-cut initialisation
 
     def __post_init__(self):
         require(2 <= self.colours <= 256, f"colours={self.colours} must be in 2..256")
+        require(self.warmup_steps >= 0, f"warmup_steps={self.warmup_steps} must be >= 0")
+        require(self.lr_net > 0, f"lr_net={self.lr_net} must be > 0")
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class LSSParams:
     sets: int = 1               # groups of samples sharing one pair of dimension mappers
     label_init: Literal["class", "random"] = "class"
     lr_labels: float = 5.0      # SGD (momentum 0.5) on the soft-label logits
-    lr_mappers: float = 1e-3    # relative to lr_img for U and V (shared by many samples)
+    lr_mappers: float = 1e-3    # relative to lr_img for U and V (shared by many samples); the basis takes lr_img
     progressive: bool = True
     delta: int = 2
     window: int = 5
@@ -187,19 +190,28 @@ def run(params: DistillParams, base: BaseParams, method: str, ipc: int, train_se
             synthetic = PaletteSynthetic(x0, source.labels[rows].to(dev), net)
             p = params.autopalette
 
-            def extra():
-                probs = synthetic.last_probs
+            def auxiliary(probs):
                 return (p.max_colour_weight * ap.max_colour_loss(probs) + p.balance_weight * ap.palette_balance_loss(probs)
                         + p.alignment_weight * ap.alignment_loss(probs, reference, pixels))
 
+            opt_net = torch.optim.Adam(net.parameters(), lr=p.lr_net)
+            with torch.no_grad():
+                attrs["levels_untrained"] = ap.levels_used(net(synthetic.base))
+            warm = ap.warm_up(net, synthetic.base, auxiliary, opt_net, p.warmup_steps)
+            with torch.no_grad():
+                attrs["levels_after_warmup"] = ap.levels_used(net(synthetic.base))
+            attrs["warmup_loss"] = [warm[0], warm[-1]] if warm else None
             bar.total = params.mtt.iterations
-            lr, losses = mtt.distill(store, model, synthetic, params.mtt, params.dsa, base.seed, extra_loss=extra,
-                                     progress=progress)
+            optimizers = [torch.optim.SGD([synthetic.base], lr=params.mtt.lr_img, momentum=0.5), opt_net]
+            lr, losses = mtt.distill(store, model, synthetic, params.mtt, params.dsa, base.seed,
+                                     extra_loss=lambda: auxiliary(synthetic.last_probs), progress=progress,
+                                     optimizers=optimizers)
             attrs["student_lr"] = float(lr)
             with torch.no_grad():
                 base_images = store.to_uint8(synthetic.base).permute(0, 3, 1, 2).float()  # stored-space base
                 probs = net(synthetic.base)
                 palette, idx = ap.palettes_and_indices(base_images, probs)
+                attrs["levels_final"] = ap.levels_used(probs)
             representation = "palette"
             arrays = {"indices": idx.cpu().numpy(), "palettes": torch.round(palette).clamp(0, 255).to(torch.uint8).cpu().numpy(),
                       "labels": labels_np[rows]}
@@ -216,11 +228,16 @@ def run(params: DistillParams, base: BaseParams, method: str, ipc: int, train_se
                     return progressive_start(it, params.mtt.iterations, params.mtt.max_start_epoch, params.lss.delta,
                                              params.lss.window, rng)
             bar.total = params.mtt.iterations
+            optimizers = [torch.optim.SGD([
+                {"params": [synthetic.basis], "lr": params.mtt.lr_img},
+                {"params": [synthetic.U, synthetic.V], "lr": params.mtt.lr_img * params.lss.lr_mappers},
+                {"params": [synthetic.label_logits], "lr": params.lss.lr_labels}], momentum=0.5)]
             lr, losses = mtt.distill(store, model, synthetic, params.mtt, params.dsa, base.seed, progress=progress,
-                                     start_epoch=schedule)
+                                     start_epoch=schedule, optimizers=optimizers)
             attrs["student_lr"] = float(lr)
             representation = "low_rank"
             _, soft = synthetic()
+            attrs["labels_on_class"] = float((soft.argmax(1).cpu() == source.labels[rows]).float().mean())
             arrays = {"U": synthetic.U.detach().cpu().numpy(), "V": synthetic.V.detach().cpu().numpy(),
                       "basis": synthetic.basis.detach().cpu().numpy(), "soft_labels": soft.detach().cpu().numpy()}
         bar.close()

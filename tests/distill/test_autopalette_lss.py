@@ -125,3 +125,19 @@ def test_progressive_start_grows_and_stays_in_range():
     starts = [progressive_start(it, 1000, 20, 2, 4, rng) for it in range(1000)]
     assert min(starts) >= 0 and max(starts) < 20
     assert np.mean(starts[:100]) < np.mean(starts[-100:])
+
+
+def test_warm_up_spreads_real_images_over_more_levels(real):
+    """The auxiliary losses alone (max-colour + balance) make an untrained network use more of its K levels."""
+    _, _, x = real
+    torch.manual_seed(0)
+    net = ap.PaletteNet(3, 16, hidden=32)
+    with torch.no_grad():
+        before = ap.levels_used(net(x))
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    losses = ap.warm_up(net, x, lambda p: ap.max_colour_loss(p) + ap.palette_balance_loss(p), opt, steps=30)
+    with torch.no_grad():
+        after = ap.levels_used(net(x))
+    assert len(losses) == 30 and losses[-1] < losses[0]
+    assert 1 <= before < after <= 16
+    assert ap.warm_up(net, x, ap.max_colour_loss, opt, steps=0) == []

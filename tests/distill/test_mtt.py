@@ -81,3 +81,15 @@ def test_start_epochs_beyond_the_trajectory_are_an_error(expert_store, small_run
     with pytest.raises(ValueError, match="the experts have 4"):
         mtt.distill(store, create_model("convnetd3", 10, 32), initial_set(store, small_run),
                     mtt.MTTParams(iterations=1, expert_epochs=2, max_start_epoch=4), DSAParams(), 0)
+
+
+def test_every_synthetic_parameter_needs_an_optimizer(expert_store, small_run):
+    """A parameter left out of the optimizers would silently never learn (or, before, learned at lr_img)."""
+    store = ExpertStore(expert_store)
+    synthetic = initial_set(store, small_run)
+    synthetic.extra = torch.nn.Parameter(torch.zeros(3))
+    only_images = [torch.optim.SGD([synthetic.images], lr=1.0)]
+    with pytest.raises(ValueError, match=r"\['extra'\] are in no optimizer"):
+        mtt.distill(store, create_model("convnetd3", 10, 32), synthetic,
+                    mtt.MTTParams(iterations=1, expert_epochs=1, max_start_epoch=1), DSAParams(), 0,
+                    optimizers=only_images)

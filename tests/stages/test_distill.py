@@ -38,10 +38,26 @@ def test_every_method_fits_its_budget(method, small_run, expert_store, tmp_path)
         for im in images:
             for c in range(3):
                 assert len(torch.unique(im[..., c])) <= 4
+        assert 1 <= store.attrs["levels_untrained"] <= 4 and 1 <= store.attrs["levels_after_warmup"] <= 4
     if method == "mtt_lss":
         assert store.low_rank_images().shape[0] == labels.shape[0] > 10  # more samples than IPC in the budget
         np.testing.assert_allclose(labels.sum(1).numpy(), 1.0, atol=1e-2)
+        assert 0.0 <= store.attrs["labels_on_class"] <= 1.0
     assert result["images"] == store.attrs["num_images"] == labels.shape[0]
+
+
+def test_low_rank_labels_learn_at_their_own_lr(small_run, expert_store, tmp_path):
+    """lss.lr_labels reaches the soft labels: at 0 they stay at their class initialisation while the
+    basis moves at lr_img (they used to share lr_img)."""
+    from dataclasses import replace
+
+    frozen = replace(TINY, lss=replace(TINY.lss, lr_labels=0.0))
+    distill.run(frozen, BASE, "mtt_lss", 1, small_run.prepared, expert_store, tmp_path / "lss.zarr")
+    store = SyntheticStore(tmp_path / "lss.zarr")
+    labels = store.labels().numpy()
+    top = np.exp(3.0) / (np.exp(3.0) + 9)  # softmax of a one-hot logit of 3 over 10 classes
+    np.testing.assert_allclose(labels.max(1), top, atol=1e-3)
+    assert store.attrs["labels_on_class"] == 1.0
 
 
 def test_errors_name_the_culprit(small_run, tmp_path, expert_store):
