@@ -17,7 +17,10 @@ T = TypeVar("T")
 
 
 def summary(stage: str, count: int, what: str, seconds: float, **extra) -> str:
-    rate = f", {count / seconds:,.0f} {what}/s" if seconds > 0 and count else ""
+    rate = ""
+    if seconds > 0 and count:
+        per_second = count / seconds
+        rate = f", {per_second:,.0f} {what}/s" if per_second >= 10 else f", {per_second:.2g} {what}/s"
     tail = "".join(f", {k}={v}" for k, v in extra.items())
     line = f"[{stage}] {count:,} {what} in {seconds:.1f} s{rate}{tail}"
     print(line, file=sys.stderr, flush=True)
