@@ -105,6 +105,7 @@ def summarize(records: list[dict]) -> list[dict]:
             "series": series_label(method, ablation) if ipc is None else f"{method} (IPC)",
             "bits": bits, "variant": variant_label(method, bits, ablation, ipc, protocol), "budget_bytes": runs[0].get("budget_bytes"),
             "accounted_bytes": runs[0].get("accounted_bytes", runs[0]["train_bytes"]),
+            "on_disk_bytes": runs[0].get("on_disk_bytes"),
             "seeds": sorted(r["seed"] for r in runs), "n": len(runs),
             "test_accuracy_mean": round(mean, 4), "test_accuracy_std": round(std, 4),
             "train_bytes": round(sum(r["train_bytes"] for r in runs) / len(runs)),
