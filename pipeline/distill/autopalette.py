@@ -43,13 +43,22 @@ def palettes_and_indices(x: torch.Tensor, probs: torch.Tensor) -> tuple[torch.Te
     return sums / counts.clamp_min(1), idx
 
 
-def quantize(x: torch.Tensor, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def quantize(x: torch.Tensor, probs: torch.Tensor, pixel_gradient: str = "identity",
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(image used in the forward pass, palettes, indices): the hard eq. 5 image with a straight-through
-    gradient taken from the probability-weighted blend of the palette."""
+    gradient. The network always learns through the probability-weighted blend of the palette. The pixels
+    get, with `pixel_gradient="identity"`, the upstream gradient unchanged plus the blend's (the classic
+    straight-through estimator: quantization treated as the identity); with "blend", the blend's only, which
+    vanishes as the auxiliary losses make the assignment confident, and the pixels then barely move."""
+    if pixel_gradient not in ("identity", "blend"):
+        raise ValueError(f"pixel_gradient={pixel_gradient!r} must be 'identity' or 'blend'")
     palette, idx = palettes_and_indices(x, probs)
     hard = palette.gather(2, idx.flatten(2)).view_as(x)
     soft = (probs * palette[..., None, None]).sum(dim=2)
-    return hard + (soft - soft.detach()), palette, idx  # value: exactly the hard image; gradient: the blend
+    image = hard + (soft - soft.detach())  # value: exactly the hard image
+    if pixel_gradient == "identity":
+        image = image + (x - x.detach())
+    return image, palette, idx
 
 
 def levels_used(probs: torch.Tensor) -> float:

@@ -55,6 +55,7 @@ class AutoPaletteParams:
     lr_net: float = 0.01             # Adam on the palette network (warm-up and matching)
     warmup_steps: int = 50           # Adam steps on the auxiliary losses alone before matching
     init: Literal["graph_cut", "random_real"] = "graph_cut"
+    pixel_gradient: Literal["identity", "blend"] = "identity"  # straight-through gradient the base pixels get
     candidates_per_class: int = 200  # real images scored for graph-cut initialisation
 
     def __post_init__(self):
@@ -187,7 +188,7 @@ def run(params: DistillParams, base: BaseParams, method: str, ipc: int, train_se
                                                                params.autopalette.colours)).to(dev)
             pixels = torch.from_numpy(np.random.default_rng(base.seed).choice(
                 size[0] * size[1], min(params.autopalette.alignment_pixels, size[0] * size[1]), replace=False)).to(dev)
-            synthetic = PaletteSynthetic(x0, source.labels[rows].to(dev), net)
+            synthetic = PaletteSynthetic(x0, source.labels[rows].to(dev), net, params.autopalette.pixel_gradient)
             p = params.autopalette
 
             def auxiliary(probs):
@@ -257,8 +258,9 @@ def run(params: DistillParams, base: BaseParams, method: str, ipc: int, train_se
 class PaletteSynthetic(torch.nn.Module):
     """Learnable base images seen through the palette network: the hard K-level image (straight-through)."""
 
-    def __init__(self, base: torch.Tensor, labels: torch.Tensor, net: ap.PaletteNet):
+    def __init__(self, base: torch.Tensor, labels: torch.Tensor, net: ap.PaletteNet, pixel_gradient: str = "identity"):
         super().__init__()
+        self.pixel_gradient = pixel_gradient
         self.base = torch.nn.Parameter(base.detach().clone())
         self.register_buffer("labels", labels.detach().clone())
         self.net = net
@@ -267,7 +269,7 @@ class PaletteSynthetic(torch.nn.Module):
     def forward(self):
         probs = self.net(self.base)
         self.last_probs = probs
-        image, _, _ = ap.quantize(self.base, probs)
+        image, _, _ = ap.quantize(self.base, probs, self.pixel_gradient)
         return image, self.labels
 
 

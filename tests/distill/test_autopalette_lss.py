@@ -141,3 +141,26 @@ def test_warm_up_spreads_real_images_over_more_levels(real):
     assert len(losses) == 30 and losses[-1] < losses[0]
     assert 1 <= before < after <= 16
     assert ap.warm_up(net, x, ap.max_colour_loss, opt, steps=0) == []
+
+
+def test_identity_straight_through_passes_the_upstream_gradient_to_the_pixels(real):
+    """Same forward value either way; "identity" adds exactly the upstream gradient to the blend's, so pixels
+    keep learning when the assignment is confident; the network's gradient is the blend's in both."""
+    _, _, x = real
+    torch.manual_seed(0)
+    net = ap.PaletteNet(3, 8, hidden=16)
+    upstream = torch.randn_like(x)
+    grads, images = {}, {}
+    for mode in ("blend", "identity"):
+        base = x.clone().requires_grad_(True)
+        net.zero_grad()
+        image, _, _ = ap.quantize(base, net(base), mode)
+        (image * upstream).sum().backward()
+        grads[mode] = (base.grad.clone(), [p.grad.clone() for p in net.parameters()])
+        images[mode] = image.detach()
+    torch.testing.assert_close(images["identity"], images["blend"])
+    torch.testing.assert_close(grads["identity"][0] - grads["blend"][0], upstream)
+    for a, b in zip(grads["identity"][1], grads["blend"][1]):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="pixel_gradient='sign'"):
+        ap.quantize(x, net(x), "sign")
