@@ -195,6 +195,7 @@ def run(params: DistillParams, base: BaseParams, method: str, ipc: int, train_se
                 return (p.max_colour_weight * ap.max_colour_loss(probs) + p.balance_weight * ap.palette_balance_loss(probs)
                         + p.alignment_weight * ap.alignment_loss(probs, reference, pixels))
 
+            # eq. 13-14: the palette losses train the network only; the pixels follow the matching loss alone
             opt_net = torch.optim.Adam(net.parameters(), lr=p.lr_net)
             with torch.no_grad():
                 attrs["levels_untrained"] = ap.levels_used(net(synthetic.base))
@@ -205,7 +206,7 @@ def run(params: DistillParams, base: BaseParams, method: str, ipc: int, train_se
             bar.total = params.mtt.iterations
             optimizers = [torch.optim.SGD([synthetic.base], lr=params.mtt.lr_img, momentum=0.5), opt_net]
             lr, losses = mtt.distill(store, model, synthetic, params.mtt, params.dsa, base.seed,
-                                     extra_loss=lambda: auxiliary(synthetic.last_probs), progress=progress,
+                                     extra_loss=lambda: synthetic.palette_loss(auxiliary), progress=progress,
                                      optimizers=optimizers)
             attrs["student_lr"] = float(lr)
             with torch.no_grad():
@@ -264,13 +265,15 @@ class PaletteSynthetic(torch.nn.Module):
         self.base = torch.nn.Parameter(base.detach().clone())
         self.register_buffer("labels", labels.detach().clone())
         self.net = net
-        self.last_probs = None
 
     def forward(self):
-        probs = self.net(self.base)
-        self.last_probs = probs
-        image, _, _ = ap.quantize(self.base, probs, self.pixel_gradient)
+        image, _, _ = ap.quantize(self.base, self.net(self.base), self.pixel_gradient)
         return image, self.labels
+
+    def palette_loss(self, auxiliary) -> torch.Tensor:
+        """The palette losses of the current assignment, with the pixels detached: eqs. 13-14 train the network
+        on them and the pixels on the matching loss alone."""
+        return auxiliary(self.net(self.base.detach()))
 
 
 def autopalette_init(p: AutoPaletteParams, store: ExpertStore, source, per_class: int, seed: int, num_classes: int,

@@ -121,3 +121,29 @@ def test_evaluate_synthetic_refuses_other_experts(small_run, expert_store, tmp_p
         evaluate_synthetic.run(_eval_params(), BASE, 0, synthetic, expert_store, small_run.prepared,
                                tmp_path / "r.json")
     assert not (tmp_path / "r.json").exists()
+
+
+def test_palette_losses_train_the_network_not_the_pixels(small_run, expert_store):
+    """AutoPalette eqs. 13-14: with no student steps the matching loss is a constant 1, so only the palette
+    losses act: the network learns, the base pixels stay where they started."""
+    from pipeline.distill import autopalette as ap
+    from pipeline.distill import mtt
+    from pipeline.distill.dsa import DSAParams
+    from pipeline.distill.experts import ExpertStore
+    from pipeline.io.train_sets import load_split
+    from pipeline.models.registry import create_model
+
+    store = ExpertStore(expert_store)
+    images, labels, _ = load_split(small_run.prepared, "train")
+    torch.manual_seed(0)
+    net = ap.PaletteNet(3, 4, hidden=8)
+    synthetic = distill.PaletteSynthetic(store.preprocess(images[:10]), labels[:10], net)
+    before_pixels = synthetic.base.detach().clone()
+    before_net = [p.detach().clone() for p in net.parameters()]
+    optimizers = [torch.optim.SGD([synthetic.base], lr=1000.0), torch.optim.Adam(net.parameters(), lr=0.01)]
+    lr, losses = mtt.distill(store, create_model("convnetd3", 10, 32), synthetic,
+                             MTTParams(iterations=3, syn_steps=0, expert_epochs=1, max_start_epoch=1), DSAParams(), 0,
+                             extra_loss=lambda: synthetic.palette_loss(ap.max_colour_loss), optimizers=optimizers)
+    assert losses == pytest.approx([1.0] * 3)
+    assert torch.equal(synthetic.base.detach(), before_pixels)
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before_net, net.parameters()))
