@@ -56,6 +56,13 @@ def array_bytes(path: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and p.name != "zarr.json")
 
 
+def uncompressed_bytes(path: str | Path) -> int:
+    """Bytes of every array in a Zarr group as held in memory (shape x itemsize), whatever its codecs: the
+    storage rule for stores whose chunks are compressed, comparable with the uncompressed synthetic stores."""
+    group = zarr.open_group(str(path), mode="r")
+    return sum(int(a.nbytes) for _, a in group.members(max_depth=None) if isinstance(a, zarr.Array))
+
+
 def disk_bytes(path: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 

@@ -24,7 +24,7 @@ import zarr
 
 from pipeline.config import BaseParams, params_hash, require
 from pipeline.errors import StoreError
-from pipeline.io.arrays import array_bytes, disk_bytes, open_group, write_json
+from pipeline.io.arrays import array_bytes, disk_bytes, open_group, uncompressed_bytes, write_json
 from pipeline.io.atomic import atomic_output
 from pipeline.io.dcq_store import DCQStore
 from pipeline.io.train_sets import store_params
@@ -79,12 +79,6 @@ def ablation_of(rec: dict) -> dict:
         "accounted_bytes": uncompressed_bytes(path), "on_disk_bytes": array_bytes(path)}
     return {"ablation": ablation["name"],
             "ablation_change": ", ".join(flat("", {k: v for k, v in ablation.items() if k != "name"})) or "none"} | budget
-
-
-def uncompressed_bytes(path: str | Path) -> int:
-    """Bytes of every array in a Zarr group as held in memory (shape x itemsize), whatever its codecs."""
-    group = zarr.open_group(str(path), mode="r")
-    return sum(int(a.nbytes) for _, a in group.members(max_depth=None) if isinstance(a, zarr.Array))
 
 
 def load_stores(recs: list[dict]) -> dict[int, DCQStore]:
