@@ -1,7 +1,10 @@
-"""dvc.yaml lists exactly the params keys each stage reads, and declares each output path once."""
+"""dvc.yaml and the studies' dvc.yaml files: each stage lists exactly the params keys it reads and every code file
+it imports, and every path is declared once (paths.yaml)."""
 
+import ast
 import dataclasses
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -57,8 +60,87 @@ BASE_KEYS = {"prepare": {"base.seed"}, "train_full": {"base.device", "base.preci
              "evaluate_dcq_ipc": {"base.device", "base.precision"}}
 
 
-def load():
-    return yaml.safe_load((REPO / "dvc.yaml").read_text())
+PIPELINES = ["dvc.yaml", "studies/baselines/dvc.yaml", "studies/ablations/dvc.yaml", "studies/distillation/dvc.yaml"]
+MAIN_STAGES = {"prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "train_full",
+               "train_dcq", "report"}
+# dvc stage -> the stage module its command runs (`dcq <module>`)
+MODULE = {"train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train",
+          "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic"}
+
+
+def load(path: str | None = None) -> dict:
+    """One pipeline file, or every stage of every pipeline (stage names are unique across them)."""
+    if path is not None:
+        return yaml.safe_load((REPO / path).read_text())
+    stages = {}
+    for name in PIPELINES:
+        for stage, body in yaml.safe_load((REPO / name).read_text())["stages"].items():
+            assert stage not in stages, f"stage {stage} is defined twice"
+            stages[stage] = body
+    return {"stages": stages}
+
+
+def _module_file(name: str) -> Path | None:
+    base = REPO / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _runs_code(path: Path) -> bool:
+    """False for an `__init__.py` that holds only its docstring (importing it runs nothing that could matter)."""
+    body = ast.parse(path.read_text()).body
+    return path.name != "__init__.py" or any(not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+                                             for n in body)
+
+
+def import_closure(module: str) -> set[str]:
+    """Repository-relative files of every `pipeline` module that `module` imports, directly or not: module-level
+    and function-level `import`/`from ... import` (absolute and relative), including `from pkg import submodule`."""
+    todo, seen = [module], set()
+    while todo:
+        name = todo.pop()
+        path = _module_file(name)
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names if alias.name.split(".")[0] == "pipeline"]
+            elif isinstance(node, ast.ImportFrom):
+                target = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    target = ".".join(parts + ([target] if target else []))
+                if target.split(".")[0] == "pipeline":
+                    todo += [target] + [f"{target}.{alias.name}" for alias in node.names]
+    return {str(p.relative_to(REPO)) for p in seen if _runs_code(p)}
+
+
+def test_main_pipeline_is_the_dcq_job_and_the_studies_are_separate():
+    assert set(load("dvc.yaml")["stages"]) == MAIN_STAGES
+    assert set(load()["stages"]) == set(STAGE_PARAMS) | {"ablate"}
+
+
+@pytest.mark.parametrize("stage", sorted(set(STAGE_PARAMS) | {"ablate"}))
+def test_deps_cover_the_import_closure_of_the_stage_module(stage):
+    """A code change must rerun every stage that imports the changed file (a folder dep covers its files)."""
+    body = load()["stages"][stage]
+    body = body.get("do", body)
+    listed = [d for d in body["deps"] if d.startswith("pipeline")]
+    closure = import_closure(f"pipeline.stages.{MODULE.get(stage, stage)}")
+    missing = sorted(f for f in closure if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in listed))
+    assert not missing, f"{stage} imports {missing} but does not list them as deps"
+    assert f"pipeline/stages/{MODULE.get(stage, stage)}.py" in closure
+
+
+def test_import_closure_follows_function_level_and_submodule_imports():
+    closure = import_closure("pipeline.stages.train")
+    assert "pipeline/io/dcq_store.py" in closure  # imported by train_sets inside a function or at module level
+    assert "pipeline/quantize/bitpack.py" in closure
+    assert "pipeline/stages/prepare.py" not in closure
 
 
 def test_every_stage_lists_exactly_its_keys():
@@ -88,12 +170,14 @@ def test_ablate_lists_its_variant_and_every_dcq_key_it_starts_from():
 
 
 def test_paths_are_declared_once_and_base_has_every_default():
-    text = (REPO / "dvc.yaml").read_text()
-    data = load()
-    paths = data["vars"][0]["paths"]
-    for value in paths.values():
-        assert text.count(value) == 1, f"{value} is written more than once in dvc.yaml"
-    assert not re.search(r"(?<!\$\{paths\.)\b(data|reports)/", text.split("stages:")[1])
+    paths = yaml.safe_load((REPO / "paths.yaml").read_text())["paths"]
+    assert len(set(paths.values())) == len(paths)
+    for name in PIPELINES:
+        text = (REPO / name).read_text()
+        assert "paths.yaml" in load(name)["vars"][-1], f"{name} does not load paths.yaml"
+        assert not re.search(r"(?<!\$\{paths\.)\b(data|reports)/", text.split("stages:")[1]), name
+        for stage, body in load(name)["stages"].items():
+            assert name == "dvc.yaml" or body.get("wdir") == "../..", f"{name}:{stage} must run at the repo root"
     assert {f.name for f in dataclasses.fields(BaseParams)} == set(yaml.safe_load((REPO / "params.yaml").read_text())["base"])
 
 

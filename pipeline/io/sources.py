@@ -167,3 +167,23 @@ def decoder(listing: SplitListing, size: int, resize: str) -> Callable[[np.ndarr
             return np.stack(list(pool.map(lambda r: load_image(listing.files[r], size, resize), rows)))
 
     return from_files
+
+
+# DVC runs `dvc exp run --temp` and queued experiments in a copy of the project at
+# <project>/.dvc/tmp/exps/<name>, where a relative dataset path such as ../shared/... points elsewhere.
+_EXPERIMENT_WORKSPACE = (".dvc", "tmp", "exps")
+
+
+def project_root(cwd: Path | None = None) -> Path:
+    """The project a stage runs for: the working directory, or, inside a DVC temporary experiment workspace,
+    the project that workspace was copied from."""
+    here = (cwd or Path.cwd()).resolve()
+    if len(here.parts) > 4 and here.parts[-4:-1] == _EXPERIMENT_WORKSPACE:
+        return here.parents[3]
+    return here
+
+
+def project_path(path: str | Path, cwd: Path | None = None) -> Path:
+    """A params path (e.g. `prepare.root`) as an absolute path: relative paths are relative to the project root."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else project_root(cwd) / path

@@ -29,6 +29,7 @@ from pipeline.io.sources import (
     decoder,
     list_imagefolder,
     list_torchvision,
+    project_path,
 )
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 
@@ -52,10 +53,11 @@ class PrepareParams:
 
 
 def list_split(params: PrepareParams, split: str) -> SplitListing:
+    root = project_path(params.root)
     if params.source == "imagefolder":
-        return list_imagefolder(Path(params.root), split, params.skip_non_images)
+        return list_imagefolder(root, split, params.skip_non_images)
     assert params.source in TORCHVISION_SOURCES
-    return list_torchvision(params.source, Path(params.root), split, params.download)
+    return list_torchvision(params.source, root, split, params.download)
 
 
 def select_per_class(labels: np.ndarray, per_class: int | None, seed: int, classes: list[str], split: str) -> np.ndarray:

@@ -27,7 +27,7 @@ from pipeline.io.train_sets import load_split, load_train_set
 from pipeline.models.checkpoint import save_checkpoint
 from pipeline.models.registry import create_model, model_names
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
-from pipeline.train.engine import Normalization, Recipe, accuracy, train
+from pipeline.train.engine import Normalization, Recipe, evaluate, train
 
 # DVC builds one stage per (variant, model, seed) from these lists; each run reads only its own item.
 MATRIX_KEYS = ("models", "seeds", "bits")
@@ -94,7 +94,8 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
             history = train(model, train_set.images, train_set.labels, params.recipe, norm, runtime, seed,
                             desc=f"{method}{'' if bits is None else f'@{bits}'} {model_name} seed {seed}",
                             total_steps=total_steps)
-        test_acc = accuracy(model, test_x, test_y, norm, runtime, params.eval_batch_size)
+        test_acc, confusion = evaluate(model, test_x, test_y, norm, runtime, len(train_set.classes),
+                                       params.eval_batch_size)
     used = lineage(train_set.params, base=base, train=params) | {"run": {"method": method, "bits": bits,
                                                                          "model": model_name, "seed": seed}}
     h = train_set.image_size[0]
@@ -110,6 +111,8 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
         "train_seconds": round(train_timer.seconds, 1), "seconds": round(timer.seconds, 1),
         "runtime": runtime.describe, "train_set": str(train_path), "train_set_hash": params_hash(train_set.params),
         "params_hash": params_hash(used),
+        # Per-class view of the same test predictions (rows: true class, columns: predicted, in `classes` order).
+        "classes": list(train_set.classes), "confusion": confusion.tolist(),
     }
     with atomic_output(checkpoint_out) as tmp:
         save_checkpoint(tmp, model.cpu(), model_name, len(train_set.classes), h, norm,

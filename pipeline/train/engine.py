@@ -193,3 +193,14 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norm:
              batch_size: int = 512) -> float:
     logits = predict(model, images, norm, runtime, batch_size)
     return 100.0 * float((logits.argmax(1) == labels.cpu()).float().mean())
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norm: Normalization, runtime: Runtime,
+             num_classes: int, batch_size: int = 512) -> tuple[float, np.ndarray]:
+    """Test accuracy (%) and the confusion matrix (rows: true class, columns: predicted; sklearn's convention)."""
+    from sklearn.metrics import confusion_matrix
+
+    logits = predict(model, images, norm, runtime, batch_size)
+    truth = labels.cpu()
+    acc = 100.0 * float((logits.argmax(1) == truth).float().mean())
+    return acc, confusion_matrix(truth.numpy(), logits.argmax(1).numpy(), labels=np.arange(num_classes))
