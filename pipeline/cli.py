@@ -12,7 +12,7 @@ import typer
 from pipeline.io.dcq_store import DCQStore, export_imagefolder
 from pipeline.stages.common import user_errors
 
-STAGES = ["prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "ablate", "baseline", "scores", "prune", "evaluate_synthetic",
+STAGES = ["prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "fidelity", "ablate", "baseline", "scores", "prune", "evaluate_synthetic",
           "train", "report", "experts", "distill"]
 
 

@@ -20,6 +20,7 @@ from pipeline.stages import (
     evaluate_synthetic,
     experts,
     features,
+    fidelity,
     palette,
     prepare,
     prune,
@@ -39,11 +40,12 @@ STAGE_PARAMS = {
     "scores": scores.ScoresParams, "prune": prune.PruneParams, "train_baseline": train.TrainParams,
     "train_pruned": train.TrainParams, "train_ablation": train.TrainParams, "experts": experts.ExpertsParams,
     "distill": distill.DistillParams, "evaluate_synthetic": evaluate_synthetic.EvaluateSyntheticParams,
-    "evaluate_dcq_ipc": evaluate_synthetic.EvaluateSyntheticParams,
+    "evaluate_dcq_ipc": evaluate_synthetic.EvaluateSyntheticParams, "fidelity": fidelity.FidelityParams,
+    "fidelity_baseline": fidelity.FidelityParams, "fidelity_ablation": fidelity.FidelityParams,
 }
 # The params section each dvc stage reads (train_full/train_dcq are both the `train` stage on other inputs).
 SECTION = {"train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train",
-           "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic"}
+           "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic", "fidelity_baseline": "fidelity", "fidelity_ablation": "fidelity"}
 # `palette.bits` drives dvc.yaml's foreach: each palette/refine/encode stage gets its own q on the
 # command line, so adding a bit depth does not rerun the others.
 # `train.models/seeds/bits` likewise drive the train stages' matrix: each run gets its item on the command line.
@@ -57,15 +59,16 @@ BASE_KEYS = {"prepare": {"base.seed"}, "train_full": {"base.device", "base.preci
              "train_baseline": {"base.device", "base.precision"}, "train_pruned": {"base.device", "base.precision"},
              "train_ablation": {"base.device", "base.precision"},
              "evaluate_synthetic": {"base.device", "base.precision"},
-             "evaluate_dcq_ipc": {"base.device", "base.precision"}}
+             "evaluate_dcq_ipc": {"base.device", "base.precision"},
+             "fidelity": set(), "fidelity_baseline": set(), "fidelity_ablation": set()}
 
 
 PIPELINES = ["dvc.yaml", "studies/baselines/dvc.yaml", "studies/ablations/dvc.yaml", "studies/distillation/dvc.yaml"]
-MAIN_STAGES = {"prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "train_full",
-               "train_dcq", "report"}
+MAIN_STAGES = {"prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "fidelity",
+               "train_full", "train_dcq", "report"}
 # dvc stage -> the stage module its command runs (`dcq <module>`)
 MODULE = {"train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train",
-          "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic"}
+          "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic", "fidelity_baseline": "fidelity", "fidelity_ablation": "fidelity"}
 
 
 def load(path: str | None = None) -> dict:

@@ -1,4 +1,4 @@
-"""Figures: accuracy against compression ratio, and full-colour vs DCQ image grids with palettes."""
+"""Figures: accuracy against storage and IPC budget, against colour fidelity, per-class confusion, image grids."""
 
 from __future__ import annotations
 
@@ -17,32 +17,125 @@ from pipeline.io.dcq_store import DCQStore
 PNG_METADATA = {"Software": None}
 
 
-def accuracy_plot(rows: list[dict], out: Path) -> None:
-    """Mean test accuracy (error bars: std over seeds) against the measured compression ratio, one line per
-    (method, model); full colour is a point at its own measured ratio and a dashed reference line."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    models = sorted({r["model"] for r in rows})
-    for model in models:
-        for series in sorted({r.get("series", r["method"]) for r in rows if r["model"] == model}):
-            pts = sorted((r for r in rows if r["model"] == model and r.get("series", r["method"]) == series),
-                         key=lambda r: r["compression_ratio"])
-            method = pts[0]["method"]
-            label = series if len(models) == 1 else f"{series} ({model})"
-            x = [p["compression_ratio"] for p in pts]
-            y = [p["test_accuracy_mean"] for p in pts]
-            line = ax.errorbar(x, y, yerr=[p["test_accuracy_std"] for p in pts], marker="o", capsize=3, label=label)
-            if method == "full" and pts[0].get("ablation") is None:
-                ax.axhline(y[0], color=line[0].get_color(), linestyle="--", linewidth=0.8)
+# One colour and one marker per method, fixed, so a method looks the same in every figure and report.
+_COLOURS = plt.get_cmap("tab20").colors
+_MARKERS = "o s ^ D v P X < > p h * d H 8".split()
+
+
+def method_style(series: str, order: list[str]) -> dict:
+    i = order.index(series) if series in order else len(order)
+    return {"color": _COLOURS[(2 * i) % 20 if i < 10 else (2 * (i - 10) + 1) % 20], "marker": _MARKERS[i % len(_MARKERS)]}
+
+
+def _series(rows: list[dict]) -> list[str]:
+    seen: list[str] = []
+    for r in rows:
+        label = r.get("series", r["method"]) if len({x["model"] for x in rows}) == 1 else \
+            f"{r.get('series', r['method'])} ({r['model']})"
+        if label not in seen:
+            seen.append(label)
+    return seen
+
+
+def _label(r: dict, rows: list[dict]) -> str:
+    name = r.get("series", r["method"])
+    return name if len({x["model"] for x in rows}) == 1 else f"{name} ({r['model']})"
+
+
+def accuracy_plot(storage_rows: list[dict], ipc_rows: list[dict], out: Path) -> None:
+    """Two panels. Left: mean test accuracy (bars: std over seeds) against the train set's bytes on disk as a share
+    of raw 24-bit RGB, one line per quantizer or coreset (q labels on DCQ only). Right: accuracy against the
+    images-per-class budget for the distillation comparison. Legends sit outside the axes."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), dpi=110, gridspec_kw={"width_ratios": [1.25, 1]})
+    order = _series(storage_rows) + [s for s in _series(ipc_rows) if s not in _series(storage_rows)]
+    for series in _series(storage_rows):
+        pts = sorted((r for r in storage_rows if _label(r, storage_rows) == series), key=lambda r: r["compression_ratio"])
+        style = method_style(series, order)
+        x = [100 * p["compression_ratio"] for p in pts]
+        y = [p["test_accuracy_mean"] for p in pts]
+        if pts[0]["method"] == "full" and pts[0].get("ablation") is None:
+            left.axhline(y[0], color=style["color"], linestyle="--", linewidth=0.8)
+        left.errorbar(x, y, yerr=[p["test_accuracy_std"] for p in pts], capsize=3, label=series, markersize=6,
+                      linewidth=1.2, **style)
+        if pts[0]["method"] == "dcq" and pts[0].get("ablation") is None:
             for p in pts:
-                if p["bits"] is not None:
-                    ax.annotate(f"{p['bits']} bit", (p["compression_ratio"], p["test_accuracy_mean"]),
-                                textcoords="offset points", xytext=(4, -11), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("stored train-set bytes / 24-bit RGB bytes (log scale)")
+                left.annotate(f"q={p['bits']}", (100 * p["compression_ratio"], p["test_accuracy_mean"]),
+                              textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8,
+                              color=style["color"])
+    left.set_xscale("log")
+    left.set_xlabel("stored train set, % of raw 24-bit RGB (log scale)")
+    left.set_ylabel("test accuracy (%)")
+    left.set_title("Quantizers and coresets at matched storage", fontsize=10)
+    left.grid(True, which="both", alpha=0.3)
+    if storage_rows:
+        left.legend(loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=3, fontsize=8, frameon=False)
+    if ipc_rows:
+        for series in _series(ipc_rows):
+            pts = sorted((r for r in ipc_rows if _label(r, ipc_rows) == series), key=lambda r: r["ipc"])
+            right.errorbar([p["ipc"] for p in pts], [p["test_accuracy_mean"] for p in pts],
+                           yerr=[p["test_accuracy_std"] for p in pts], capsize=3, label=series, markersize=6,
+                           linewidth=1.2, **method_style(series, order))
+        ipcs = sorted({r["ipc"] for r in ipc_rows})
+        right.set_xscale("log")
+        right.set_xticks(ipcs, [str(i) for i in ipcs])
+        right.set_xlabel("storage budget: images per class (log scale)")
+        right.set_ylabel("test accuracy (%)")
+        right.legend(loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=2, fontsize=8, frameon=False)
+        right.grid(True, which="both", alpha=0.3)
+    else:
+        right.text(0.5, 0.5, "distillation study not run\n(dvc repro studies/distillation/dvc.yaml)",
+                   ha="center", va="center", fontsize=9, transform=right.transAxes)
+        right.set_xticks([])
+        right.set_yticks([])
+    right.set_title("Distillers at equal storage (IPC budget)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, format="png", metadata=PNG_METADATA)
+    plt.close(fig)
+
+
+def fidelity_plot(rows: list[dict], out: Path) -> None:
+    """Mean test accuracy against the train set's mean CIEDE2000 ΔE to the original images, one point per store."""
+    fig, ax = plt.subplots(figsize=(8.5, 4.6), dpi=110)
+    order = _series(rows)
+    for series in order:
+        pts = sorted((r for r in rows if _label(r, rows) == series), key=lambda r: r["delta_e2000"])
+        ax.errorbar([p["delta_e2000"] for p in pts], [p["test_accuracy_mean"] for p in pts],
+                    yerr=[p["test_accuracy_std"] for p in pts], capsize=3, label=series, markersize=6,
+                    linewidth=1.0, **method_style(series, order))
+        if pts[0]["method"] == "dcq" and pts[0].get("ablation") is None:
+            for p in pts:
+                ax.annotate(f"q={p['bits']}", (p["delta_e2000"], p["test_accuracy_mean"]), textcoords="offset points",
+                            xytext=(0, 9), ha="center", fontsize=8)
+    ax.set_xlabel("mean CIEDE2000 ΔE of the train images to the originals (lower = closer)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy on the original test set vs train-set storage")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.set_title("Accuracy against colour fidelity of the stored train set", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(out, format="png", metadata=PNG_METADATA)
+    plt.close(fig)
+
+
+def confusion_grid(matrices: list[tuple[str, np.ndarray]], classes: list[str], out: Path) -> None:
+    """Row-normalised confusion matrices (% of each true class), the first one (full colour) as it is, each
+    other as its difference to the first: red cells are predictions the quantized train set made more often."""
+    n = len(matrices)
+    fig, axes = plt.subplots(1, n, figsize=(3.3 * n + 0.6, 3.9), dpi=110, squeeze=False)
+    base = None
+    for ax, (title, matrix) in zip(axes[0], matrices):
+        pct = 100.0 * matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+        if base is None:
+            base = pct
+            im = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
+            ax.set_title(f"{title}\n% of true class", fontsize=9)
+        else:
+            im = ax.imshow(pct - base, cmap="RdBu_r", vmin=-30, vmax=30)
+            ax.set_title(f"{title}\nminus full colour (points)", fontsize=9)
+        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(classes)), classes if ax is axes[0][0] else [], fontsize=7)
+        ax.set_xlabel("predicted", fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("true class", fontsize=8)
     fig.tight_layout()
     fig.savefig(out, format="png", metadata=PNG_METADATA)
     plt.close(fig)

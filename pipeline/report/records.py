@@ -123,11 +123,13 @@ def summarize(records: list[dict]) -> list[dict]:
 
 
 def dvc_summary(rows: list[dict]) -> dict:
-    """Nested dict for `dvc metrics show/diff` (DVC ignores lists): model -> variant -> numbers."""
+    """What `dvc metrics show/diff` compares across experiments: for the main job's train sets (full colour and DCQ
+    at each q), the mean test accuracy and the stored bytes. Keyed by variant; by model too when there are several.
+    The studies' rows stay in reports/metrics.json and the report (DVC ignores lists)."""
+    main = [r for r in rows if r["method"] in ("full", "dcq") and r["ablation"] is None and r["ipc"] is None]
+    models = sorted({r["model"] for r in main})
     out: dict = {}
-    for row in rows:
-        out.setdefault(row["model"], {})[row["variant"]] = {
-            "test_accuracy_mean": row["test_accuracy_mean"], "test_accuracy_std": row["test_accuracy_std"],
-            "seeds": row["n"], "compression_ratio": row["compression_ratio"], "train_bytes": row["train_bytes"],
-        }
+    for row in main:
+        entry = {"accuracy": row["test_accuracy_mean"], "bytes": row["train_bytes"]}
+        (out.setdefault(row["model"], {}) if len(models) > 1 else out)[row["variant"]] = entry
     return out

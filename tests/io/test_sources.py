@@ -78,3 +78,18 @@ def test_torchvision_source_without_a_copy_says_how_to_point_at_one(tmp_path, na
 
     with pytest.raises(DatasetError, match=rf"{name} train split not found under .* point prepare.root at a torchvision copy"):
         list_torchvision(name, tmp_path, "train", download=False)
+
+
+def test_params_paths_resolve_against_the_project_even_in_a_dvc_temp_workspace(tmp_path):
+    """`dvc exp run --temp` and queued experiments run in <project>/.dvc/tmp/exps/<name>: a relative
+    `prepare.root` must still mean the same folder as in the project itself."""
+    from pipeline.io.sources import project_path, project_root
+
+    project = tmp_path / "project"
+    workspace = project / ".dvc" / "tmp" / "exps" / "tmpabc123"
+    workspace.mkdir(parents=True)
+    assert project_root(workspace) == project.resolve()
+    assert project_root(project) == project.resolve()
+    assert project_path("../shared/data", workspace) == project.resolve() / "../shared/data"
+    assert project_path("../shared/data", project) == project.resolve() / "../shared/data"
+    assert project_path("/abs/data", workspace) == project.__class__("/abs/data")

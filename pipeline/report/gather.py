@@ -1,0 +1,168 @@
+"""What the report reads: run records (current or stale), the stores they trained on, stage timings, training
+params, the fidelity stage's measurements and the runs' per-class results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from pipeline.config import params_hash
+from pipeline.errors import StoreError
+from pipeline.io.arrays import array_bytes, uncompressed_bytes
+from pipeline.io.dcq_store import DCQStore
+from pipeline.io.train_sets import store_params
+from pipeline.report import records
+
+STAGE_ORDER = ["prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "fidelity", "train"]
+
+
+def current(recs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Split records into those whose train set is still the store they were trained on, and stale ones
+    (store gone or rebuilt with other params: a study not rerun after a change, or not checked out)."""
+    keep, stale = [], []
+    for rec in recs:
+        if "train_set" not in rec or "train_set_hash" not in rec:
+            keep.append(rec)  # a record from elsewhere: nothing to check it against
+            continue
+        params = store_params(rec["train_set"])
+        (keep if params is not None and params_hash(params) == rec["train_set_hash"] else stale).append(rec)
+    return keep, stale
+
+
+def ablation_of(rec: dict) -> dict:
+    """`ablation` (variant name) and `ablation_change` (its overrides, as text) of a run whose train set the
+    ablate stage built; nothing for every other run."""
+    path = rec.get("train_set")
+    if path is None or not (Path(path) / "zarr.json").is_file():
+        return {}
+    ablation = zarr.open_group(str(path), mode="r").attrs.get("ablation")
+    if not ablation:
+        return {}
+
+    def flat(prefix: str, value) -> list[str]:
+        if isinstance(value, dict):
+            return [item for k, v in value.items() for item in flat(f"{prefix}.{k}" if prefix else k, v)]
+        return [f"{prefix}={value}"]
+
+    attrs = zarr.open_group(str(path), mode="r").attrs
+    # DCQ of a coreset at a distillation budget, counted by the IPC table's one rule: the arrays' bytes
+    # uncompressed, as every synthetic store holds them; its zstd chunks on disk are reported beside.
+    budget = {} if "ipc" not in attrs else {
+        "ipc": int(attrs["ipc"]), "budget_bytes": int(attrs["budget_bytes"]),
+        "accounted_bytes": uncompressed_bytes(path), "on_disk_bytes": array_bytes(path)}
+    return {"ablation": ablation["name"],
+            "ablation_change": ", ".join(flat("", {k: v for k, v in ablation.items() if k != "name"})) or "none"} | budget
+
+
+def load_stores(recs: list[dict]) -> dict[int, DCQStore]:
+    """The main DCQ stores the runs trained on (not the ablations'), by bit depth."""
+    stores = {}
+    for rec in recs:
+        if (rec["method"] == "dcq" and rec.get("ablation") is None and rec.get("ipc") is None
+                and rec["bits"] not in stores and (Path(rec.get("train_set", "")) / "zarr.json").is_file()):
+            if "train_set" not in rec:
+                raise StoreError(f"dcq run record {rec['method']}@{rec['bits']} seed {rec['seed']} has no train_set")
+            stores[rec["bits"]] = DCQStore(rec["train_set"])
+    if not stores:
+        raise StoreError("no dcq runs among the run records: nothing to compare with full colour")
+    return dict(sorted(stores.items()))
+
+
+def store_description(path: str | Path) -> str:
+    """What a train-set store holds, from its attributes only."""
+    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    fmt, bits = attrs.get("format"), attrs.get("bits")
+    if fmt == "dcq-v1":
+        palettes = f"{attrs['clusters']} shared palettes x {2 ** bits} colours"
+        if attrs.get("source_images"):  # DCQ of a coreset (ablate stage)
+            return f"{attrs['num_images']:,} of {attrs['source_images']:,} images, {palettes}"
+        return palettes
+    if fmt == "palette-per-image-v1":
+        return f"{attrs['num_images']:,} per-image palettes x {2 ** bits} colours"
+    if fmt == "subset-v1":
+        return f"{attrs['num_images']:,} of {attrs['source_images']:,} images, full colour"
+    return "full colour images" if "train" in zarr.open_group(str(path), mode="r") else str(fmt)
+
+
+def method_columns(recs: list[dict], dcq_stores: dict[int, DCQStore]) -> tuple[int | None, list[tuple[str, DCQStore]]]:
+    """For the methods image grid: the bit depth shared by DCQ and the most per-image quantizers, and one
+    (method, store) column each."""
+    indexed = {}
+    for rec in recs:
+        if rec["method"] not in ("full", "dcq") and "train_set" in rec and rec["bits"] in dcq_stores:
+            attrs = store_params(rec["train_set"])
+            if attrs is not None and (Path(rec["train_set"]) / "indices").exists():
+                indexed.setdefault(rec["bits"], {}).setdefault(rec["method"], rec["train_set"])
+    if not indexed:
+        return None, []
+    # the most methods, then the middle-most depth (both 1 and 4 bits are extremes)
+    depths = sorted(indexed, key=lambda q: (-len(indexed[q]), abs(q - 2), q))
+    q = depths[0]
+    columns = [("dcq", dcq_stores[q])] + [(m, DCQStore(indexed[q][m])) for m in sorted(indexed[q], key=records.method_order)]
+    return q, columns
+
+
+def grid_rows(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """n train rows: one random image per class in class order, then more classes round-robin."""
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    picked = []
+    for depth in range(max(len(p) for p in per_class)):
+        for rows in per_class:
+            if depth < len(rows) and len(picked) < n:
+                picked.append(rows[depth])
+    return np.array(picked)
+
+
+def load_timings(timings: Path) -> list[tuple[str, float]]:
+    items = []
+    for f in sorted(Path(timings).glob("*.json")) if Path(timings).is_dir() else []:
+        data = json.loads(f.read_text())
+        items.append((str(data["stage"]), float(data["seconds"])))
+
+    def key(item):
+        head = item[0].split(" ")[0].split("@")[0]
+        return (STAGE_ORDER.index(head) if head in STAGE_ORDER else len(STAGE_ORDER), item[0])
+
+    return sorted(items, key=key)
+
+
+def run_params(runs: Path) -> dict:
+    """The train section and run items of every checkpoint beside the records (first one per params hash)."""
+    found: dict[str, dict] = {}
+    for ckpt_path in sorted(Path(runs).rglob("*.pt")):
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # plain data only: never unpickle code
+        params = ckpt.get("params", {})
+        found.setdefault(json.dumps(params.get("train"), sort_keys=True), {"base": params.get("base"),
+                                                                          "train": params.get("train")})
+    return next(iter(found.values()), {}) if len(found) == 1 else {f"variant {i}": v for i, v in
+                                                                  enumerate(found.values())}
+
+
+def load_fidelity(folder: Path) -> dict[str, dict]:
+    """The fidelity stage's measurements under `folder` (the main job's and the studies'), by store path."""
+    out: dict[str, dict] = {}
+    for f in sorted(Path(folder).rglob("*.json")) if Path(folder).is_dir() else []:
+        data = json.loads(f.read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("store"), str):
+            raise StoreError(f"{f}: not a fidelity record (no 'store')")
+        if data.get("measured"):
+            out[data["store"]] = {k: float(data[k]) for k in ("psnr_db", "ssim", "delta_e2000")}
+    return out
+
+
+def confusion_by_variant(recs: list[dict]) -> tuple[list[str], dict[tuple, np.ndarray]]:
+    """Summed confusion matrices over seeds, by (model, method, bits), of the matched-storage runs that carry one."""
+    classes: list[str] = []
+    out: dict[tuple, np.ndarray] = {}
+    for r in recs:
+        if "confusion" not in r or r.get("ablation") or r.get("ipc") is not None:
+            continue
+        classes = classes or list(r["classes"])
+        key = (r["model"], r["method"], r["bits"])
+        out[key] = out.get(key, 0) + np.asarray(r["confusion"], dtype=np.int64)
+    return classes, out
