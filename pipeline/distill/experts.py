@@ -27,6 +27,7 @@ from pipeline.distill.dsa import DSAParams, augment
 from pipeline.distill.params import flatten, param_spec
 from pipeline.distill.zca import ZCA
 from pipeline.errors import StoreError
+from pipeline.io.formats import open_format, register_format
 from pipeline.train.engine import Normalization, to_input
 
 FORMAT = "expert-trajectories-v1"
@@ -78,15 +79,12 @@ def train_expert(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe
         on_epoch(epoch, flatten(model))
 
 
+@register_format(FORMAT)
 class ExpertStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not (self.path / "zarr.json").is_file():
-            raise StoreError(f"no expert store at {self.path} (run the experts stage first)")
-        self.root = zarr.open_group(str(self.path), mode="r")
-        self.attrs = dict(self.root.attrs)
-        if self.attrs.get("format") != FORMAT:
-            raise StoreError(f"{self.path}: not a {FORMAT} store (format={self.attrs.get('format')!r})")
+        self.root, self.attrs = open_format(self.path, (FORMAT,),
+                                            f"no expert store at {self.path} (run the experts stage first)")
         self.trajectories = self.root["trajectories"]
         self.num_experts, self.num_snapshots, self.num_params = self.trajectories.shape
         self.spec = [(name, tuple(shape)) for name, shape in self.attrs["param_spec"]]

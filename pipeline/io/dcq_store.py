@@ -25,9 +25,9 @@ import zarr
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline.errors import StoreError
 from pipeline.io.arrays import disk_bytes, iter_blocks, write_block_size
 from pipeline.io.atomic import atomic_output
+from pipeline.io.formats import open_format, register_format
 from pipeline.quantize.bitpack import unpack
 
 FORMAT = "dcq-v1"
@@ -42,15 +42,11 @@ def smallest_uint(max_value: int) -> np.dtype:
     return np.dtype(np.uint64)
 
 
+@register_format(*FORMATS)
 class DCQStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not (self.path / "zarr.json").is_file():
-            raise StoreError(f"no DCQ store at {self.path}")
-        self.root = zarr.open_group(str(self.path), mode="r")
-        self.attrs = dict(self.root.attrs)
-        if self.attrs.get("format") not in FORMATS:
-            raise StoreError(f"{self.path}: not a {' or '.join(FORMATS)} store (format={self.attrs.get('format')!r})")
+        self.root, self.attrs = open_format(self.path, FORMATS, f"no DCQ store at {self.path}")
         self.per_image = self.attrs["format"] == PER_IMAGE_FORMAT
         self.method: str = str(self.attrs.get("method", "dcq"))
         self.bits: int = int(self.attrs["bits"])
@@ -86,6 +82,15 @@ class DCQStore:
 
     def tensor(self, start: int = 0, stop: int | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
         return torch.from_numpy(self.decode(start, stop)).to(device)
+
+    def describe(self) -> str:
+        """What the store holds, in a few words (the report's storage table)."""
+        if self.per_image:
+            return f"{len(self):,} per-image palettes x {2 ** self.bits} colours"
+        palettes = f"{self.attrs['clusters']} shared palettes x {2 ** self.bits} colours"
+        if self.attrs.get("source_images"):  # DCQ of a coreset (ablate stage)
+            return f"{len(self):,} of {self.attrs['source_images']:,} images, {palettes}"
+        return palettes
 
     def summary(self) -> dict:
         n = len(self)

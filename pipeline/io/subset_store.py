@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from pipeline.errors import StoreError
 from pipeline.io.arrays import create_rows, disk_bytes, iter_blocks, write_block_size
 from pipeline.io.dcq_store import smallest_uint
+from pipeline.io.formats import open_format, register_format
 
 FORMAT = "subset-v1"
 
@@ -44,15 +44,11 @@ def write_subset(root: zarr.Group, images: zarr.Array, labels: np.ndarray, keep:
         out[start:stop] = block
 
 
+@register_format(FORMAT)
 class SubsetStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not (self.path / "zarr.json").is_file():
-            raise StoreError(f"no subset store at {self.path}")
-        self.root = zarr.open_group(str(self.path), mode="r")
-        self.attrs = dict(self.root.attrs)
-        if self.attrs.get("format") != FORMAT:
-            raise StoreError(f"{self.path}: not a {FORMAT} store (format={self.attrs.get('format')!r})")
+        self.root, self.attrs = open_format(self.path, (FORMAT,), f"no subset store at {self.path}")
         self.method: str = str(self.attrs["method"])
         self.bits: int | None = self.attrs.get("bits")
         self.classes: list[str] = list(self.attrs["classes"])
@@ -64,6 +60,9 @@ class SubsetStore:
 
     def images(self) -> np.ndarray:
         return self.root["images"][:]
+
+    def describe(self) -> str:
+        return f"{len(self):,} of {self.attrs['source_images']:,} images, full colour"
 
     @property
     def stored_bytes(self) -> int:

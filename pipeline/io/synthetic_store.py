@@ -25,6 +25,7 @@ import zarr
 
 from pipeline.errors import StoreError
 from pipeline.io.arrays import array_bytes
+from pipeline.io.formats import open_format, register_format
 from pipeline.quantize.bitpack import pack, packed_bytes, unpack
 
 FORMAT = "synthetic-v1"
@@ -67,18 +68,17 @@ def write(root: zarr.Group, representation: str, attrs: dict, **arrays: np.ndarr
             _array(root, name, np.asarray(arrays[name], dtype=np.float16))
 
 
+@register_format(FORMAT)
 class SyntheticStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not (self.path / "zarr.json").is_file():
-            raise StoreError(f"no synthetic store at {self.path}")
-        self.root = zarr.open_group(str(self.path), mode="r")
-        self.attrs = dict(self.root.attrs)
-        if self.attrs.get("format") != FORMAT:
-            raise StoreError(f"{self.path}: not a {FORMAT} store (format={self.attrs.get('format')!r})")
+        self.root, self.attrs = open_format(self.path, (FORMAT,), f"no synthetic store at {self.path}")
         self.representation: str = self.attrs["representation"]
         self.method: str = self.attrs["method"]
         self.classes: list[str] = list(self.attrs["classes"])
+
+    def describe(self) -> str:
+        return f"{self.attrs['num_images']:,} {self.representation} samples ({self.method})"
 
     @property
     def stored_bytes(self) -> int:

@@ -25,6 +25,7 @@ from pipeline.errors import StoreError
 from pipeline.io.arrays import disk_bytes, open_group
 from pipeline.io.dcq_store import FORMATS as INDEXED_FORMATS
 from pipeline.io.dcq_store import DCQStore
+from pipeline.io.formats import open_store
 from pipeline.io.subset_store import FORMAT as SUBSET_FORMAT
 from pipeline.io.subset_store import SubsetStore
 
@@ -71,8 +72,8 @@ def load_split(prepared: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, 
     return torch.from_numpy(group["images"][:]), torch.from_numpy(group["labels"][:].astype(np.int64)), dict(root.attrs)
 
 
-def _load_indexed(path: Path) -> TrainSet:
-    store = DCQStore(path)
+def _load_indexed(store: DCQStore) -> TrainSet:
+    path = store.path
     h, w = store.image_size
     images = torch.empty((len(store), h, w, 3), dtype=torch.uint8)
     for start, decoded in store.iter_decoded():
@@ -82,9 +83,8 @@ def _load_indexed(path: Path) -> TrainSet:
                     disk_bytes(path), dict(store.attrs.get("params", {})), None if source is None else int(source))
 
 
-def _load_subset(path: Path) -> TrainSet:
-    store = SubsetStore(path)
-    return TrainSet(path, store.method, torch.from_numpy(store.images()), torch.from_numpy(store.labels),
+def _load_subset(store: SubsetStore) -> TrainSet:
+    return TrainSet(store.path, store.method, torch.from_numpy(store.images()), torch.from_numpy(store.labels),
                     store.classes, store.bits, store.stored_bytes, dict(store.attrs.get("params", {})),
                     int(store.attrs["source_images"]))
 
@@ -109,12 +109,10 @@ def load_train_set(path: str | Path) -> TrainSet:
         raise StoreError(f"train set {path} does not exist")
     if is_prepared_store(path):
         return _load_prepared(path)
-    if (path / "zarr.json").is_file():
-        fmt = zarr.open_group(str(path), mode="r").attrs.get("format")
-        if fmt in INDEXED_FORMATS:
-            return _load_indexed(path)
-        if fmt == SUBSET_FORMAT:
-            return _load_subset(path)
-        raise StoreError(f"{path}: unknown train-set format {fmt!r}; readable: a prepared store, "
-                         f"{', '.join(map(repr, INDEXED_FORMATS + (SUBSET_FORMAT,)))}")
-    raise StoreError(f"{path} is not a Zarr store (no zarr.json)")
+    store = open_store(path)
+    if isinstance(store, DCQStore):
+        return _load_indexed(store)
+    if isinstance(store, SubsetStore):
+        return _load_subset(store)
+    raise StoreError(f"{path}: unknown train-set format {store.attrs['format']!r}; readable: a prepared store, "
+                     f"{', '.join(map(repr, INDEXED_FORMATS + (SUBSET_FORMAT,)))}")

@@ -25,7 +25,10 @@ def load_checkpoint(path: Path, arch: str | None = None, num_classes: int | None
     path = Path(path)
     if not path.is_file():
         raise StoreError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # weights_only: plain tensors and containers; a pickle that would run code is refused, not executed
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
+        raise StoreError(f"{path}: not a dcq checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "arch" not in ckpt:
         raise StoreError(f"{path}: not a dcq checkpoint (expected keys arch, state_dict, normalization)")
     for key, want in (("arch", arch), ("num_classes", num_classes), ("image_size", image_size)):

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pipeline.io.dcq_store import DCQStore
+from pipeline.report import records
 
 # Fixed metadata so the same data gives the same PNG bytes.
 PNG_METADATA = {"Software": None}
@@ -23,7 +24,12 @@ _MARKERS = "o s ^ D v P X < > p h * d H 8".split()
 
 
 def method_style(series: str, order: list[str]) -> dict:
-    i = order.index(series) if series in order else len(order)
+    """The same colour and marker for a method in every figure: known methods by their fixed report order, other
+    series (ablations, coresets then DCQ) after them in `order`."""
+    base = series.removesuffix(" (IPC)")
+    known = records.METHOD_ORDER
+    extra = [o for o in order if o.removesuffix(" (IPC)") not in known]
+    i = known.index(base) if base in known else len(known) + (extra.index(series) if series in extra else len(extra))
     return {"color": _COLOURS[(2 * i) % 20 if i < 10 else (2 * (i - 10) + 1) % 20], "marker": _MARKERS[i % len(_MARKERS)]}
 
 
@@ -60,9 +66,13 @@ def accuracy_plot(storage_rows: list[dict], ipc_rows: list[dict], out: Path) -> 
         if pts[0]["method"] == "dcq" and pts[0].get("ablation") is None:
             for p in pts:
                 left.annotate(f"q={p['bits']}", (100 * p["compression_ratio"], p["test_accuracy_mean"]),
-                              textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8,
+                              textcoords="offset points", xytext=(7, -3), ha="left", va="top", fontsize=8,
                               color=style["color"])
     left.set_xscale("log")
+    ticks = [t for t in (0.5, 1, 2, 5, 10, 20, 50, 100)
+             if storage_rows and min(100 * r["compression_ratio"] for r in storage_rows) / 2 <= t <= 150]
+    left.set_xticks(ticks, [f"{t:g}%" for t in ticks])
+    left.minorticks_off()
     left.set_xlabel("stored train set, % of raw 24-bit RGB (log scale)")
     left.set_ylabel("test accuracy (%)")
     left.set_title("Quantizers and coresets at matched storage", fontsize=10)
@@ -105,7 +115,8 @@ def fidelity_plot(rows: list[dict], out: Path) -> None:
         if pts[0]["method"] == "dcq" and pts[0].get("ablation") is None:
             for p in pts:
                 ax.annotate(f"q={p['bits']}", (p["delta_e2000"], p["test_accuracy_mean"]), textcoords="offset points",
-                            xytext=(0, 9), ha="center", fontsize=8)
+                            xytext=(7, -3), ha="left", va="top", fontsize=8)
+    ax.margins(x=0.08)
     ax.set_xlabel("mean CIEDE2000 ΔE of the train images to the originals (lower = closer)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy against colour fidelity of the stored train set", fontsize=10)

@@ -4,6 +4,7 @@ params, the fidelity stage's measurements and the runs' per-class results."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ from pipeline.config import params_hash
 from pipeline.errors import StoreError
 from pipeline.io.arrays import array_bytes, uncompressed_bytes
 from pipeline.io.dcq_store import DCQStore
-from pipeline.io.train_sets import store_params
+from pipeline.io.formats import open_store
+from pipeline.io.train_sets import is_prepared_store, store_params
 from pipeline.report import records
 
 STAGE_ORDER = ["prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "fidelity", "train"]
@@ -74,18 +76,9 @@ def load_stores(recs: list[dict]) -> dict[int, DCQStore]:
 
 def store_description(path: str | Path) -> str:
     """What a train-set store holds, from its attributes only."""
-    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
-    fmt, bits = attrs.get("format"), attrs.get("bits")
-    if fmt == "dcq-v1":
-        palettes = f"{attrs['clusters']} shared palettes x {2 ** bits} colours"
-        if attrs.get("source_images"):  # DCQ of a coreset (ablate stage)
-            return f"{attrs['num_images']:,} of {attrs['source_images']:,} images, {palettes}"
-        return palettes
-    if fmt == "palette-per-image-v1":
-        return f"{attrs['num_images']:,} per-image palettes x {2 ** bits} colours"
-    if fmt == "subset-v1":
-        return f"{attrs['num_images']:,} of {attrs['source_images']:,} images, full colour"
-    return "full colour images" if "train" in zarr.open_group(str(path), mode="r") else str(fmt)
+    if is_prepared_store(Path(path)):
+        return "full colour images"
+    return open_store(path).describe()
 
 
 def method_columns(recs: list[dict], dcq_stores: dict[int, DCQStore]) -> tuple[int | None, list[tuple[str, DCQStore]]]:
@@ -118,15 +111,21 @@ def grid_rows(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.array(picked)
 
 
-def load_timings(timings: Path) -> list[tuple[str, float]]:
+# Timing files the main job (dvc.yaml) writes; every other timing file is a study's.
+MAIN_TIMING = re.compile(r"(prepare|teacher|features|cluster|attention|report|(palette|refine|encode)-q\d+"
+                         r"|fidelity-dcq-q\d+|train-(full|dcq-q\d+)-.*)\.json")
+
+
+def load_timings(timings: Path) -> list[tuple[str, float, bool]]:
+    """(stage, seconds, part of the main job) of every timing JSON, main job first, in pipeline order."""
     items = []
     for f in sorted(Path(timings).glob("*.json")) if Path(timings).is_dir() else []:
         data = json.loads(f.read_text())
-        items.append((str(data["stage"]), float(data["seconds"])))
+        items.append((str(data["stage"]), float(data["seconds"]), bool(MAIN_TIMING.fullmatch(f.name))))
 
     def key(item):
         head = item[0].split(" ")[0].split("@")[0]
-        return (STAGE_ORDER.index(head) if head in STAGE_ORDER else len(STAGE_ORDER), item[0])
+        return (not item[2], STAGE_ORDER.index(head) if head in STAGE_ORDER else len(STAGE_ORDER), item[0])
 
     return sorted(items, key=key)
 

@@ -66,9 +66,12 @@ def collect(runs: Path, annotate: Callable[[dict], dict] | None = None) -> list[
             r.update(annotate(r))
     seen: dict[tuple, str] = {}
     for f, r in zip(files, records):
-        key = (r["method"], r.get("ablation"), r.get("ipc"), r.get("protocol"), r["bits"], r["model"], r["seed"])
+        # The train set too: two runs of one variant on different stores are different runs, also when the stores
+        # are not on disk to say which ablation made them.
+        key = (r["method"], r.get("ablation"), r.get("ipc"), r.get("protocol"), r["bits"], r["model"], r["seed"],
+               r.get("train_set"))
         if key in seen:
-            raise StoreError(f"{f} and {seen[key]} are the same run {key}")
+            raise StoreError(f"{f} and {seen[key]} are the same run {key[:7]}" + (f" on {key[7]}" if key[7] else ""))
         seen[key] = str(f)
     return sorted(records, key=sort_key)
 

@@ -90,7 +90,8 @@ class AblateParams:
     variants: dict[str, Variant] = field(default_factory=dict)
 
     def __post_init__(self):
-        require(all(1 <= b <= 8 for b in self.bits), f"bits={list(self.bits)} must each be in 1..8")
+        for q in self.bits:
+            check_bits(q)
 
 
 def parse_variants(raw: dict | None, where: str) -> dict[str, Variant]:

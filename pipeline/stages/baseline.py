@@ -36,7 +36,8 @@ class BaselineParams:
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in QUANTIZERS]
         require(not unknown, f"methods={unknown} are not per-image quantizers {list(QUANTIZERS)}")
-        require(all(1 <= b <= 8 for b in self.bits), f"bits={self.bits} must each be in 1..8")
+        for q in self.bits:
+            check_bits(q)
         require(self.kmeans_iterations >= 1, f"kmeans_iterations={self.kmeans_iterations} must be >= 1")
 
 

@@ -15,6 +15,7 @@ Writes `RECORD`, a run record with the train stage's schema plus `ipc`, `budget_
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from pipeline.distill.evaluate import EvalRecipe, real_accuracy, train_on_synthe
 from pipeline.distill.experts import ExpertStore
 from pipeline.errors import StoreError
 from pipeline.io.arrays import array_bytes, write_json
-from pipeline.io.dcq_store import FORMATS as INDEXED_FORMATS
+from pipeline.io.dcq_store import DCQStore
+from pipeline.io.formats import open_store
 from pipeline.io.synthetic_store import FORMAT as SYNTHETIC_FORMAT
 from pipeline.io.synthetic_store import SyntheticStore
 from pipeline.io.train_sets import load_split, load_train_set
@@ -70,17 +72,16 @@ class BudgetedSet:
     student_lr: float | None
     params: dict
     normalization: object | None   # the experts' normalisation a distilled set was made in; None: real pixels
-    inputs: callable               # (experts) -> (x float (N,C,H,W) in the experts' input space, targets)
+    inputs: Callable[[ExpertStore], tuple]  # (experts) -> (x float (N,C,H,W) in the experts' input space, targets)
 
 
 def open_budgeted(path: Path) -> BudgetedSet:
     """A synthetic store, or a DCQ store of a coreset fitted to an IPC budget; anything else is an error."""
     if not (path / "zarr.json").is_file():
         raise StoreError(f"no synthetic or DCQ store at {path}")
-    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
-    fmt = attrs.get("format")
-    if fmt == SYNTHETIC_FORMAT:
-        store = SyntheticStore(path)
+    store = open_store(path)
+    attrs, fmt = store.attrs, store.attrs["format"]
+    if isinstance(store, SyntheticStore):
 
         def inputs(experts: ExpertStore):
             if store.representation == "low_rank":
@@ -91,7 +92,7 @@ def open_budgeted(path: Path) -> BudgetedSet:
                            store.representation, store.classes, tuple(attrs["image_size"]),
                            int(attrs["source_images"]), int(attrs["num_images"]), attrs.get("student_lr"),
                            dict(attrs.get("params", {})), attrs.get("normalization"), inputs)
-    if fmt in INDEXED_FORMATS:
+    if isinstance(store, DCQStore):
         if "ipc" not in attrs or "budget_bytes" not in attrs:
             raise StoreError(f"{path}: a {fmt} store without an IPC budget; only DCQ of a coreset fitted to one "
                              "(ablate variant with coreset.ipc) is compared at equal storage")

@@ -42,7 +42,8 @@ class PruneParams:
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in METHODS]
         require(not unknown, f"methods={unknown} are not pruning methods {list(METHODS)}")
-        require(all(1 <= b <= 8 for b in self.bits), f"bits={self.bits} must each be in 1..8")
+        for q in self.bits:
+            check_bits(q)
         require(self.ccs_strata >= 1, f"ccs_strata={self.ccs_strata} must be >= 1")
         require(0 <= self.ccs_hard_prune < 1, f"ccs_hard_prune={self.ccs_hard_prune} must be in [0, 1)")
 

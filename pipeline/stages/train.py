@@ -26,6 +26,7 @@ from pipeline.io.atomic import atomic_output
 from pipeline.io.train_sets import load_split, load_train_set
 from pipeline.models.checkpoint import save_checkpoint
 from pipeline.models.registry import create_model, model_names
+from pipeline.quantize.bitpack import check_bits
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 from pipeline.train.engine import Normalization, Recipe, evaluate, train
 
@@ -47,7 +48,8 @@ class TrainParams:
     def __post_init__(self):
         unknown = [m for m in self.models if m not in model_names()]
         require(not unknown, f"models={unknown} not in the model registry {model_names()}")
-        require(all(1 <= b <= 8 for b in self.bits), f"bits={self.bits} must each be in 1..8")
+        for q in self.bits:
+            check_bits(q)
         require(self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size} must be >= 1")
 
 
@@ -75,8 +77,8 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
         train_path: Path, prepared: Path, checkpoint_out: Path, record_out: Path) -> dict:
     if model_name not in model_names():
         raise ParamsError(f"model {model_name!r} is not in the model registry {model_names()}")
-    if bits is not None and not 1 <= bits <= 8:
-        raise ParamsError(f"bits={bits} must be in 1..8")
+    if bits is not None:
+        check_bits(bits)
     runtime = resolve_runtime(base.device, base.precision)
     with Timer() as timer:
         test_x, test_y, test_attrs = load_split(prepared, "test")

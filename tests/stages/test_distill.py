@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.distill import methods
 from pipeline.distill.dm import DMParams
 from pipeline.distill.mtt import MTTParams
 from pipeline.errors import ParamsError, StoreError
@@ -33,7 +34,7 @@ def test_every_method_fits_its_budget(method, small_run, expert_store, tmp_path)
         assert sorted(labels.tolist()) == list(range(10))
     if method == "autopalette":
         images = store.images_u8()
-        per_class = distill.palette_images_per_class(1, 4, (32, 32))
+        per_class = methods.palette_images_per_class(1, 4, (32, 32))
         assert per_class == 3073 // (3 * 256 + 12 + 1) and images.shape[0] == 10 * per_class
         for im in images:
             for c in range(3):
@@ -137,7 +138,7 @@ def test_palette_losses_train_the_network_not_the_pixels(small_run, expert_store
     images, labels, _ = load_split(small_run.prepared, "train")
     torch.manual_seed(0)
     net = ap.PaletteNet(3, 4, hidden=8)
-    synthetic = distill.PaletteSynthetic(store.preprocess(images[:10]), labels[:10], net)
+    synthetic = methods.PaletteSynthetic(store.preprocess(images[:10]), labels[:10], net)
     before_pixels = synthetic.base.detach().clone()
     before_net = [p.detach().clone() for p in net.parameters()]
     optimizers = [torch.optim.SGD([synthetic.base], lr=1000.0), torch.optim.Adam(net.parameters(), lr=0.01)]
@@ -147,3 +148,14 @@ def test_palette_losses_train_the_network_not_the_pixels(small_run, expert_store
     assert losses == pytest.approx([1.0] * 3)
     assert torch.equal(synthetic.base.detach(), before_pixels)
     assert any(not torch.equal(a, b.detach()) for a, b in zip(before_net, net.parameters()))
+
+
+def test_the_distiller_registry_is_what_the_stage_and_params_accept():
+    """Every registered distiller is a method the params accept; a name twice or an unknown name is an error."""
+    assert list(distill.METHODS) == methods.distiller_names() == ["random", "mtt", "dm", "autopalette", "mtt_lss"]
+    with pytest.raises(ValueError, match="registered twice"):
+        methods.register_distiller("mtt")(lambda ctx: None)
+    with pytest.raises(ParamsError, match="'gm' is not one of"):
+        methods.get_distiller("gm")
+    with pytest.raises(ParamsError, match=r"methods=\['gm'\] are not distillers"):
+        distill.DistillParams(methods=["gm"])

@@ -1,0 +1,67 @@
+"""Store formats by name. Every Zarr store a stage writes carries a `format` attr; a store class registers the
+format names it reads with `@register_format(...)`, opens its group with `open_format` (the one place that
+checks the attr), and `open_store(path)` returns the right class for any store on disk.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import zarr
+
+from pipeline.errors import StoreError
+
+_FORMATS: dict[str, type] = {}
+# The module that registers each format, imported on first use (the experts' store lives above io, in distill).
+_MODULES = {"dcq-v1": "pipeline.io.dcq_store", "palette-per-image-v1": "pipeline.io.dcq_store",
+            "subset-v1": "pipeline.io.subset_store", "synthetic-v1": "pipeline.io.synthetic_store",
+            "expert-trajectories-v1": "pipeline.distill.experts"}
+
+
+def register_format(*names: str):
+    def wrap(cls: type) -> type:
+        for name in names:
+            if _FORMATS.get(name, cls) is not cls:
+                raise ValueError(f"store format {name!r} is registered twice")
+            _FORMATS[name] = cls
+        return cls
+
+    return wrap
+
+
+def format_names() -> list[str]:
+    return sorted(_MODULES)
+
+
+def open_format(path: str | Path, formats: tuple[str, ...], missing: str) -> tuple[zarr.Group, dict]:
+    """The store's group and attrs, read-only, after checking that its `format` is one of `formats`. `missing`
+    is the message when there is no Zarr group at `path` at all."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise StoreError(missing)
+    root = zarr.open_group(str(path), mode="r")
+    attrs = dict(root.attrs)
+    if attrs.get("format") not in formats:
+        raise StoreError(f"{path}: not a {' or '.join(formats)} store (format={attrs.get('format')!r})")
+    return root, attrs
+
+
+def store_format(path: str | Path) -> str:
+    """The `format` attr of the store at `path`; a clear error when there is no store or no known format."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise StoreError(f"{path} is not a Zarr store (no zarr.json)")
+    fmt = zarr.open_group(str(path), mode="r").attrs.get("format")
+    if fmt is None:
+        raise StoreError(f"{path}: the store has no 'format' attr; known formats: {format_names()}")
+    if fmt not in _MODULES:
+        raise StoreError(f"{path}: unknown store format {fmt!r}; known formats: {format_names()}")
+    return fmt
+
+
+def open_store(path: str | Path):
+    """The registered store class for the store at `path`, opened."""
+    fmt = store_format(path)
+    importlib.import_module(_MODULES[fmt])
+    return _FORMATS[fmt](path)
