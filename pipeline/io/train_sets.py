@@ -109,10 +109,11 @@ def load_train_set(path: str | Path) -> TrainSet:
         raise StoreError(f"train set {path} does not exist")
     if is_prepared_store(path):
         return _load_prepared(path)
+    readable = INDEXED_FORMATS + (SUBSET_FORMAT,)
+    if (path / "zarr.json").is_file():
+        fmt = zarr.open_group(str(path), mode="r").attrs.get("format")
+        if fmt not in readable:
+            raise StoreError(f"{path}: unknown train-set format {fmt!r}; readable: a prepared store, "
+                             f"{', '.join(map(repr, readable))}")
     store = open_store(path)
-    if isinstance(store, DCQStore):
-        return _load_indexed(store)
-    if isinstance(store, SubsetStore):
-        return _load_subset(store)
-    raise StoreError(f"{path}: unknown train-set format {store.attrs['format']!r}; readable: a prepared store, "
-                     f"{', '.join(map(repr, INDEXED_FORMATS + (SUBSET_FORMAT,)))}")
+    return _load_indexed(store) if isinstance(store, DCQStore) else _load_subset(store)
