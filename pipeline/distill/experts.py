@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import zarr
 from torch import nn
 
 from pipeline.config import require

@@ -25,12 +25,19 @@ _MARKERS = "o s ^ D v P X < > p h * d H 8".split()
 
 def method_style(series: str, order: list[str]) -> dict:
     """The same colour and marker for a method in every figure: known methods by their fixed report order, other
-    series (ablations, coresets then DCQ) after them in `order`."""
-    base = series.removesuffix(" (IPC)")
+    series (ablations, coresets then DCQ) after them in `order`. A series label may end in " (IPC)" or
+    " (model)"; a second model's series keep their method's colour and marker, drawn hollow and dashed."""
+    base, _, model = series.partition(" (")
+    model = model.rstrip(")")
     known = records.METHOD_ORDER
-    extra = [o for o in order if o.removesuffix(" (IPC)") not in known]
-    i = known.index(base) if base in known else len(known) + (extra.index(series) if series in extra else len(extra))
-    return {"color": _COLOURS[(2 * i) % 20 if i < 10 else (2 * (i - 10) + 1) % 20], "marker": _MARKERS[i % len(_MARKERS)]}
+    bases = [o.partition(" (")[0] for o in order]
+    extra = sorted({b for b in bases if b not in known})
+    i = known.index(base) if base in known else len(known) + (extra.index(base) if base in extra else len(extra))
+    style = {"color": _COLOURS[(2 * i) % 20 if i < 10 else (2 * (i - 10) + 1) % 20], "marker": _MARKERS[i % len(_MARKERS)]}
+    models = sorted({o.partition(" (")[2].rstrip(")") for o in order} - {"", "IPC"})
+    if model and model != "IPC" and models and model != models[-1]:
+        style |= {"markerfacecolor": "white", "linestyle": "--"}
+    return style
 
 
 def _series(rows: list[dict]) -> list[str]:

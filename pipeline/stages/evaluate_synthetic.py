@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 import typer
-import zarr
 
 from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.device import resolve_runtime
