@@ -21,7 +21,6 @@ from typing import Iterator
 
 import numpy as np
 import torch
-import zarr
 from PIL import Image
 from tqdm import tqdm
 
