@@ -41,7 +41,8 @@ def ablation_of(rec: dict) -> dict:
     path = rec.get("train_set")
     if path is None or not (Path(path) / "zarr.json").is_file():
         return {}
-    ablation = zarr.open_group(str(path), mode="r").attrs.get("ablation")
+    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    ablation = attrs.get("ablation")
     if not ablation:
         return {}
 
@@ -50,7 +51,6 @@ def ablation_of(rec: dict) -> dict:
             return [item for k, v in value.items() for item in flat(f"{prefix}.{k}" if prefix else k, v)]
         return [f"{prefix}={value}"]
 
-    attrs = zarr.open_group(str(path), mode="r").attrs
     # DCQ of a coreset at a distillation budget, counted by the IPC table's one rule: the arrays' bytes
     # uncompressed, as every synthetic store holds them; its zstd chunks on disk are reported beside.
     budget = {} if "ipc" not in attrs else {
