@@ -1,4 +1,4 @@
-"""`dcq`: one subcommand per pipeline stage (what dvc.yaml runs), plus `inspect` and `export`."""
+"""`dcq`: one subcommand per pipeline stage (what dvc.yaml runs), plus `inspect`, `export` and `verify`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import typer
+import zarr
 
 from pipeline.io.dcq_store import DCQStore, export_imagefolder
+from pipeline.io.formats import open_store
+from pipeline.io.verify import verify_store
 from pipeline.stages.common import user_errors
 
 STAGES = ["prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "fidelity", "ablate", "baseline", "scores", "prune", "evaluate_synthetic",
@@ -24,11 +27,25 @@ def inspect_store(store: Path = typer.Argument(..., help="a DCQ store (data/dcq/
 
 
 def export(store: Path = typer.Argument(..., help="a DCQ store"),
-           out: Path = typer.Argument(..., help="folder to write <class>/<row>.png into")):
+           out: Path = typer.Argument(..., help="folder to write <class>/<row>.png into"),
+           overwrite: bool = typer.Option(False, "--overwrite", help="write into a non-empty folder, replacing only "
+                                          "the files export writes")):
     """Write the reconstructed train set as palette PNGs in ImageFolder layout."""
     with user_errors():
-        count = export_imagefolder(DCQStore(store), out)
+        count = export_imagefolder(DCQStore(store), out, overwrite)
     typer.echo(f"exported {count} images to {out}")
+
+
+def verify(stores: list[Path] = typer.Argument(..., help="Zarr stores written by dcq stages")):
+    """Check stores in full: manifest, shapes, every chunk present and its crc32c, every array's content hash,
+    and the format's own rules. Exit 2 naming the first store and array that fail."""
+    with user_errors():
+        for store in stores:
+            checked = verify_store(store)
+            fmt = zarr.open_group(str(store), mode="r").attrs.get("format")
+            if fmt is not None:
+                open_store(store)  # the format's own checks (shapes against attrs, label and cluster ranges)
+            typer.echo(f"ok {store}: {len(checked)} arrays ({', '.join(f'{k}[{v}]' for k, v in checked.items())})")
 
 
 def build_app(stages: list[str]) -> typer.Typer:
@@ -38,6 +55,7 @@ def build_app(stages: list[str]) -> typer.Typer:
         app.command(name)(importlib.import_module(f"pipeline.stages.{name}").command)
     app.command("inspect")(inspect_store)
     app.command("export")(export)
+    app.command("verify")(verify)
     return app
 
 

@@ -1,6 +1,6 @@
 """Typed params: each `params.yaml` section parses into a frozen dataclass that rejects unknown keys.
 
-A stage module declares its own dataclass (e.g. `pipeline.stages.palette.PaletteParams`) and calls
+Each stage has its typed dataclass (e.g. `PaletteParams`, in pipeline/quantize/palette_store.py) and calls
 `load_section(path, "palette", PaletteParams)`. The shared `base:` section parses into `BaseParams`.
 Errors name the file, the section, the key and the value.
 """
@@ -39,8 +39,13 @@ def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
-    with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
+    try:
+        with path.open() as fh:
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ParamsError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
     return data

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from pipeline.errors import ParamsError
+
 
 def cpu_has_fast_bf16() -> bool:
     """bf16 autocast pays off on CPUs with native bf16 (AVX-512 BF16 or AMX); on AVX2-only CPUs it
@@ -32,14 +34,14 @@ class Runtime:
 
 def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("base.device is 'cuda' but torch.cuda.is_available() is False; use 'auto' or 'cpu'")
+        raise ParamsError("base.device is 'cuda' but torch.cuda.is_available() is False; use 'auto' or 'cpu'")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     if precision != "auto":
         if precision == "fp16" and dev.type == "cpu":
-            raise RuntimeError("base.precision 'fp16' is not supported on the CPU; use 'auto', 'fp32' or 'bf16'")
+            raise ParamsError("base.precision 'fp16' is not supported on the CPU; use 'auto', 'fp32' or 'bf16'")
         return Runtime(dev, table[precision])
     if dev.type == "cuda":
         return Runtime(dev, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)

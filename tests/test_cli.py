@@ -65,3 +65,60 @@ def test_evaluate_synthetic_command_names_a_missing_store(tmp_path):
                                  "--synthetic", str(tmp_path / "gone.zarr"), "--experts", str(tmp_path),
                                  "--prepared", str(tmp_path), "--record", str(tmp_path / "r.json")])
     assert result.exit_code == 2 and "no synthetic or DCQ store at" in result.output and "gone.zarr" in result.output
+
+
+def _one_line_error(result) -> str:
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def test_broken_yaml_is_one_line_naming_the_file_and_line(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("base:\n  seed: 0\nprepare: [unclosed\n")
+    line = _one_line_error(runner.invoke(app, ["prepare", "--params", str(params), "--out", str(tmp_path / "p")]))
+    assert "params.yaml" in line and "not valid YAML" in line and "line" in line
+
+
+def test_cuda_on_a_machine_without_cuda_is_one_line(tmp_path, small_run, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"base": {"seed": 0, "device": "cuda"}, "features": {}}))
+    line = _one_line_error(runner.invoke(app, ["features", "--params", str(params), "--prepared",
+                                               str(small_run.prepared), "--teacher", str(small_run.teacher),
+                                               "--out", str(tmp_path / "f.zarr")]))
+    assert "base.device is 'cuda'" in line and not (tmp_path / "f.zarr").exists()
+
+
+def test_a_file_that_is_not_a_checkpoint_is_one_line_naming_it(tmp_path, small_run):
+    bogus = tmp_path / "teacher.pt"
+    bogus.write_text("not a checkpoint")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"base": {"seed": 0}, "attention": {}}))
+    line = _one_line_error(runner.invoke(app, ["attention", "--params", str(params), "--prepared",
+                                               str(small_run.prepared), "--teacher", str(bogus),
+                                               "--out", str(tmp_path / "a.zarr")]))
+    assert str(bogus) in line and "not a dcq checkpoint" in line
+
+
+def test_a_truncated_shard_is_one_line_naming_the_store(tmp_path, small_run):
+    import shutil
+
+    prepared = tmp_path / "prepared.zarr"
+    shutil.copytree(small_run.prepared, prepared)
+    shard = max((p for p in (prepared / "train" / "images").rglob("*") if p.is_file() and p.name != "zarr.json"),
+                key=lambda p: p.stat().st_size)
+    shard.write_bytes(shard.read_bytes()[:1000])
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"base": {"seed": 0}, "features": {}}))
+    line = _one_line_error(runner.invoke(app, ["features", "--params", str(params), "--prepared", str(prepared),
+                                               "--teacher", str(small_run.teacher), "--out", str(tmp_path / "f")]))
+    assert str(prepared) in line and "truncated" in line
+
+
+def test_verify_reports_every_store_it_checked(small_run):
+    result = runner.invoke(app, ["verify", str(small_run.prepared), str(small_run.dcq(1))])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("ok ") == 2 and "train/images[160]" in result.output

@@ -27,6 +27,7 @@ from pipeline.distill.params import flatten, param_spec
 from pipeline.distill.zca import ZCA
 from pipeline.errors import StoreError
 from pipeline.io.formats import open_format, register_format
+from pipeline.io.verify import check, parsing_attrs, reading
 from pipeline.train.engine import Normalization, to_input
 
 FORMAT = "expert-trajectories-v1"
@@ -86,10 +87,19 @@ class ExpertStore:
                                             f"no expert store at {self.path} (run the experts stage first)")
         self.trajectories = self.root["trajectories"]
         self.num_experts, self.num_snapshots, self.num_params = self.trajectories.shape
-        self.spec = [(name, tuple(shape)) for name, shape in self.attrs["param_spec"]]
-        self.norm = Normalization(tuple(self.attrs["normalization"]["mean"]), tuple(self.attrs["normalization"]["std"]))
-        self.zca = (ZCA(torch.from_numpy(self.root["zca_mean"][:]), torch.from_numpy(self.root["zca_transform"][:]))
-                    if self.attrs.get("zca") else None)
+        with parsing_attrs(self.path), reading(self.path):
+            self.spec = [(str(name), tuple(int(v) for v in shape)) for name, shape in self.attrs["param_spec"]]
+            spec_params = sum(int(np.prod(shape)) for _, shape in self.spec)
+            check(self.path, spec_params == self.num_params, f"attr param_spec holds {spec_params} parameters, "
+                  f"array 'trajectories' {self.num_params}")
+            mean, std = self.attrs["normalization"]["mean"], self.attrs["normalization"]["std"]
+            check(self.path, len(mean) == len(std) == 3 and all(float(v) > 0 for v in std),
+                  f"attr normalization={self.attrs['normalization']!r} must hold 3 means and 3 positive stds")
+            self.norm = Normalization(tuple(float(v) for v in mean), tuple(float(v) for v in std))
+            check(self.path, isinstance(self.attrs.get("zca", False), bool), f"attr zca={self.attrs.get('zca')!r} "
+                  "must be true or false")
+            self.zca = (ZCA(torch.from_numpy(self.root["zca_mean"][:]),
+                            torch.from_numpy(self.root["zca_transform"][:])) if self.attrs.get("zca") else None)
 
     def check_model(self, arch: str, num_classes: int, image_size: int, model: nn.Module | None = None) -> None:
         """Fail clearly when the experts were trained on another network than the one asked for."""
@@ -105,7 +115,8 @@ class ExpertStore:
         if not (0 <= expert < self.num_experts and 0 <= epoch < self.num_snapshots):
             raise IndexError(f"snapshot ({expert}, {epoch}) outside {self.num_experts} experts x "
                              f"{self.num_snapshots} snapshots")
-        return torch.from_numpy(np.asarray(self.trajectories[expert, epoch]))
+        with reading(self.path):
+            return torch.from_numpy(np.asarray(self.trajectories[expert, epoch]))
 
     def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
         return preprocess(images_u8, self.norm, self.zca)

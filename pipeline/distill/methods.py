@@ -30,6 +30,7 @@ from pipeline.errors import ParamsError
 from pipeline.io.synthetic_store import budget_bytes
 from pipeline.io.train_sets import TrainSet
 from pipeline.models.registry import create_model
+from pipeline.registry import Registry
 
 
 @dataclass
@@ -65,27 +66,11 @@ class Distilled:
 
 
 Distiller = Callable[[DistillContext], Distilled]
-_DISTILLERS: dict[str, Distiller] = {}
-
-
-def register_distiller(name: str):
-    def wrap(fn: Distiller) -> Distiller:
-        if name in _DISTILLERS:
-            raise ValueError(f"distiller {name!r} is registered twice")
-        _DISTILLERS[name] = fn
-        return fn
-
-    return wrap
-
-
-def distiller_names() -> list[str]:
-    return list(_DISTILLERS)
-
-
-def get_distiller(name: str) -> Distiller:
-    if name not in _DISTILLERS:
-        raise ParamsError(f"distill --method={name!r} is not one of {distiller_names()}")
-    return _DISTILLERS[name]
+DISTILLERS: Registry[Distiller] = Registry(
+    "distiller", lambda name, names: f"distill --method={name!r} is not one of {names}", sort=False)
+register_distiller = DISTILLERS.register
+distiller_names = DISTILLERS.names
+get_distiller = DISTILLERS.get
 
 
 @dataclass(frozen=True)

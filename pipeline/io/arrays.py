@@ -1,5 +1,7 @@
 """Chunked Zarr (v3) arrays: few, large shard files (DVC hashes every file of a directory output)
-and streaming block reads/writes aligned to shards."""
+and streaming block reads/writes aligned to shards. Every chunk carries a crc32c after compression and is
+written even when it equals the fill value, so a missing or damaged chunk is an error, never zeros
+(pipeline/io/verify.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,15 @@ from typing import Iterator
 
 import numpy as np
 import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
+
+from pipeline.io.verify import check_store
 
 # ~16 MiB of uint8 32x32 RGB images per shard file; inner chunks stay small for random access.
 SHARD_BYTES = 16 * 2**20
 CHUNK_BYTES = 256 * 2**10
+CHECKSUMMED = (ZstdCodec(level=0), Crc32cCodec())
+EVERY_CHUNK = {"write_empty_chunks": True}
 
 
 def _rows(row_bytes: int, target: int) -> int:
@@ -26,11 +33,17 @@ def create_rows(group: zarr.Group, name: str, shape: tuple[int, ...], dtype, att
     shard = min(max(shape[0], 1), _rows(row_bytes, SHARD_BYTES))
     shard = max(chunk, shard // chunk * chunk)
     arr = group.create_array(
-        name, shape=shape, dtype=dtype, chunks=(chunk, *shape[1:]), shards=(shard, *shape[1:]), fill_value=0
+        name, shape=shape, dtype=dtype, chunks=(chunk, *shape[1:]), shards=(shard, *shape[1:]), fill_value=0,
+        compressors=CHECKSUMMED, config=EVERY_CHUNK,
     )
     if attrs:
         arr.attrs.update(attrs)
     return arr
+
+
+def create_small(group: zarr.Group, name: str, data: np.ndarray) -> zarr.Array:
+    """A small array (palettes, labels, per-cluster numbers) written whole, checksummed like the others."""
+    return group.create_array(name, data=np.asarray(data), compressors=CHECKSUMMED, config=EVERY_CHUNK)
 
 
 def write_block_size(arr: zarr.Array) -> int:
@@ -44,10 +57,13 @@ def iter_blocks(n: int, block: int) -> Iterator[tuple[int, int]]:
 
 
 def open_group(path: str | Path, what: str) -> zarr.Group:
+    """A stage's input store, read-only, after the cheap checks of pipeline/io/verify.py."""
     path = Path(path)
     if not (path / "zarr.json").is_file():
         raise FileNotFoundError(f"{what}: no Zarr store at {path} (run the stage that writes it first)")
-    return zarr.open_group(str(path), mode="r")
+    root = zarr.open_group(str(path), mode="r")
+    check_store(path, root)
+    return root
 
 
 def array_bytes(path: str | Path) -> int:

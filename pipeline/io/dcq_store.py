@@ -16,6 +16,8 @@ without `clusters`: `palettes` is (N, 2^q, 3), image i uses palette i, and attrs
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -24,14 +26,27 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from pipeline.errors import StoreError
 from pipeline.io.arrays import disk_bytes, iter_blocks, write_block_size
-from pipeline.io.atomic import atomic_output
+from pipeline.io.atomic import remove_stale_siblings
 from pipeline.io.formats import open_format, register_format
-from pipeline.quantize.bitpack import unpack
+from pipeline.io.verify import check, parsing_attrs, reading
+from pipeline.quantize.bitpack import packed_bytes, unpack
 
 FORMAT = "dcq-v1"
 PER_IMAGE_FORMAT = "palette-per-image-v1"
 FORMATS = (FORMAT, PER_IMAGE_FORMAT)
+
+
+def check_header(path: Path, attrs: dict) -> tuple[int, tuple[int, int], list[str]]:
+    """bits, image_size and classes of an indexed store's attrs, each checked (a StoreError naming it)."""
+    bits, size, classes = attrs.get("bits"), attrs.get("image_size"), attrs.get("classes")
+    check(path, isinstance(bits, int) and 1 <= bits <= 8, f"attr bits={bits!r} must be an integer 1..8")
+    check(path, isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size),
+          f"attr image_size={size!r} must be [H, W], two positive integers")
+    check(path, isinstance(classes, list) and len(classes) > 0 and all(isinstance(c, str) for c in classes),
+          f"attr classes={classes!r} must be a non-empty list of names")
+    return bits, (size[0], size[1]), list(classes)
 
 
 def smallest_uint(max_value: int) -> np.dtype:
@@ -48,13 +63,35 @@ class DCQStore:
         self.root, self.attrs = open_format(self.path, FORMATS, f"no DCQ store at {self.path}")
         self.per_image = self.attrs["format"] == PER_IMAGE_FORMAT
         self.method: str = str(self.attrs.get("method", "dcq"))
-        self.bits: int = int(self.attrs["bits"])
-        self.image_size: tuple[int, int] = tuple(self.attrs["image_size"])
-        self.palettes: np.ndarray = self.root["palettes"][:]
-        self.labels: np.ndarray = self.root["labels"][:].astype(np.int64)
-        self.clusters: np.ndarray = (np.arange(len(self.labels)) if self.per_image
-                                     else self.root["clusters"][:].astype(np.int64))
-        self.classes: list[str] = list(self.attrs["classes"])
+        self.bits, self.image_size, self.classes = check_header(self.path, self.attrs)
+        with reading(self.path), parsing_attrs(self.path):
+            self.palettes: np.ndarray = self.root["palettes"][:]
+            self.labels: np.ndarray = self.root["labels"][:].astype(np.int64)
+            self.clusters: np.ndarray = (np.arange(len(self.labels)) if self.per_image
+                                         else self.root["clusters"][:].astype(np.int64))
+        self._check_arrays()
+
+    def _check_arrays(self) -> None:
+        """Shapes and ranges that make every row decodable to the image and label it claims."""
+        p, n, (h, w) = self.path, self.root["indices"].shape[0], self.image_size
+        width = packed_bytes(h * w, self.bits)
+        check(p, self.root["indices"].shape == (n, width), f"array 'indices' is {self.root['indices'].shape}; "
+              f"bits={self.bits} at image_size {h}x{w} needs ({n}, {width})")
+        check(p, len(self.labels) == n, f"array 'labels' has {len(self.labels)} rows, 'indices' {n}")
+        check(p, self.attrs.get("num_images") == n, f"attr num_images={self.attrs.get('num_images')!r}, "
+              f"the arrays hold {n} images")
+        palettes = n if self.per_image else self.attrs.get("clusters")
+        check(p, self.palettes.shape == (palettes, 2**self.bits, 3) and self.palettes.dtype == np.uint8,
+              f"array 'palettes' is {self.palettes.shape} {self.palettes.dtype}, expected ({palettes}, "
+              f"{2 ** self.bits}, 3) uint8 (bits={self.bits}, clusters={self.attrs.get('clusters')})")
+        check(p, len(self.clusters) == n, f"array 'clusters' has {len(self.clusters)} rows, 'indices' {n}")
+        check(p, n == 0 or int(self.clusters.max()) < len(self.palettes),
+              f"array 'clusters' names palette {int(self.clusters.max(initial=0))}, the store has {len(self.palettes)}")
+        check(p, n == 0 or int(self.labels.max()) < len(self.classes),
+              f"array 'labels' holds label {int(self.labels.max(initial=0))}, attr classes has {len(self.classes)}")
+        source = self.attrs.get("source_images")
+        check(p, source is None or (isinstance(source, int) and source >= n),
+              f"attr source_images={source!r} must be null or a count >= the {n} images held")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -63,7 +100,9 @@ class DCQStore:
         """Unpacked palette indices, uint8 (n,H,W)."""
         stop = len(self) if stop is None else stop
         h, w = self.image_size
-        return unpack(self.root["indices"][start:stop], self.bits, h * w).reshape(-1, h, w)
+        with reading(self.path):
+            packed = self.root["indices"][start:stop]
+        return unpack(packed, self.bits, h * w).reshape(-1, h, w)
 
     def decode(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Reconstructed images uint8 (n,H,W,3)."""
@@ -106,11 +145,33 @@ class DCQStore:
         }
 
 
-def export_imagefolder(store: DCQStore, out: Path) -> int:
-    """Write every image as an indexed (palette) PNG to out/<class>/<row>.png; returns the count."""
+def safe_class_dir(name: object) -> str:
+    """A class name as one path component, or a StoreError naming it (names come from a file we did not write)."""
+    ok = (isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+          and not Path(name).is_absolute() and not (len(name) > 1 and name[1] == ":"))
+    if not ok:
+        raise StoreError(f"class name {name!r} cannot be a folder name (empty, '.', '..', a separator or absolute)")
+    return name
+
+
+def export_imagefolder(store: DCQStore, out: Path, overwrite: bool = False) -> int:
+    """Write every image as an indexed (palette) PNG to out/<class>/<row>.png; returns the count.
+
+    An existing non-empty `out` is refused unless `overwrite`; then only the files export writes are replaced
+    and everything else in `out` stays. The PNGs are written to a hidden sibling first and moved in at the end."""
+    out = Path(out)
+    names = [safe_class_dir(name) for name in store.classes]
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"export: {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise StoreError(f"export: {out} is not empty; choose an empty folder or pass --overwrite "
+                         "(which replaces only the files export writes)")
     width = len(str(max(0, len(store) - 1)))
-    with atomic_output(out) as tmp:
-        for name in store.classes:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_siblings(out)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        for name in names:
             (tmp / name).mkdir(parents=True)
         with tqdm(total=len(store), desc="export", unit="img", leave=False) as bar:
             for start, stop in iter_blocks(len(store), 4096):
@@ -118,7 +179,16 @@ def export_imagefolder(store: DCQStore, out: Path) -> int:
                 for row, image_idx in enumerate(idx, start):
                     im = Image.fromarray(image_idx, mode="P")
                     im.putpalette(store.palettes[store.clusters[row]].reshape(-1).tolist())
-                    im.save(tmp / store.classes[store.labels[row]] / f"{row:0{width}d}.png", optimize=False)
+                    im.save(tmp / names[store.labels[row]] / f"{row:0{width}d}.png", optimize=False)
                 bar.update(stop - start)
         (tmp / "dcq_store.json").write_text(json.dumps(store.summary(), indent=2) + "\n")
+        out.mkdir(exist_ok=True)
+        for written in sorted(tmp.rglob("*")):
+            target = out / written.relative_to(tmp)
+            if written.is_dir():
+                target.mkdir(exist_ok=True)
+            else:
+                os.replace(written, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # ours: the PNGs not yet moved, or the empty folders
     return len(store)

@@ -1,6 +1,6 @@
 """Store formats by name. Every Zarr store a stage writes carries a `format` attr; a store class registers the
 format names it reads with `@register_format(...)`, opens its group with `open_format` (the one place that
-checks the attr), and `open_store(path)` returns the right class for any store on disk.
+checks the attr and runs the cheap checks of pipeline/io/verify.py), and `open_store(path)` returns the right class for any store on disk.
 """
 
 from __future__ import annotations
@@ -11,23 +11,17 @@ from pathlib import Path
 import zarr
 
 from pipeline.errors import StoreError
+from pipeline.io.verify import check_store
+from pipeline.registry import Registry
 
-_FORMATS: dict[str, type] = {}
+FORMATS: Registry[type] = Registry("store format", error=StoreError)
 # The module that registers each format, imported on first use (the experts' store lives above io, in distill).
 _MODULES = {"dcq-v1": "pipeline.io.dcq_store", "palette-per-image-v1": "pipeline.io.dcq_store",
             "subset-v1": "pipeline.io.subset_store", "synthetic-v1": "pipeline.io.synthetic_store",
             "expert-trajectories-v1": "pipeline.distill.experts"}
 
 
-def register_format(*names: str):
-    def wrap(cls: type) -> type:
-        for name in names:
-            if _FORMATS.get(name, cls) is not cls:
-                raise ValueError(f"store format {name!r} is registered twice")
-            _FORMATS[name] = cls
-        return cls
-
-    return wrap
+register_format = FORMATS.register
 
 
 def format_names() -> list[str]:
@@ -42,17 +36,23 @@ def open_format(path: str | Path, formats: tuple[str, ...], missing: str) -> tup
         raise StoreError(missing)
     root = zarr.open_group(str(path), mode="r")
     attrs = dict(root.attrs)
-    if attrs.get("format") not in formats:
+    if not isinstance(attrs.get("format"), str) or attrs.get("format") not in formats:
         raise StoreError(f"{path}: not a {' or '.join(formats)} store (format={attrs.get('format')!r})")
+    check_store(path, root)
     return root, attrs
 
 
-def store_format(path: str | Path) -> str:
-    """The `format` attr of the store at `path`; a clear error when there is no store or no known format."""
+def store_format(path: str | Path, readable: tuple[str, ...] | None = None, role: str = "store") -> str:
+    """The `format` attr of the store at `path`; a clear error when there is no store, no format, or (with
+    `readable`) a format this reader does not take, e.g. `role="train-set"`."""
     path = Path(path)
     if not (path / "zarr.json").is_file():
         raise StoreError(f"{path} is not a Zarr store (no zarr.json)")
     fmt = zarr.open_group(str(path), mode="r").attrs.get("format")
+    if fmt is not None and not isinstance(fmt, str):
+        raise StoreError(f"{path}: attr format={fmt!r} is not a format name; known formats: {format_names()}")
+    if readable is not None and fmt not in readable:
+        raise StoreError(f"{path}: unknown {role} format {fmt!r}; readable: {', '.join(map(repr, readable))}")
     if fmt is None:
         raise StoreError(f"{path}: the store has no 'format' attr; known formats: {format_names()}")
     if fmt not in _MODULES:
@@ -60,8 +60,8 @@ def store_format(path: str | Path) -> str:
     return fmt
 
 
-def open_store(path: str | Path):
-    """The registered store class for the store at `path`, opened."""
-    fmt = store_format(path)
+def open_store(path: str | Path, readable: tuple[str, ...] | None = None, role: str = "store"):
+    """The registered store class for the store at `path`, opened (see `store_format` for `readable`)."""
+    fmt = store_format(path, readable, role)
     importlib.import_module(_MODULES[fmt])
-    return _FORMATS[fmt](path)
+    return FORMATS.get(fmt)(path)

@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
 from pipeline.errors import DatasetError
 
@@ -73,6 +74,26 @@ def check_readable(path: Path) -> tuple[int, int]:
         raise DatasetError(f"{path}: cannot be read as an image ({exc})") from None
 
 
+def check_file_sizes(files: dict[str, list[Path]], size: tuple[int, int] | None, resize: str) -> tuple[int, int]:
+    """(H, W) of the dataset from a header-only pass over every file (bad files fail here, before any decoding).
+    With no `size` every image must share one; with `resize: reject` every image must be `size`."""
+    seen: dict[tuple[int, int], Path] = {}
+    for split, paths in files.items():
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            sizes = list(tqdm(pool.map(check_readable, paths), total=len(paths), desc=f"check {split}", unit="file",
+                              leave=False))
+        for path, (w, h) in zip(paths, sizes):
+            seen.setdefault((h, w), path)
+            if size is None and len(seen) > 1:
+                (h0, w0), first_path = next(iter(seen.items()))
+                raise DatasetError(f"images differ in size: {first_path} is {w0}x{h0}, {path} is {w}x{h}; "
+                                   "set prepare.image_size (and resize: resize)")
+            if resize == "reject" and size is not None and (h, w) != size:
+                raise DatasetError(f"{path}: image is {w}x{h}, the dataset's size is {size[1]}x{size[0]}; set "
+                                   "prepare.resize: resize to scale the shorter side and centre-crop")
+    return size or next(iter(seen))
+
+
 def to_rgb(im: Image.Image) -> Image.Image:
     """Greyscale, palette and RGBA (alpha dropped, as torchvision does) all become 3-channel RGB."""
     if im.mode == "P" and "transparency" in im.info:
@@ -80,25 +101,29 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB") if im.mode != "RGB" else im
 
 
-def fit_size(im: Image.Image, size: int, resize: str, where: str) -> Image.Image:
-    """`resize: reject` refuses other sizes; `resize: resize` scales the shorter side to `size`
-    (bicubic) and centre-crops to size x size."""
-    w, h = im.size
-    if (w, h) == (size, size):
+def height_width(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def fit_size(im: Image.Image, size: int | tuple[int, int], resize: str, where: str) -> Image.Image:
+    """`resize: reject` refuses other sizes; `resize: resize` scales the image (bicubic) until it covers
+    H x W and centre-crops to it (for a square size: the shorter side to `size`)."""
+    (w, h), (th, tw) = im.size, height_width(size)
+    if (w, h) == (tw, th):
         return im
     if resize == "reject":
         raise DatasetError(
-            f"{where}: image is {w}x{h}, the dataset's size is {size}x{size}; set prepare.resize: resize "
+            f"{where}: image is {w}x{h}, the dataset's size is {tw}x{th}; set prepare.resize: resize "
             "to scale the shorter side and centre-crop"
         )
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    scale = max(th / h, tw / w)
+    nw, nh = max(tw, round(w * scale)), max(th, round(h * scale))
     im = im.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return im.crop((left, top, left + size, top + size))
+    left, top = (nw - tw) // 2, (nh - th) // 2
+    return im.crop((left, top, left + tw, top + th))
 
 
-def load_image(path: Path, size: int, resize: str) -> np.ndarray:
+def load_image(path: Path, size: int | tuple[int, int], resize: str) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
@@ -149,12 +174,12 @@ def list_torchvision(name: str, root: Path, split: str, download: bool) -> Split
     return SplitListing(classes=classes, labels=labels, arrays=images)
 
 
-def decoder(listing: SplitListing, size: int, resize: str) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from row indices to a uint8 (B,size,size,3) block."""
+def decoder(listing: SplitListing, size: int | tuple[int, int], resize: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from row indices to a uint8 (B,H,W,3) block."""
     if listing.arrays is not None:
         def from_arrays(rows: np.ndarray) -> np.ndarray:
             block = listing.arrays[rows]
-            if block.shape[1:3] != (size, size):
+            if block.shape[1:3] != height_width(size):
                 return np.stack(
                     [np.asarray(fit_size(Image.fromarray(x), size, resize, f"image {r}")) for r, x in zip(rows, block)]
                 )

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from pipeline.io.arrays import create_rows, disk_bytes, iter_blocks, write_block_size
+from pipeline.io.arrays import create_rows, create_small, disk_bytes, iter_blocks, write_block_size
 from pipeline.io.dcq_store import smallest_uint
 from pipeline.io.formats import open_format, register_format
+from pipeline.io.verify import check, parsing_attrs, reading
 
 FORMAT = "subset-v1"
 
@@ -30,8 +31,8 @@ def write_subset(root: zarr.Group, images: zarr.Array, labels: np.ndarray, keep:
     n = len(keep)
     root.attrs.update({"format": FORMAT, **attrs, "num_images": n})
     out = create_rows(root, "images", (n, *images.shape[1:]), np.uint8)
-    root.create_array("labels", data=labels[keep].astype(smallest_uint(int(labels.max(initial=0)))))
-    root.create_array("source_index", data=keep)
+    create_small(root, "labels", labels[keep].astype(smallest_uint(int(labels.max(initial=0)))))
+    create_small(root, "source_index", keep)
     src_block = write_block_size(images)
     for start, stop in iter_blocks(n, write_block_size(out)):
         rows = keep[start:stop]
@@ -49,17 +50,35 @@ class SubsetStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.root, self.attrs = open_format(self.path, (FORMAT,), f"no subset store at {self.path}")
-        self.method: str = str(self.attrs["method"])
-        self.bits: int | None = self.attrs.get("bits")
-        self.classes: list[str] = list(self.attrs["classes"])
-        self.labels: np.ndarray = self.root["labels"][:].astype(np.int64)
-        self.source_index: np.ndarray = self.root["source_index"][:]
+        with parsing_attrs(self.path):
+            self.method: str = str(self.attrs["method"])
+            self.bits: int | None = self.attrs.get("bits")
+            self.classes: list[str] = list(self.attrs["classes"])
+        check(self.path, len(self.classes) > 0 and all(isinstance(c, str) for c in self.classes),
+              f"attr classes={self.attrs['classes']!r} must be a non-empty list of names")
+        check(self.path, self.bits is None or (isinstance(self.bits, int) and 1 <= self.bits <= 8),
+              f"attr bits={self.bits!r} must be null or an integer 1..8")
+        with reading(self.path):
+            self.labels: np.ndarray = self.root["labels"][:].astype(np.int64)
+            self.source_index: np.ndarray = self.root["source_index"][:]
+        p, n, shape = self.path, len(self.labels), self.root["images"].shape
+        check(p, len(shape) == 4 and shape[0] == n and shape[3] == 3,
+              f"array 'images' is {shape}, 'labels' has {n} rows: expected ({n}, H, W, 3)")
+        check(p, self.source_index.shape == (n,), f"array 'source_index' is {self.source_index.shape}, expected ({n},)")
+        check(p, self.attrs.get("num_images") == n, f"attr num_images={self.attrs.get('num_images')!r}, arrays hold {n}")
+        source = self.attrs.get("source_images")
+        check(p, isinstance(source, int) and source >= n, f"attr source_images={source!r} must be a count >= {n}")
+        check(p, n == 0 or int(self.source_index.max()) < source,
+              f"array 'source_index' names row {int(self.source_index.max(initial=0))} of {source} source images")
+        check(p, n == 0 or int(self.labels.max()) < len(self.classes),
+              f"array 'labels' holds label {int(self.labels.max(initial=0))}, attr classes has {len(self.classes)}")
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def images(self) -> np.ndarray:
-        return self.root["images"][:]
+        with reading(self.path):
+            return self.root["images"][:]
 
     def describe(self) -> str:
         return f"{len(self):,} of {self.attrs['source_images']:,} images, full colour"

@@ -26,6 +26,7 @@ import zarr
 from pipeline.errors import StoreError
 from pipeline.io.arrays import array_bytes
 from pipeline.io.formats import open_format, register_format
+from pipeline.io.verify import check, parsing_attrs, seal, verify_store
 from pipeline.quantize.bitpack import pack, packed_bytes, unpack
 
 FORMAT = "synthetic-v1"
@@ -38,7 +39,8 @@ def budget_bytes(ipc: int, num_classes: int, image_size: tuple[int, int], channe
 
 
 def _array(root: zarr.Group, name: str, data: np.ndarray) -> None:
-    root.create_array(name, data=np.ascontiguousarray(data), chunks=data.shape or (1,), compressors=None)
+    root.create_array(name, data=np.ascontiguousarray(data), chunks=data.shape or (1,), compressors=None,
+                      config={"write_empty_chunks": True})
 
 
 def _labels_dtype(num_classes: int):
@@ -66,6 +68,7 @@ def write(root: zarr.Group, representation: str, attrs: dict, **arrays: np.ndarr
     else:
         for name in ("U", "V", "basis", "soft_labels"):
             _array(root, name, np.asarray(arrays[name], dtype=np.float16))
+    seal(root)
 
 
 @register_format(FORMAT)
@@ -73,9 +76,45 @@ class SyntheticStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.root, self.attrs = open_format(self.path, (FORMAT,), f"no synthetic store at {self.path}")
-        self.representation: str = self.attrs["representation"]
-        self.method: str = self.attrs["method"]
-        self.classes: list[str] = list(self.attrs["classes"])
+        # Stored uncompressed for exact byte accounting, so without per-chunk crc32c: at most IPC images per
+        # class, small enough to hash in full on every open.
+        verify_store(self.path)
+        with parsing_attrs(self.path):
+            self.representation: str = self.attrs["representation"]
+            self.method: str = str(self.attrs["method"])
+            self.classes: list[str] = list(self.attrs["classes"])
+            self._check()
+
+    def _check(self) -> None:
+        p, a, root = self.path, self.attrs, self.root
+        check(p, self.representation in REPRESENTATIONS,
+              f"attr representation={self.representation!r} is not one of {REPRESENTATIONS}")
+        size = a.get("image_size")
+        check(p, isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size),
+              f"attr image_size={size!r} must be [H, W], two positive integers")
+        check(p, len(self.classes) > 0 and all(isinstance(c, str) for c in self.classes),
+              f"attr classes={self.classes!r} must be a non-empty list of names")
+        n = a.get("num_images")
+        if self.representation == "low_rank":
+            rows = root["basis"].shape[0]
+            check(p, root["soft_labels"].shape == (rows, len(self.classes)),
+                  f"array 'soft_labels' is {root['soft_labels'].shape}, expected ({rows}, {len(self.classes)})")
+            return
+        labels = root["labels"][:]
+        check(p, labels.shape == (n,), f"array 'labels' is {labels.shape}, attr num_images={n!r}")
+        check(p, n == 0 or int(labels.max()) < len(self.classes),
+              f"array 'labels' holds label {int(labels.max(initial=0))}, attr classes has {len(self.classes)}")
+        if self.representation == "pixels":
+            check(p, root["images"].shape == (n, *size, 3), f"array 'images' is {root['images'].shape}, "
+                  f"expected ({n}, {size[0]}, {size[1]}, 3)")
+        else:
+            n_, c, k = root["palettes"].shape
+            bits = a.get("index_bits")
+            check(p, isinstance(bits, int) and 2 ** bits >= k and n_ == n,
+                  f"attr index_bits={bits!r} and array 'palettes' {root['palettes'].shape} disagree")
+            check(p, root["indices"].shape == (n, c, packed_bytes(size[0] * size[1], bits)),
+                  f"array 'indices' is {root['indices'].shape}, expected ({n}, {c}, "
+                  f"{packed_bytes(size[0] * size[1], bits)})")
 
     def describe(self) -> str:
         return f"{self.attrs['num_images']:,} {self.representation} samples ({self.method})"

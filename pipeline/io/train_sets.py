@@ -28,6 +28,7 @@ from pipeline.io.dcq_store import DCQStore
 from pipeline.io.formats import open_store
 from pipeline.io.subset_store import FORMAT as SUBSET_FORMAT
 from pipeline.io.subset_store import SubsetStore
+from pipeline.io.verify import check, parsing_attrs, reading
 
 
 @dataclass
@@ -69,7 +70,15 @@ def load_split(prepared: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, 
     if split not in root:
         raise StoreError(f"{prepared}: prepared store has no {split!r} split")
     group = root[split]
-    return torch.from_numpy(group["images"][:]), torch.from_numpy(group["labels"][:].astype(np.int64)), dict(root.attrs)
+    with reading(prepared, "prepared store"):
+        images, labels = group["images"][:], group["labels"][:].astype(np.int64)
+    classes = root.attrs.get("classes")
+    check(prepared, isinstance(classes, list) and len(classes) > 0, f"attr classes={classes!r} must list the classes")
+    check(prepared, images.ndim == 4 and images.shape[3] == 3 and labels.shape == (len(images),),
+          f"{split}/images is {images.shape}, {split}/labels {labels.shape}: expected (N, H, W, 3) and (N,)")
+    check(prepared, len(labels) == 0 or int(labels.max()) < len(classes) and int(labels.min()) >= 0,
+          f"{split}/labels holds label {int(labels.max(initial=0))}, attr classes has {len(classes)}")
+    return torch.from_numpy(images), torch.from_numpy(labels), dict(root.attrs)
 
 
 def _load_indexed(store: DCQStore) -> TrainSet:
@@ -109,11 +118,6 @@ def load_train_set(path: str | Path) -> TrainSet:
         raise StoreError(f"train set {path} does not exist")
     if is_prepared_store(path):
         return _load_prepared(path)
-    readable = INDEXED_FORMATS + (SUBSET_FORMAT,)
-    if (path / "zarr.json").is_file():
-        fmt = zarr.open_group(str(path), mode="r").attrs.get("format")
-        if fmt not in readable:
-            raise StoreError(f"{path}: unknown train-set format {fmt!r}; readable: a prepared store, "
-                             f"{', '.join(map(repr, readable))}")
-    store = open_store(path)
-    return _load_indexed(store) if isinstance(store, DCQStore) else _load_subset(store)
+    store = open_store(path, INDEXED_FORMATS + (SUBSET_FORMAT,), "train-set")
+    with parsing_attrs(path):
+        return _load_indexed(store) if isinstance(store, DCQStore) else _load_subset(store)

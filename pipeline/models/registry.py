@@ -13,29 +13,20 @@ import torch
 import torchvision
 from torch import nn
 
-from pipeline.errors import ParamsError
+from pipeline.registry import Registry
 
-_REGISTRY: dict[str, Callable[[int, int], nn.Module]] = {}
+MODELS: Registry[Callable[[int, int], nn.Module]] = Registry(
+    "model", lambda name, names: f"unknown model {name!r}; the registry has {names}")
 
 SMALL_IMAGE = 64  # at or below this size the stem keeps full resolution
 
 
-def register(name: str):
-    def wrap(fn: Callable[[int, int], nn.Module]):
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
-
-
-def model_names() -> list[str]:
-    return sorted(_REGISTRY)
+register = MODELS.register
+model_names = MODELS.names
 
 
 def create_model(name: str, num_classes: int, image_size: int) -> nn.Module:
-    if name not in _REGISTRY:
-        raise ParamsError(f"unknown model {name!r}; the registry has {model_names()}")
-    return _REGISTRY[name](num_classes, image_size)
+    return MODELS.get(name)(num_classes, image_size)
 
 
 def _resnet(builder, num_classes: int, image_size: int) -> nn.Module:

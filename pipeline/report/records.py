@@ -28,7 +28,7 @@ def validate(record: dict, where: str) -> dict:
 
 
 # Known methods in report order, with the family each belongs to (names as the stages write them: the per-image
-# quantizers of pipeline/quantize/per_image.py and the pruning methods of pipeline/stages/prune.py).
+# quantizers of pipeline/quantize/per_image.py and the pruning methods of pipeline/prune/coreset.py).
 FAMILIES = {
     "full": "full colour (reference)", "dcq": "DCQ (shared cluster palettes)",
     "median_cut": "per-image quantizer", "octree": "per-image quantizer", "kmeans_rgb": "per-image quantizer",

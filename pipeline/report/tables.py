@@ -14,6 +14,7 @@ from pipeline.io.dcq_store import DCQStore
 from pipeline.report import document, records
 from pipeline.report.gather import store_description
 
+
 # The opt-in studies, the command that runs each, and how to tell its runs among the records.
 def _ablation(r: dict) -> bool:
     # a stale record has no `ablation` annotation (its store is gone), but its train set's path still says

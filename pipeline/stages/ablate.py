@@ -14,57 +14,38 @@ false}}`, `{attention: {method: none}}`; `coreset: {method: ccs, keep: 0.1}` fir
 pruning method of the prune stage) and quantizes only it (DCQ paper table 4); `coreset: {method: ccs, ipc: 10}`
 keeps as many images as fit the storage of 10 full-colour images per class (DCQ paper table 5) and fails if the
 written store's array bytes exceed that budget. Every variant runs the same
-code as the main stages (their `run` functions), so a variant with no overrides rebuilds the main DCQ store.
+library functions as the main stages (pipeline/quantize/*_store.py), so a variant with no overrides rebuilds the main DCQ store.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import typer
 import zarr
 
 from pipeline.config import BaseParams, load_base, load_section, params_hash, parse_section, read_yaml, require, to_dict
-from pipeline.errors import ParamsError, StoreError
-from pipeline.io.arrays import array_bytes, open_group
+from pipeline.errors import ParamsError
 from pipeline.io.atomic import atomic_output
-from pipeline.io.subset_store import write_subset
-from pipeline.io.synthetic_store import budget_bytes
-from pipeline.prune.select import kept_count
-from pipeline.quantize.bitpack import check_bits, packed_bytes
-from pipeline.stages import attention, cluster, encode, features, palette, prune, refine
+from pipeline.prune.coreset import CoresetSpec, coreset_prepared, within_ipc_budget
+from pipeline.quantize.attention_store import AttentionParams, write_attention
+from pipeline.quantize.bitpack import check_bits
+from pipeline.quantize.cluster_store import ClusterParams, write_clusters
+from pipeline.quantize.encode_store import EncodeParams, write_dcq
+from pipeline.quantize.feature_store import FeaturesParams, write_features
+from pipeline.quantize.palette_store import PaletteParams, write_palettes
+from pipeline.quantize.refine_store import RefineParams, write_refined
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, stage_command, summary, user_errors
 
 # The DCQ sections a variant may override, in chain order, with their typed configs.
-SECTIONS = {"features": features.FeaturesParams, "cluster": cluster.ClusterParams,
-            "attention": attention.AttentionParams, "palette": palette.PaletteParams,
-            "refine": refine.RefineParams, "encode": encode.EncodeParams}
-
-
-@dataclass(frozen=True)
-class CoresetSpec:
-    method: str = "ccs"
-    keep: float | None = None  # fraction of the train images kept (pruning ratio 1 - keep), or
-    ipc: int | None = None     # as many images as fit IPC full-colour images per class as q-bit indices
-    ccs_score: Literal["aum", "el2n", "forgetting", "entropy"] = "aum"
-    ccs_strata: int = 50
-    ccs_hard_prune: float = 0.3
-
-    def __post_init__(self):
-        require(self.method in prune.METHODS, f"method={self.method!r} is not a pruning method {list(prune.METHODS)}")
-        require((self.keep is None) != (self.ipc is None), "give exactly one of keep and ipc")
-        require(self.keep is None or 0 < self.keep <= 1, f"keep={self.keep} must be in (0, 1]")
-        require(self.ipc is None or self.ipc >= 1, f"ipc={self.ipc} must be >= 1")
-
-    def prune_params(self) -> prune.PruneParams:
-        return prune.PruneParams(methods=[self.method], ccs_score=self.ccs_score, ccs_strata=self.ccs_strata,
-                                 ccs_hard_prune=self.ccs_hard_prune)
+SECTIONS = {"features": FeaturesParams, "cluster": ClusterParams, "attention": AttentionParams,
+            "palette": PaletteParams, "refine": RefineParams, "encode": EncodeParams}
 
 
 @dataclass(frozen=True)
@@ -114,40 +95,6 @@ def resolve(defaults: dict[str, Any], variant: Variant, where: str) -> dict[str,
             for name, cls in SECTIONS.items()}
 
 
-def ipc_budget(ipc: int, num_classes: int, image_size: tuple[int, int]) -> int:
-    """Bytes of IPC full-colour images per class with their labels: the distillation budget."""
-    return budget_bytes(ipc, num_classes, image_size)
-
-
-def images_within(budget: int, bits: int, clusters: int, image_size: tuple[int, int]) -> int:
-    """How many images fit `budget` bytes as DCQ stores them, uncompressed: packed q-bit indices, a one-byte
-    label and cluster id each, plus the shared palettes (zstd only makes the store smaller)."""
-    per_image = packed_bytes(image_size[0] * image_size[1], bits) + 2
-    return max(0, (budget - clusters * 2 ** bits * 3) // per_image)
-
-
-def coreset_prepared(prepared: Path, scores_path: Path | None, spec: CoresetSpec, seed: int, out: Path,
-                     bits: int, clusters: int) -> int:
-    """A prepared-layout store (train/images, train/labels) of the coreset; returns the full train-set size."""
-    prep = open_group(prepared, "prepared store")
-    images, labels = prep["train/images"], prep["train/labels"][:].astype(np.int64)
-    n = len(labels)
-    if spec.ipc is not None:
-        budget = ipc_budget(spec.ipc, len(prep.attrs["classes"]), tuple(images.shape[1:3]))
-        keep = min(n, images_within(budget, bits, clusters, tuple(images.shape[1:3])))
-        what = f"coreset ipc={spec.ipc} ({budget:,} bytes at q={bits})"
-    else:
-        keep, what = kept_count(1.0 - spec.keep, n), f"coreset keep={spec.keep} of {n} images"
-    if keep < clusters:
-        raise ParamsError(f"{what} keeps {keep} images, fewer than the {clusters} clusters")
-    scores = None if spec.method == "random" else prune.read_scores(spec.method, scores_path, n, prepared)[0]
-    kept = prune.select(spec.prune_params(), spec.method, labels, keep, seed, scores)
-    root = zarr.open_group(str(out), mode="w")
-    root.attrs.update(dict(prep.attrs))
-    write_subset(root.create_group("train"), images, labels, kept, {"method": spec.method})
-    return n
-
-
 def run(params: AblateParams, base: BaseParams, defaults: dict[str, Any], name: str, bits: int, prepared: Path,
         teacher: Path, scores: Path | None, out: Path) -> dict:
     if name not in params.variants:
@@ -157,22 +104,22 @@ def run(params: AblateParams, base: BaseParams, defaults: dict[str, Any], name: 
     cfg = resolve(defaults, variant, f"ablate.variants.{name}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with Timer() as timer, tempfile.TemporaryDirectory(prefix=f".{out.name}.work-", dir=out.parent) as scratch:
+    with Timer() as timer, tempfile.TemporaryDirectory(prefix=f".{out.name}.work-{os.getpid()}-", dir=out.parent) as scratch:
         work = Path(scratch)
         source_images = None
         if variant.coreset is not None:
             source_images = coreset_prepared(prepared, scores, variant.coreset, base.seed, work / "prepared.zarr",
                                              bits, cfg["cluster"].k)
             prepared = work / "prepared.zarr"
-        features.run(cfg["features"], base, prepared, teacher, work / "features.zarr")
-        cluster.run(cfg["cluster"], base, work / "features.zarr", work / "clusters.zarr", prepared)
-        attention.run(cfg["attention"], base, prepared, teacher, work / "attention.zarr")
-        palette.run(cfg["palette"], base, bits, prepared, work / "clusters.zarr", work / "attention.zarr",
-                    work / "palettes.zarr")
-        refine.run(cfg["refine"], base, bits, prepared, work / "clusters.zarr", work / "palettes.zarr",
-                   work / "refined.zarr", work / "refined.json")
-        encode.run(cfg["encode"], base, bits, prepared, work / "clusters.zarr", work / "refined.zarr",
-                   work / "dcq.zarr")
+        write_features(cfg["features"], base, prepared, teacher, work / "features.zarr")
+        write_clusters(cfg["cluster"], base, work / "features.zarr", work / "clusters.zarr", prepared)
+        write_attention(cfg["attention"], base, prepared, teacher, work / "attention.zarr")
+        write_palettes(cfg["palette"], base, bits, prepared, work / "clusters.zarr", work / "attention.zarr",
+                       work / "palettes.zarr")
+        write_refined(cfg["refine"], base, bits, prepared, work / "clusters.zarr", work / "palettes.zarr",
+                      work / "refined.zarr", work / "refined.json")
+        write_dcq(cfg["encode"], base, bits, prepared, work / "clusters.zarr", work / "refined.zarr",
+                  work / "dcq.zarr")
         store = zarr.open_group(str(work / "dcq.zarr"), mode="r+")
         ablation = {"name": name, **{k: v for k, v in to_dict(variant).items() if v}}
         if variant.coreset is not None:
@@ -180,13 +127,7 @@ def run(params: AblateParams, base: BaseParams, defaults: dict[str, Any], name: 
         lineage = {**store.attrs["params"], "ablate": ablation}
         extra = {} if source_images is None else {"source_images": source_images}
         if variant.coreset is not None and variant.coreset.ipc is not None:
-            h, w = store.attrs["image_size"]
-            budget = ipc_budget(variant.coreset.ipc, len(store.attrs["classes"]), (h, w))
-            used = array_bytes(work / "dcq.zarr")
-            if used > budget:
-                raise StoreError(f"ablate {name}: the DCQ store holds {used:,} bytes, over the IPC "
-                                 f"{variant.coreset.ipc} budget of {budget:,}")
-            extra |= {"ipc": variant.coreset.ipc, "budget_bytes": budget}
+            extra |= within_ipc_budget(work / "dcq.zarr", variant.coreset.ipc, f"ablate {name}")
         store.attrs.update({"ablation": ablation, "params": lineage, "params_hash": params_hash(lineage)} | extra)
         with atomic_output(out) as tmp:
             shutil.move(str(work / "dcq.zarr"), str(tmp))

@@ -8,82 +8,17 @@ Writes `OUT` (Zarr group): `cams` float16 (N,H,W) in [0,1] (pytorch-grad-cam's p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
-import torch
 import typer
-import zarr
-from tqdm import tqdm
 
-from pipeline.config import BaseParams, lineage, require
-from pipeline.device import resolve_runtime
-from pipeline.io.arrays import create_rows, iter_blocks, open_group, write_block_size
-from pipeline.io.atomic import atomic_output
-from pipeline.models.checkpoint import load_checkpoint
-from pipeline.models.layers import get_module
-from pipeline.quantize.attention import label_cams, make_cam
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
-from pipeline.train.engine import to_input
-
-
-@dataclass(frozen=True)
-class AttentionParams:
-    # none: no attention (every pixel counts; the palette stage then ignores k_gra) - an ablation
-    method: Literal["gradcam++", "gradcam", "layercam", "none"] = "gradcam++"
-    layer: str = "layer4"  # 4x4 maps for the CIFAR-stem ResNet-18 at 32 px
-    batch_size: int = 256
-
-    def __post_init__(self):
-        require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1")
+from pipeline.config import BaseParams
+from pipeline.quantize.attention_store import AttentionParams, write_attention
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command
 
 
 def run(params: AttentionParams, base: BaseParams, prepared: Path, teacher: Path, out: Path) -> dict:
-    runtime = resolve_runtime(base.device, base.precision)
-    train = open_group(prepared, "prepared store")["train"]
-    images, labels = train["images"], train["labels"][:]
-    model, norm, ckpt = load_checkpoint(teacher)
-    target = get_module(model, params.layer, "attention.layer")  # validated before any work
-    model = model.to(runtime.device).to(memory_format=torch.channels_last)
-    n, h, w, _ = images.shape
-    if params.method == "none":
-        return write_uniform(params, base, ckpt, n, h, w, out)
-    correct = 0
-    with Timer() as timer, atomic_output(out) as tmp, make_cam(model, target, params.method) as cam:
-        root = zarr.open_group(str(tmp), mode="w")
-        cams = create_rows(root, "cams", (n, h, w), np.float16)
-        block = write_block_size(cams)
-        with tqdm(total=n, desc=f"attention {params.method}", unit="img", leave=False) as bar:
-            for start, stop in iter_blocks(n, block):
-                chunk = torch.from_numpy(images[start:stop])
-                maps = []
-                for s in range(0, len(chunk), params.batch_size):
-                    x = to_input(chunk[s:s + params.batch_size].to(runtime.device), norm)
-                    y = torch.from_numpy(labels[start + s:start + s + len(x)])
-                    with runtime.autocast():
-                        maps.append(label_cams(cam, x, y))
-                    correct += int((cam.outputs.argmax(1).cpu() == y).sum())
-                    bar.update(len(x))
-                cams[start:stop] = np.concatenate(maps).astype(np.float16)
-        root.attrs.update({"params": lineage(ckpt.get("params"), base=base, attention=params),
-                           "teacher_train_accuracy": 100.0 * correct / max(1, n)})
-    summary("attention", n, "images", timer.seconds, method=params.method, layer=params.layer,
-            teacher_train_accuracy=f"{100.0 * correct / max(1, n):.1f}%", runtime=runtime.describe)
-    return {"images": n, "seconds": timer.seconds}
-
-
-def write_uniform(params: AttentionParams, base: BaseParams, ckpt: dict, n: int, h: int, w: int, out: Path) -> dict:
-    """The no-attention ablation: the same map for every pixel of every image."""
-    with Timer() as timer, atomic_output(out) as tmp:
-        root = zarr.open_group(str(tmp), mode="w")
-        cams = create_rows(root, "cams", (n, h, w), np.float16)
-        for start, stop in iter_blocks(n, write_block_size(cams)):
-            cams[start:stop] = np.ones((stop - start, h, w), np.float16)
-        root.attrs.update({"params": lineage(ckpt.get("params"), base=base, attention=params)})
-    summary("attention", n, "images", timer.seconds, method="none (every pixel)")
-    return {"images": n, "seconds": timer.seconds}
+    return write_attention(params, base, prepared, teacher, out)
 
 
 def command(

@@ -19,8 +19,8 @@ import zarr
 from tqdm import tqdm
 
 from pipeline.config import BaseParams, lineage, params_hash, require
-from pipeline.io.arrays import create_rows, iter_blocks, open_group, write_block_size
-from pipeline.io.atomic import atomic_output
+from pipeline.io.arrays import create_rows, create_small, iter_blocks, open_group, write_block_size
+from pipeline.io.atomic import store_output
 from pipeline.io.dcq_store import PER_IMAGE_FORMAT, smallest_uint
 from pipeline.quantize.bitpack import check_bits, pack, packed_bytes
 from pipeline.quantize.per_image import QUANTIZERS, check_quantizer, quantize_block
@@ -53,12 +53,12 @@ def run(params: BaselineParams, base: BaseParams, method: str, bits: int, prepar
         "params": lineage(prep.attrs["params"], base=base, baseline=params) | {"run": {"method": method, "bits": bits}},
     }
     attrs["params_hash"] = params_hash(attrs["params"])
-    with Timer() as timer, atomic_output(out) as tmp:
+    with Timer() as timer, store_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs.update(attrs)
         packed = create_rows(root, "indices", (n, packed_bytes(h * w, bits)), np.uint8)
         palettes = create_rows(root, "palettes", (n, 2**bits, 3), np.uint8)
-        root.create_array("labels", data=labels.astype(smallest_uint(int(labels.max(initial=0)))))
+        create_small(root, "labels", labels.astype(smallest_uint(int(labels.max(initial=0)))))
         block = write_block_size(packed)
         with tqdm(total=n, desc=f"baseline {method} q={bits}", unit="img", leave=False) as bar:
             for start, stop in iter_blocks(n, block):

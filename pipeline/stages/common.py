@@ -1,9 +1,9 @@
-"""Bits every stage shares: the summary line, reading params and timing a typer command."""
+"""Bits every stage command shares: reading params, one-line user errors and timing a typer command.
+`summary` and `Timer` live in `pipeline.timing` (libraries print the summary line too) and are re-exported."""
 
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from pathlib import Path
 from typing import TypeVar
@@ -12,28 +12,9 @@ import typer
 
 from pipeline.config import BaseParams, load_base, load_section
 from pipeline.errors import DcqError
+from pipeline.timing import Timer, summary  # noqa: F401  (re-exported for the stage modules)
 
 T = TypeVar("T")
-
-
-def summary(stage: str, count: int, what: str, seconds: float, **extra) -> str:
-    rate = ""
-    if seconds > 0 and count:
-        per_second = count / seconds
-        rate = f", {per_second:,.0f} {what}/s" if per_second >= 10 else f", {per_second:.2g} {what}/s"
-    tail = "".join(f", {k}={v}" for k, v in extra.items())
-    line = f"[{stage}] {count:,} {what} in {seconds:.1f} s{rate}{tail}"
-    print(line, file=sys.stderr, flush=True)
-    return line
-
-
-class Timer:
-    def __enter__(self):
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.start
 
 
 def read_params(params_file: Path, section: str, cls: type[T]) -> tuple[BaseParams, T]:

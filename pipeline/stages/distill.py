@@ -30,7 +30,7 @@ from pipeline.distill.methods import (
     get_distiller,
 )
 from pipeline.errors import ParamsError
-from pipeline.io.atomic import atomic_output
+from pipeline.io.atomic import store_output
 from pipeline.io.synthetic_store import SyntheticStore, write
 from pipeline.io.train_sets import load_train_set
 from pipeline.models.registry import create_model
@@ -89,7 +89,7 @@ def run(params: DistillParams, base: BaseParams, method: str, ipc: int, train_se
     samples = made.arrays["labels"] if "labels" in made.arrays else made.arrays["soft_labels"]  # low_rank: soft
     attrs |= made.attrs | {"num_images": len(samples), "final_loss": made.losses[-1] if made.losses else None,
                            "params": used, "params_hash": params_hash(used)}
-    with atomic_output(out) as tmp:
+    with store_output(out) as tmp:
         write(zarr.open_group(str(tmp), mode="w"), made.representation, attrs, **made.arrays)
         SyntheticStore(tmp).check_budget()
     summary("distill", attrs["num_images"], "synthetic images", timer.seconds, method=method, ipc=ipc,

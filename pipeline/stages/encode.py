@@ -11,85 +11,18 @@ exactly the image the encoder chose.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 import typer
-import zarr
-from tqdm import tqdm
 
-from pipeline.config import BaseParams, lineage, params_hash, require
-from pipeline.device import resolve_runtime
-from pipeline.errors import StoreError
-from pipeline.io.arrays import create_rows, iter_blocks, open_group, write_block_size
-from pipeline.io.atomic import atomic_output
-from pipeline.io.dcq_store import FORMAT, smallest_uint
-from pipeline.quantize.bitpack import check_bits, pack, packed_bytes
-from pipeline.quantize.color import lab_to_rgb_u8, rgb_to_lab
-from pipeline.quantize.palette import nearest
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
-
-
-@dataclass(frozen=True)
-class EncodeParams:
-    batch_size: int = 512  # images per nearest-colour batch (bounds the distance tensor)
-
-    def __post_init__(self):
-        require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1")
-
-
-def encode_block(block_u8: torch.Tensor, cluster_ids: torch.Tensor, palettes_lab: torch.Tensor, bits: int) -> np.ndarray:
-    """uint8 (B,H,W,3) images -> packed uint8 (B, ceil(H*W*q/8)) indices into their cluster palettes."""
-    b, h, w, _ = block_u8.shape
-    lab = rgb_to_lab(block_u8.reshape(b, h * w, 3))
-    idx = nearest(lab, palettes_lab[cluster_ids])
-    return pack(idx.to(torch.uint8).cpu().numpy(), bits)
+from pipeline.config import BaseParams
+from pipeline.quantize.encode_store import EncodeParams, write_dcq
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command
 
 
 def run(params: EncodeParams, base: BaseParams, bits: int, prepared: Path, clusters: Path, refined: Path,
         out: Path) -> dict:
-    bits = check_bits(bits, "encode --bits")
-    runtime = resolve_runtime(base.device, base.precision)
-    prep = open_group(prepared, "prepared store")
-    images, labels = prep["train/images"], prep["train/labels"][:]
-    assignments = open_group(clusters, "cluster store")["assignments"][:].astype(np.int64)
-    ref = open_group(refined, "refined palette store")
-    if int(ref.attrs["bits"]) != bits:
-        raise StoreError(f"{refined} holds {ref.attrs['bits']}-bit palettes, encode was asked for {bits} bits")
-    n, h, w, _ = images.shape
-    if len(assignments) != n:
-        raise StoreError(f"{clusters} assigns {len(assignments)} images, {prepared} holds {n} train images")
-    palettes_u8 = lab_to_rgb_u8(torch.from_numpy(ref["palettes"][:]))  # (k, 2^q, 3)
-    palettes_lab = rgb_to_lab(palettes_u8).to(runtime.device)
-    k = palettes_u8.shape[0]
-    attrs = {
-        "format": FORMAT, "bits": bits, "clusters": k, "image_size": [h, w], "num_images": n,
-        "classes": prep.attrs["classes"], "source": {"dataset": prep.attrs["source"], "root": prep.attrs["root"]},
-        "params": lineage(ref.attrs["params"], base=base, encode=params),
-    }
-    attrs["params_hash"] = params_hash(attrs["params"])
-    with Timer() as timer, atomic_output(out) as tmp:
-        root = zarr.open_group(str(tmp), mode="w")
-        root.attrs.update(attrs)
-        packed = create_rows(root, "indices", (n, packed_bytes(h * w, bits)), np.uint8)
-        root.create_array("clusters", data=assignments.astype(smallest_uint(max(k - 1, 0))))
-        root.create_array("labels", data=labels.astype(smallest_uint(int(labels.max(initial=0)))))
-        root.create_array("palettes", data=palettes_u8.numpy())
-        block = write_block_size(packed)
-        with tqdm(total=n, desc=f"encode q={bits}", unit="img", leave=False) as bar:
-            for start, stop in iter_blocks(n, block):
-                chunk = torch.from_numpy(images[start:stop]).to(runtime.device)
-                ids = torch.from_numpy(assignments[start:stop]).to(runtime.device)
-                parts = []
-                for s in range(0, len(chunk), params.batch_size):
-                    parts.append(encode_block(chunk[s:s + params.batch_size], ids[s:s + params.batch_size],
-                                              palettes_lab, bits))
-                    bar.update(len(parts[-1]))
-                packed[start:stop] = np.concatenate(parts)
-    summary("encode", n, "images", timer.seconds, bits=bits, clusters=k, out=out)
-    return {"images": n, "bits": bits, "seconds": timer.seconds}
+    return write_dcq(params, base, bits, prepared, clusters, refined, out)
 
 
 def command(

@@ -25,7 +25,8 @@ from pipeline.distill.evaluate import real_accuracy
 from pipeline.distill.experts import FORMAT, ExpertRecipe, preprocess, train_expert
 from pipeline.distill.params import param_spec
 from pipeline.distill.zca import ZCA
-from pipeline.io.atomic import atomic_output
+from pipeline.io.arrays import CHECKSUMMED, EVERY_CHUNK, create_small
+from pipeline.io.atomic import store_output
 from pipeline.io.train_sets import load_split, load_train_set
 from pipeline.models.registry import create_model, model_names
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
@@ -65,10 +66,10 @@ def run(params: ExpertsParams, base: BaseParams, train_set: Path, prepared: Path
     snapshots = params.recipe.epochs + 1
     accuracies = []
     used = lineage(source.params, base=base, experts=params)
-    with Timer() as timer, atomic_output(out) as tmp:
+    with Timer() as timer, store_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         traj = root.create_array("trajectories", shape=(params.num_experts, snapshots, n_params), dtype=np.float32,
-                                 chunks=(1, 1, n_params), fill_value=0)
+                                 chunks=(1, 1, n_params), fill_value=0, compressors=CHECKSUMMED, config=EVERY_CHUNK)
         with tqdm(total=params.num_experts * params.recipe.epochs, desc=f"experts {params.arch}", unit="epoch",
                   leave=False) as bar:
             for e in range(params.num_experts):
@@ -83,8 +84,8 @@ def run(params: ExpertsParams, base: BaseParams, train_set: Path, prepared: Path
                 train_expert(model, x, y, params.recipe, params.dsa, base.seed * 1000 + e, save)
                 accuracies.append(round(real_accuracy(model, x_test, y_test, params.eval_batch_size), 4))
         if zca is not None:
-            root.create_array("zca_mean", data=zca.mean.numpy())
-            root.create_array("zca_transform", data=zca.transform.numpy())
+            create_small(root, "zca_mean", zca.mean.numpy())
+            create_small(root, "zca_transform", zca.transform.numpy())
         root.attrs.update({
             "format": FORMAT, "arch": params.arch, "num_classes": len(source.classes), "image_size": size,
             "classes": source.classes, "param_spec": [[name, list(shape)] for name, shape in spec],

@@ -7,8 +7,6 @@ Writes `OUT` (a Zarr group) with `train/` and `test/` groups, each holding `imag
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,13 +18,14 @@ from tqdm import tqdm
 
 from pipeline.config import BaseParams, require, resolved_params
 from pipeline.errors import DatasetError
-from pipeline.io.arrays import create_rows, iter_blocks, write_block_size
-from pipeline.io.atomic import atomic_output
+from pipeline.io.arrays import create_rows, create_small, iter_blocks, write_block_size
+from pipeline.io.atomic import store_output
 from pipeline.io.sources import (
     TORCHVISION_SOURCES,
     SplitListing,
-    check_readable,
+    check_file_sizes,
     decoder,
+    height_width,
     list_imagefolder,
     list_torchvision,
     project_path,
@@ -39,14 +38,18 @@ class PrepareParams:
     source: Literal["imagefolder", "cifar10", "cifar100", "svhn"] = "imagefolder"
     root: str = "../shared/data/cifar10-jpeg"
     download: bool = True
-    image_size: int | None = None  # null: the size of the first train image
+    image_size: int | list[int] | None = None  # S (S x S) or [H, W]; null: every image's own, common size
     resize: Literal["reject", "resize"] = "reject"
     train_per_class: int | None = None  # null: every image
     test_per_class: int | None = None
     skip_non_images: bool = False
 
     def __post_init__(self):
-        require(self.image_size is None or self.image_size >= 8, f"image_size={self.image_size} must be >= 8")
+        size = [self.image_size] * 2 if isinstance(self.image_size, int) else self.image_size
+        require(size is None or (len(size) == 2 and all(isinstance(v, int) and v >= 8 for v in size)),
+                f"image_size={self.image_size} must be one integer >= 8 or [H, W], each >= 8")
+        require(self.image_size is not None or self.resize == "reject",
+                "resize: resize needs an explicit image_size (S or [H, W]) to resize to")
         for key in ("train_per_class", "test_per_class"):
             value = getattr(self, key)
             require(value is None or value >= 1, f"{key}={value} must be >= 1 or null")
@@ -76,9 +79,10 @@ def select_per_class(labels: np.ndarray, per_class: int | None, seed: int, class
     return np.concatenate(rows)
 
 
-def write_split(group: zarr.Group, listing: SplitListing, rows: np.ndarray, size: int, resize: str, split: str) -> None:
-    images = create_rows(group, "images", (len(rows), size, size, 3), np.uint8)
-    group.create_array("labels", data=listing.labels[rows].astype(np.int64))
+def write_split(group: zarr.Group, listing: SplitListing, rows: np.ndarray, size: tuple[int, int], resize: str,
+                split: str) -> None:
+    images = create_rows(group, "images", (len(rows), *size, 3), np.uint8)
+    create_small(group, "labels", listing.labels[rows].astype(np.int64))
     decode = decoder(listing, size, resize)
     block = write_block_size(images)
     with tqdm(total=len(rows), desc=f"prepare {split}", unit="img", leave=False) as bar:
@@ -101,35 +105,26 @@ def run(params: PrepareParams, base: BaseParams, out: Path) -> dict:
             for split, listing in listings.items()
         }
         first = listings["train"]
-        size = params.image_size
+        size = None if params.image_size is None else height_width(params.image_size)
         if first.files is not None:
-            # Header-only pass over every selected file: bad files fail here, before any decoding.
-            for split, listing in listings.items():
-                files = [listing.files[r] for r in rows[split]]
-                with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-                    sizes = list(tqdm(pool.map(check_readable, files), total=len(files), desc=f"check {split}",
-                                      unit="file", leave=False))
-                size = size or sizes[0][0]
-                for path, (w, h) in zip(files, sizes):
-                    if params.resize == "reject" and (w, h) != (size, size):
-                        raise DatasetError(
-                            f"{path}: image is {w}x{h}, the dataset's size is {size}x{size}; set "
-                            "prepare.resize: resize to scale the shorter side and centre-crop"
-                        )
+            size = check_file_sizes({split: [listing.files[r] for r in rows[split]] for split, listing in listings.items()},
+                                    size, params.resize)
         elif size is None:
-            size = int(first.arrays.shape[1])
+            size = tuple(int(v) for v in first.arrays.shape[1:3])
         params_used = resolved_params(base={"seed": base.seed}, prepare=params)
-        with atomic_output(out) as tmp:
+        with store_output(out) as tmp:
             root = zarr.open_group(str(tmp), mode="w")
             root.attrs.update(
-                {"classes": first.classes, "image_size": size, "source": params.source, "root": params.root,
+                {"classes": first.classes, "image_size": size[0] if size[0] == size[1] else list(size),
+                 "source": params.source, "root": params.root,
                  "params": params_used}
             )
             for split, listing in listings.items():
                 write_split(root.create_group(split), listing, rows[split], size, params.resize, split)
     n_train, n_test = len(rows["train"]), len(rows["test"])
-    line = summary("prepare", n_train + n_test, "images", timer.seconds, train=n_train, test=n_test, size=size, out=out)
-    return {"train": n_train, "test": n_test, "image_size": size, "classes": first.classes, "summary": line}
+    shown = size[0] if size[0] == size[1] else f"{size[0]}x{size[1]}"
+    line = summary("prepare", n_train + n_test, "images", timer.seconds, train=n_train, test=n_test, size=shown, out=out)
+    return {"train": n_train, "test": n_test, "image_size": shown, "classes": first.classes, "summary": line}
 
 
 def command(

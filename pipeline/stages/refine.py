@@ -13,115 +13,18 @@ K-means palette keeps the K-means palette. `enabled: false` is the no-refinement
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 import typer
-import zarr
-from tqdm import tqdm
 
-from pipeline.config import BaseParams, lineage, params_hash, require
-from pipeline.device import resolve_runtime
-from pipeline.errors import StoreError
-from pipeline.io.arrays import open_group, write_json
-from pipeline.io.atomic import atomic_output
-from pipeline.quantize.bitpack import check_bits
-from pipeline.quantize.color import lab_to_rgb_u8, rgb_to_lab
-from pipeline.quantize.refine import evaluate, refine_palettes
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
-
-
-@dataclass(frozen=True)
-class RefineParams:
-    enabled: bool = True
-    steps: int = 100
-    lr: float = 0.5  # Adam step size in LAB units
-    weights: list[float] = (1.0, 1.0, 1.0)  # w_L, w_A, w_B
-    images_per_cluster: int = 64
-
-    def __post_init__(self):
-        require(self.steps >= 0, f"steps={self.steps} must be >= 0")
-        require(self.lr > 0, f"lr={self.lr} must be > 0")
-        require(len(self.weights) == 3 and all(w >= 0 for w in self.weights),
-                f"weights={list(self.weights)} must be three non-negative numbers (L, A, B)")
-        require(self.images_per_cluster >= 1, f"images_per_cluster={self.images_per_cluster} must be >= 1")
-
-
-def sample_cluster_images(images, assignments: np.ndarray, k: int, per_cluster: int, seed: int):
-    """(k, B, 3, H, W) LAB images, B images drawn per cluster (with replacement only when a cluster
-    is smaller than B), and a (k,) bool mask of non-empty clusters."""
-    rng = np.random.default_rng(seed)
-    rows = np.zeros((k, per_cluster), np.int64)
-    active = np.zeros(k, bool)
-    for c in range(k):
-        members = np.flatnonzero(assignments == c)
-        if len(members) == 0:
-            continue
-        active[c] = True
-        rows[c] = rng.choice(members, per_cluster, replace=len(members) < per_cluster)
-    unique, inverse = np.unique(rows, return_inverse=True)
-    block = images.get_orthogonal_selection((unique,))  # one read, sorted rows
-    lab = rgb_to_lab(torch.from_numpy(block[inverse.reshape(-1)])).permute(0, 3, 1, 2)
-    _, _, h, w = lab.shape
-    return lab.reshape(k, per_cluster, 3, h, w).contiguous(), torch.from_numpy(active)
-
-
-def stored_lab(palettes_lab: torch.Tensor) -> torch.Tensor:
-    """The palette as it will be stored (uint8 sRGB), back in LAB."""
-    return rgb_to_lab(lab_to_rgb_u8(palettes_lab))
+from pipeline.config import BaseParams
+from pipeline.quantize.refine_store import RefineParams, write_refined
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command
 
 
 def run(params: RefineParams, base: BaseParams, bits: int, prepared: Path, clusters: Path, palettes: Path,
         out: Path, metrics_out: Path) -> dict:
-    bits = check_bits(bits, "refine --bits")
-    runtime = resolve_runtime(base.device, base.precision)
-    images = open_group(prepared, "prepared store")["train/images"]
-    assignments = open_group(clusters, "cluster store")["assignments"][:].astype(np.int64)
-    pal_root = open_group(palettes, "palette store")
-    if int(pal_root.attrs["bits"]) != bits:
-        raise StoreError(f"{palettes} holds {pal_root.attrs['bits']}-bit palettes, refine was asked for {bits} bits")
-    kmeans = torch.from_numpy(pal_root["palettes"][:])
-    k = kmeans.shape[0]
-    torch.manual_seed(base.seed)
-    with Timer() as timer:
-        imgs, active = sample_cluster_images(images, assignments, k, params.images_per_cluster, base.seed)
-        imgs, kmeans_d = imgs.to(runtime.device), kmeans.to(runtime.device)
-        weights = torch.tensor(params.weights, dtype=torch.float32)
-        start = stored_lab(kmeans_d)
-        if params.enabled and params.steps > 0:
-            with tqdm(total=params.steps, desc=f"refine q={bits}", leave=False) as bar:
-                refined, before, _ = refine_palettes(imgs, start, weights, params.steps, params.lr, active, bar.update)
-            refined = stored_lab(refined)
-        else:
-            refined = start
-            before = evaluate(imgs, start, weights)
-        after = evaluate(imgs, refined, weights)
-        keep_kmeans = after >= before
-        refined = torch.where(keep_kmeans[:, None, None], start, refined).cpu()
-        after = torch.where(keep_kmeans, before, after).cpu()
-        before = before.cpu()
-    act = active.numpy()
-    used = lineage(pal_root.attrs["params"], base=base, refine=params)
-    # DVC metrics: flat numbers; per-cluster losses and the full params live in the Zarr store.
-    metrics = {
-        "bits": bits, "clusters": k, "enabled": params.enabled, "steps": params.steps,
-        "edge_loss_before": round(float(before[act].mean()), 4), "edge_loss_after": round(float(after[act].mean()), 4),
-        "clusters_improved": int((after < before)[act].sum()), "seconds": round(timer.seconds, 2),
-        "params_hash": params_hash(used),
-    }
-    with atomic_output(out) as tmp:
-        root = zarr.open_group(str(tmp), mode="w")
-        root.attrs.update({"bits": bits, "clusters": k, "color_space": "CIE LAB (D65)", "params": used})
-        root.create_array("palettes", data=refined.numpy().astype(np.float32))
-        root.create_array("loss_before", data=before.numpy().astype(np.float32))
-        root.create_array("loss_after", data=after.numpy().astype(np.float32))
-    write_json(metrics_out, metrics)
-    summary("refine", int(act.sum()) * params.images_per_cluster, "images", timer.seconds, bits=bits,
-            edge_loss=f"{metrics['edge_loss_before']:.3f}->{metrics['edge_loss_after']:.3f}",
-            improved=f"{metrics['clusters_improved']}/{int(act.sum())}")
-    return metrics
+    return write_refined(params, base, bits, prepared, clusters, palettes, out, metrics_out)
 
 
 def command(

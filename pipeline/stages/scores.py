@@ -20,7 +20,7 @@ import zarr
 from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.io.arrays import create_rows
-from pipeline.io.atomic import atomic_output
+from pipeline.io.atomic import store_output
 from pipeline.io.train_sets import load_split
 from pipeline.models.registry import create_model, model_names
 from pipeline.prune.dynamics import SCORES, TrainingDynamics
@@ -54,7 +54,7 @@ def run(params: ScoresParams, base: BaseParams, prepared: Path, out: Path) -> di
                         desc=f"scores proxy {params.arch}", on_batch=dynamics)
         scores = dynamics.scores(predict(model, images, norm, runtime, params.eval_batch_size))
     used = lineage(attrs["params"], base=base, scores=params)
-    with atomic_output(out) as tmp:
+    with store_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs.update({"params": used, "params_hash": params_hash(used), "history": history,
                            "num_images": len(labels)})

@@ -16,6 +16,7 @@ import typer
 
 from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.device import resolve_runtime
+from pipeline.errors import StoreError
 from pipeline.io.arrays import write_json
 from pipeline.io.atomic import atomic_output
 from pipeline.io.train_sets import load_split
@@ -42,7 +43,10 @@ def run(params: TeacherParams, base: BaseParams, prepared: Path, checkpoint_out:
     with Timer() as timer:
         train_x, train_y, attrs = load_split(prepared, "train")
         test_x, test_y, _ = load_split(prepared, "test")
-        num_classes, size = len(attrs["classes"]), int(attrs["image_size"])
+        num_classes, size = len(attrs["classes"]), attrs["image_size"]
+        if not isinstance(size, int):
+            raise StoreError(f"{prepared}: images are {size[0]}x{size[1]}; the model registry builds square-input "
+                             "models only, so prepare.image_size must be one number to train on them")
         history: list[dict] = []
         if params.checkpoint:
             model, norm, _ = load_checkpoint(Path(params.checkpoint), params.arch, num_classes, size)

@@ -78,3 +78,34 @@ def test_not_a_store(tmp_path, small_run):
         DCQStore(tmp_path)
     with pytest.raises(StoreError, match="not a dcq-v1 or palette-per-image-v1 store"):
         DCQStore(small_run.prepared)
+
+
+def test_export_refuses_a_non_empty_folder_and_overwrite_keeps_what_it_did_not_write(small_run, tmp_path):
+    store = DCQStore(small_run.dcq(1))
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "my_notes.txt").write_text("keep me")
+    (out / store.classes[0]).mkdir()
+    (out / store.classes[0] / "mine.png").write_bytes(b"not ours")
+    with pytest.raises(StoreError, match="is not empty"):
+        export_imagefolder(store, out)
+    assert sorted(p.name for p in out.rglob("*")) == sorted([store.classes[0], "mine.png", "my_notes.txt"])
+    assert export_imagefolder(store, out, overwrite=True) == len(store)
+    assert (out / "my_notes.txt").read_text() == "keep me"
+    assert (out / store.classes[0] / "mine.png").read_bytes() == b"not ours"
+    assert len(list(out.rglob("*.png"))) == len(store) + 1
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("bad", ["../../escape", "/abs/path", "a/b", "..", ".", "", "c:\\x", "nul\0"])
+def test_export_refuses_a_class_name_that_is_not_one_folder(bad, small_run, tmp_path):
+    import shutil
+
+    store_path = tmp_path / "q1.zarr"
+    shutil.copytree(small_run.dcq(1), store_path)
+    root = zarr.open_group(str(store_path), mode="r+")
+    root.attrs["classes"] = [bad, *root.attrs["classes"][1:]]
+    with pytest.raises(StoreError, match="cannot be a folder name"):
+        export_imagefolder(DCQStore(store_path), tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escape").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q1.zarr"]

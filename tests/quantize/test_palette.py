@@ -3,8 +3,8 @@ import torch
 
 from pipeline.quantize.bitpack import unpack
 from pipeline.quantize.color import rgb_to_lab
+from pipeline.quantize.encode_store import encode_block
 from pipeline.quantize.palette import fit_palette, nearest
-from pipeline.stages.encode import encode_block
 
 
 def test_cluster_with_fewer_colours_than_the_palette(small_run):

@@ -3,7 +3,7 @@ import torch
 import zarr
 
 from pipeline.quantize.refine import edge_loss, edge_maps, quantize, refine_palettes, sobel_magnitude
-from pipeline.stages.refine import sample_cluster_images, stored_lab
+from pipeline.quantize.refine_store import sample_cluster_images, stored_lab
 
 
 def test_sobel_is_zero_on_flat_and_positive_on_an_edge():

@@ -192,8 +192,10 @@ def test_ablate_coreset_at_an_ipc_budget_fits_it(small_run, scores_store, tmp_pa
                                                    "ccs_hard_prune": 0.3}
     assert load_train_set(out).source_images == 160
     # a budget the chosen coreset cannot meet (all 160 images kept for a 10,000-byte budget)
-    monkeypatch.setattr(ablate, "images_within", lambda *a: 160)
-    monkeypatch.setattr(ablate, "ipc_budget", lambda *a: 10_000)
+    from pipeline.prune import coreset
+
+    monkeypatch.setattr(coreset, "images_within", lambda *a: 160)
+    monkeypatch.setattr(coreset, "ipc_budget", lambda *a: 10_000)
     with pytest.raises(StoreError, match="over the IPC 1 budget of 10,000"):
         ablate.run(params, BASE, SMALL, "ipc1", 2, small_run.prepared, small_run.teacher, scores_store,
                    tmp_path / "over.zarr")

@@ -1,0 +1,84 @@
+"""The cluster store: every train image's chromaticity cluster (faiss K-means on pooled features, or the labels/random ablations)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import zarr
+
+from pipeline.config import BaseParams, lineage, require
+from pipeline.device import resolve_runtime
+from pipeline.errors import ParamsError, StoreError
+from pipeline.io.arrays import create_rows, create_small, open_group
+from pipeline.io.atomic import store_output
+from pipeline.quantize.kmeans import faiss_kmeans
+from pipeline.timing import Timer, summary
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    k: int = 20
+    iterations: int = 50
+    n_init: int = 3  # faiss nredo: best of n_init seeded runs
+    standardize: bool = True  # z-score each feature dimension first, so no channel dominates by scale
+    source: Literal["features", "labels", "random"] = "features"
+
+    def __post_init__(self):
+        require(self.k >= 1, f"k={self.k} must be >= 1")
+        require(self.iterations >= 1, f"iterations={self.iterations} must be >= 1")
+        require(self.n_init >= 1, f"n_init={self.n_init} must be >= 1")
+
+
+def assign_without_kmeans(source: str, k: int, labels: np.ndarray, classes: int, seed: int) -> np.ndarray:
+    """Cluster ids for the `labels` and `random` sources."""
+    if source == "labels":
+        if k != classes:
+            raise ParamsError(f"cluster.k={k} but cluster.source=labels makes one cluster per class ({classes}): "
+                              f"set cluster.k to {classes}")
+        return labels.astype(np.int64)
+    # balanced: every cluster gets floor or ceil of N/k images
+    return np.random.default_rng(seed).permutation(len(labels)) % k
+
+
+def write_clusters(params: ClusterParams, base: BaseParams, features: Path, out: Path, prepared: Path | None = None) -> dict:
+    runtime = resolve_runtime(base.device, base.precision)
+    feat_root = open_group(features, "features store")
+    feats = feat_root["features"][:]  # (N,D): K-means needs all of it
+    if params.k > len(feats):
+        raise ParamsError(f"cluster.k={params.k} is larger than the number of images ({len(feats)})")
+    labels, classes = np.zeros(len(feats), np.int64), 1
+    if params.source == "labels":
+        if prepared is None:
+            raise ParamsError("cluster.source=labels needs the prepared store (--prepared) for the train labels")
+        prep = open_group(prepared, "prepared store")
+        labels, classes = prep["train/labels"][:], len(prep.attrs["classes"])
+        if len(labels) != len(feats):
+            raise StoreError(f"{prepared} holds {len(labels)} train labels, {features} {len(feats)} feature rows")
+    with Timer() as timer:
+        x = feats
+        if params.standardize:
+            x = (feats - feats.mean(0)) / np.maximum(feats.std(0), 1e-6)
+        if params.source == "features":
+            centroids, assign = faiss_kmeans(x, params.k, params.iterations, base.seed,
+                                             runtime.device.type == "cuda", params.n_init)
+        else:
+            assign = assign_without_kmeans(params.source, params.k, labels, classes, base.seed)
+            if len(np.unique(assign)) != params.k:
+                raise StoreError(f"cluster.source={params.source}: some of the {params.k} clusters have no images")
+            centroids = np.stack([x[assign == c].mean(0) for c in range(params.k)]).astype(np.float32)
+        sizes = np.bincount(assign, minlength=params.k)
+        inertia = float(((x - centroids[assign]) ** 2).sum())
+    with store_output(out) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        root.attrs.update({"params": lineage(feat_root.attrs["params"], base=base, cluster=params), "inertia": inertia,
+                           "standardized": params.standardize})
+        arr = create_rows(root, "assignments", (len(assign),), np.int32)
+        arr[:] = assign.astype(np.int32)
+        create_small(root, "centroids", centroids)
+        create_small(root, "sizes", sizes.astype(np.int64))
+    summary("cluster", len(assign), "images", timer.seconds, k=params.k, source=params.source,
+            smallest=int(sizes.min()), largest=int(sizes.max()))
+    return {"sizes": sizes.tolist(), "inertia": inertia}

@@ -1,0 +1,91 @@
+"""The palette store: one LAB K-means palette of 2^q colours per cluster from the attention-selected pixels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+from tqdm import tqdm
+
+from pipeline.config import BaseParams, lineage, require
+from pipeline.device import resolve_runtime
+from pipeline.errors import StoreError
+from pipeline.io.arrays import create_small, iter_blocks, open_group, write_block_size
+from pipeline.io.atomic import store_output
+from pipeline.quantize.attention import top_pixels
+from pipeline.quantize.bitpack import check_bits
+from pipeline.quantize.palette import fit_palette
+from pipeline.timing import Timer, summary
+
+
+@dataclass(frozen=True)
+class PaletteParams:
+    bits: list[int] = (1, 2, 3, 4, 5, 6)  # the bit depths dvc.yaml runs this stage for
+    k_gra: float = 50.0  # percent of each image's pixels kept, by Grad-CAM++ attention
+    iterations: int = 25
+    max_pixels_per_cluster: int | None = 1_000_000  # seeded subsample above this; null = all pixels
+
+    def __post_init__(self):
+        require(len(self.bits) >= 1, "bits must list at least one bit depth")
+        for q in self.bits:
+            check_bits(q, "bits")
+        require(0 < self.k_gra <= 100, f"k_gra={self.k_gra} must be in (0, 100]")
+        require(self.iterations >= 1, f"iterations={self.iterations} must be >= 1")
+        require(self.max_pixels_per_cluster is None or self.max_pixels_per_cluster >= 1,
+                f"max_pixels_per_cluster={self.max_pixels_per_cluster} must be >= 1 or null")
+
+
+def pool_selected_pixels(images, cams, assignments: np.ndarray, k: int, k_gra: float) -> list[np.ndarray]:
+    """uint8 (M_c,3) selected pixels of every cluster c, streamed block by block."""
+    n = images.shape[0]
+    if cams.shape[0] != n or len(assignments) != n:
+        raise StoreError(f"stores disagree on the number of images: images {n}, cams {cams.shape[0]}, "
+                         f"cluster assignments {len(assignments)}")
+    per_cluster: list[list[np.ndarray]] = [[] for _ in range(k)]
+    for start, stop in tqdm(list(iter_blocks(n, write_block_size(images))), desc="pool pixels", leave=False):
+        mask = top_pixels(torch.from_numpy(cams[start:stop].astype(np.float32)), k_gra).numpy()
+        block = images[start:stop]
+        counts = mask.reshape(len(block), -1).sum(1)
+        pixels = block[mask]  # (M,3), image-major order
+        owner = np.repeat(assignments[start:stop], counts)
+        order = np.argsort(owner, kind="stable")
+        bounds = np.searchsorted(owner[order], np.arange(k + 1))
+        for c in range(k):
+            if bounds[c + 1] > bounds[c]:
+                per_cluster[c].append(pixels[order[bounds[c]:bounds[c + 1]]])
+    return [np.concatenate(p) if p else np.zeros((0, 3), np.uint8) for p in per_cluster]
+
+
+def write_palettes(params: PaletteParams, base: BaseParams, bits: int, prepared: Path, clusters: Path, attention: Path,
+        out: Path) -> dict:
+    bits = check_bits(bits, "palette --bits")
+    runtime = resolve_runtime(base.device, base.precision)
+    images = open_group(prepared, "prepared store")["train/images"]
+    att_root = open_group(attention, "attention store")
+    cams = att_root["cams"]
+    cluster_root = open_group(clusters, "cluster store")
+    assignments = cluster_root["assignments"][:].astype(np.int64)
+    k = int(cluster_root["centroids"].shape[0])
+    n_colors = 2**bits
+    # attention.method none: there is no ranking to cut at k_gra, so every pixel is kept
+    k_gra = 100.0 if att_root.attrs["params"].get("attention", {}).get("method") == "none" else params.k_gra
+    with Timer() as timer:
+        pooled = pool_selected_pixels(images, cams, assignments, k, k_gra)
+        palettes = np.zeros((k, n_colors, 3), np.float32)
+        distinct = np.zeros(k, np.int64)
+        for c in tqdm(range(k), desc=f"palette q={bits}", leave=False):
+            palettes[c], distinct[c] = fit_palette(pooled[c], n_colors, params.iterations, base.seed + c,
+                                                   params.max_pixels_per_cluster, runtime.device.type == "cuda")
+    with store_output(out) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        root.attrs.update({"bits": bits, "clusters": k, "color_space": "CIE LAB (D65)",
+                           "params": lineage(cluster_root.attrs["params"], att_root.attrs["params"], base=base, palette=params)})
+        create_small(root, "palettes", palettes)
+        create_small(root, "distinct", distinct)
+        create_small(root, "pixels", np.array([len(p) for p in pooled], np.int64))
+    summary("palette", sum(len(p) for p in pooled), "pixels", timer.seconds, bits=bits, clusters=k,
+            short_clusters=int((distinct < n_colors).sum()))
+    return {"palettes": palettes, "distinct": distinct}
