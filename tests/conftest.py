@@ -109,12 +109,14 @@ def expert_store(small_run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def format_stores(small_run, scores_store, expert_store, tmp_path_factory) -> dict:
     """One real store of every registered format, written by the stage that writes it."""
-    from pipeline.stages import baseline, distill, prune
+    from pipeline.stages import baseline, codec, distill, prune
 
     root = tmp_path_factory.mktemp("formats")
+    codec.run(codec.CodecParams(search_images=64), BASE, "jpeg", 2, small_run.prepared, small_run.dcq(2),
+              root / "jpeg.zarr")
     baseline.run(baseline.BaselineParams(), BASE, "median_cut", 1, small_run.prepared, root / "median_cut.zarr")
     prune.run(prune.PruneParams(), BASE, "random", 2, small_run.prepared, None, root / "random.zarr")
     distill.run(distill.DistillParams(), BASE, "random", 1, small_run.prepared, expert_store, root / "syn.zarr")
     return {"dcq-v1": small_run.dcq(1), "palette-per-image-v1": root / "median_cut.zarr",
             "subset-v1": root / "random.zarr", "synthetic-v1": root / "syn.zarr",
-            "expert-trajectories-v1": expert_store}
+            "expert-trajectories-v1": expert_store, "codec-v1": root / "jpeg.zarr"}

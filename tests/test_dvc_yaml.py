@@ -15,6 +15,7 @@ from pipeline.stages import (
     attention,
     baseline,
     cluster,
+    codec,
     distill,
     encode,
     evaluate_synthetic,
@@ -42,14 +43,19 @@ STAGE_PARAMS = {
     "distill": distill.DistillParams, "evaluate_synthetic": evaluate_synthetic.EvaluateSyntheticParams,
     "evaluate_dcq_ipc": evaluate_synthetic.EvaluateSyntheticParams, "fidelity": fidelity.FidelityParams,
     "fidelity_baseline": fidelity.FidelityParams, "fidelity_ablation": fidelity.FidelityParams,
+    "train_full_seeds": train.TrainParams, "train_dcq_seeds": train.TrainParams,
+    "train_baseline_seeds": train.TrainParams, "codec": codec.CodecParams, "train_codec": train.TrainParams,
+    "train_codec_seeds": train.TrainParams, "fidelity_codec": fidelity.FidelityParams,
 }
 # The params section each dvc stage reads (train_full/train_dcq are both the `train` stage on other inputs).
 SECTION = {"train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train",
-           "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic", "fidelity_baseline": "fidelity", "fidelity_ablation": "fidelity"}
+           "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic", "fidelity_baseline": "fidelity", "fidelity_ablation": "fidelity",
+           "train_full_seeds": "train", "train_dcq_seeds": "train", "train_baseline_seeds": "train",
+           "train_codec": "train", "train_codec_seeds": "train", "fidelity_codec": "fidelity"}
 # `palette.bits` drives dvc.yaml's foreach: each palette/refine/encode stage gets its own q on the
 # command line, so adding a bit depth does not rerun the others.
 # `train.models/seeds/bits` likewise drive the train stages' matrix: each run gets its item on the command line.
-FOREACH_ONLY = {"palette": {"bits"}, "train": set(train.MATRIX_KEYS), "baseline": {"methods", "bits"},
+FOREACH_ONLY = {"palette": {"bits"}, "codec": {"codecs", "bits"}, "train": set(train.MATRIX_KEYS), "baseline": {"methods", "bits"},
                 "prune": {"methods", "bits"}, "distill": {"methods", "ipcs"},
                 "evaluate_synthetic": set(evaluate_synthetic.MATRIX_KEYS)}
 # prepare only uses the seed (for the subset); the device cannot change what it writes.
@@ -60,15 +66,22 @@ BASE_KEYS = {"prepare": {"base.seed"}, "train_full": {"base.device", "base.preci
              "train_ablation": {"base.device", "base.precision"},
              "evaluate_synthetic": {"base.device", "base.precision"},
              "evaluate_dcq_ipc": {"base.device", "base.precision"},
-             "fidelity": set(), "fidelity_baseline": set(), "fidelity_ablation": set()}
+             "fidelity": set(), "fidelity_baseline": set(), "fidelity_ablation": set(),
+             **{name: {"base.device", "base.precision"}
+                for name in ("train_full_seeds", "train_dcq_seeds", "train_baseline_seeds", "train_codec",
+                             "train_codec_seeds")},
+             "fidelity_codec": set()}
 
 
-PIPELINES = ["dvc.yaml", "studies/baselines/dvc.yaml", "studies/ablations/dvc.yaml", "studies/distillation/dvc.yaml"]
+PIPELINES = ["dvc.yaml", "studies/baselines/dvc.yaml", "studies/ablations/dvc.yaml", "studies/distillation/dvc.yaml",
+             "studies/equal_bytes/dvc.yaml"]
 MAIN_STAGES = {"prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "fidelity",
                "train_full", "train_dcq", "report"}
 # dvc stage -> the stage module its command runs (`dcq <module>`)
 MODULE = {"train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train",
-          "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic", "fidelity_baseline": "fidelity", "fidelity_ablation": "fidelity"}
+          "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic", "fidelity_baseline": "fidelity", "fidelity_ablation": "fidelity",
+          "train_full_seeds": "train", "train_dcq_seeds": "train", "train_baseline_seeds": "train",
+          "train_codec": "train", "train_codec_seeds": "train", "fidelity_codec": "fidelity"}
 
 
 def load(path: str | None = None) -> dict:
@@ -189,3 +202,13 @@ def test_trained_bit_depths_are_encoded(params_file):
     """train_dcq@q depends on data/dcq/q{q}.zarr, which only exists for q in palette.bits."""
     params = yaml.safe_load((REPO / params_file).read_text())
     assert set(params["train"]["bits"]) <= set(params["palette"]["bits"])
+
+
+@pytest.mark.parametrize("params_file", ["params.yaml", "pipeline/presets/paper.yaml"])
+def test_the_equal_bytes_study_trains_only_what_exists_and_adds_new_seeds(params_file):
+    params = yaml.safe_load((REPO / params_file).read_text())
+    extra = params["equal_bytes"]
+    assert set(extra["bits"]) <= set(params["palette"]["bits"]) & set(params["baseline"]["bits"])
+    assert set(extra["methods"]) <= set(params["baseline"]["methods"])
+    assert not set(extra["seeds"]) & set(params["train"]["seeds"]), "a seed the main job already trains"
+    assert len(set(extra["seeds"]) | set(params["train"]["seeds"])) >= 5

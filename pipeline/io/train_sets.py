@@ -22,7 +22,9 @@ import torch
 import zarr
 
 from pipeline.errors import StoreError
-from pipeline.io.arrays import disk_bytes, open_group
+from pipeline.io.arrays import disk_bytes, iter_blocks, open_group
+from pipeline.io.codec_store import FORMAT as CODEC_FORMAT
+from pipeline.io.codec_store import CodecStore
 from pipeline.io.dcq_store import FORMATS as INDEXED_FORMATS
 from pipeline.io.dcq_store import DCQStore
 from pipeline.io.formats import open_store
@@ -81,12 +83,13 @@ def load_split(prepared: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, 
     return torch.from_numpy(images), torch.from_numpy(labels), dict(root.attrs)
 
 
-def _load_indexed(store: DCQStore) -> TrainSet:
+def _load_decoded(store: DCQStore | CodecStore) -> TrainSet:
+    """A store that rebuilds every image (palette indices or codec files), decoded block by block."""
     path = store.path
     h, w = store.image_size
     images = torch.empty((len(store), h, w, 3), dtype=torch.uint8)
-    for start, decoded in store.iter_decoded():
-        images[start:start + len(decoded)] = torch.from_numpy(decoded)
+    for start, stop in iter_blocks(len(store), 4096):
+        images[start:stop] = torch.from_numpy(store.decode(start, stop))
     source = store.attrs.get("source_images")  # set when the indexed images are a coreset of a larger set
     return TrainSet(path, store.method, images, torch.from_numpy(store.labels), store.classes, store.bits,
                     disk_bytes(path), dict(store.attrs.get("params", {})), None if source is None else int(source))
@@ -118,6 +121,6 @@ def load_train_set(path: str | Path) -> TrainSet:
         raise StoreError(f"train set {path} does not exist")
     if is_prepared_store(path):
         return _load_prepared(path)
-    store = open_store(path, INDEXED_FORMATS + (SUBSET_FORMAT,), "train-set")
+    store = open_store(path, INDEXED_FORMATS + (SUBSET_FORMAT, CODEC_FORMAT), "train-set")
     with parsing_attrs(path):
-        return _load_indexed(store) if isinstance(store, DCQStore) else _load_subset(store)
+        return _load_subset(store) if isinstance(store, SubsetStore) else _load_decoded(store)

@@ -2,7 +2,7 @@
 
   median_cut     Pillow's Median Cut (Heckbert), no dithering
   octree         Pillow's fast octree, no dithering
-  libimagequant  Pillow's libimagequant binding (only where Pillow was built with it)
+  libimagequant  pngquant's libimagequant (the `imagequant` package), no dithering
   kmeans_rgb     K-means (faiss) on the image's pixels in sRGB, nearest stored colour in sRGB
   kmeans_lab     K-means (faiss) on the image's pixels in CIE LAB, nearest stored colour in LAB
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image, features
+from PIL import Image
 
 from pipeline.errors import ParamsError
 from pipeline.quantize.color import rgb_to_lab
@@ -25,7 +25,7 @@ from pipeline.quantize.palette import distinct_colours, nearest
 PILLOW_METHODS = {
     "median_cut": Image.Quantize.MEDIANCUT,
     "octree": Image.Quantize.FASTOCTREE,
-    "libimagequant": Image.Quantize.LIBIMAGEQUANT,
+    "libimagequant": None,  # Pillow here is built without it: the `imagequant` package binds the same library
 }
 KMEANS_SPACES = {"kmeans_rgb": "rgb", "kmeans_lab": "lab"}
 QUANTIZERS = tuple(PILLOW_METHODS) + tuple(KMEANS_SPACES)
@@ -34,8 +34,6 @@ QUANTIZERS = tuple(PILLOW_METHODS) + tuple(KMEANS_SPACES)
 def check_quantizer(method: str, where: str = "method") -> str:
     if method not in QUANTIZERS:
         raise ParamsError(f"{where}={method!r} is not a per-image quantizer; choose from {list(QUANTIZERS)}")
-    if method == "libimagequant" and not features.check_feature("libimagequant"):
-        raise ParamsError(f"{where}=libimagequant: this Pillow was built without libimagequant")
     return method
 
 
@@ -48,12 +46,26 @@ def _pad(palette: np.ndarray, colours: int) -> np.ndarray:
 def pillow_quantize(image: np.ndarray, method: str, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """(H,W) uint8 indices and (2^q,3) uint8 palette of one uint8 (H,W,3) image, from Pillow."""
     colours = 2**bits
+    if method == "libimagequant":
+        return libimagequant_quantize(image, bits)
     quantized = Image.fromarray(image).quantize(colors=colours, method=PILLOW_METHODS[method],
                                                 dither=Image.Dither.NONE)
     indices = np.asarray(quantized, dtype=np.uint8)
     used = int(indices.max()) + 1
     palette = np.asarray(quantized.getpalette()[: 3 * max(used, 1)], dtype=np.uint8).reshape(-1, 3)
     return indices, _pad(palette, colours)
+
+
+def libimagequant_quantize(image: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H,W) uint8 indices and (2^q,3) uint8 palette from libimagequant, no dithering (opaque RGBA in)."""
+    import imagequant
+
+    h, w, _ = image.shape
+    rgba = np.concatenate([image, np.full((h, w, 1), 255, np.uint8)], axis=2)
+    raw, palette = imagequant.quantize_raw_rgba_bytes(rgba.tobytes(), w, h, dithering_level=0.0, max_colors=2**bits)
+    indices = np.frombuffer(raw, np.uint8).reshape(h, w).copy()
+    palette = np.asarray(palette, np.uint8).reshape(-1, 4)[:, :3]
+    return indices, _pad(palette[: max(int(indices.max()) + 1, 1)], 2**bits)
 
 
 def kmeans_palette(image: np.ndarray, space: str, bits: int, iterations: int, seed: int) -> np.ndarray:

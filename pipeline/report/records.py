@@ -33,6 +33,7 @@ FAMILIES = {
     "full": "full colour (reference)", "dcq": "DCQ (shared cluster palettes)",
     "median_cut": "per-image quantizer", "octree": "per-image quantizer", "kmeans_rgb": "per-image quantizer",
     "kmeans_lab": "per-image quantizer", "libimagequant": "per-image quantizer",
+    "jpeg": "standard codec", "webp": "standard codec", "avif": "standard codec",
     "random": "coreset (pruning)", "ccs": "coreset (pruning)", "aum": "coreset (pruning)",
     "el2n": "coreset (pruning)", "forgetting": "coreset (pruning)", "entropy": "coreset (pruning)",
     "mtt": "dataset distillation", "dm": "dataset distillation", "autopalette": "dataset distillation",
@@ -61,6 +62,8 @@ def collect(runs: Path, annotate: Callable[[dict], dict] | None = None) -> list[
     if not files:
         raise StoreError(f"no run records (*.json) under {runs}")
     records = [validate(json.loads(f.read_text()), str(f)) for f in files]
+    for f, r in zip(files, records):  # the folder under `runs` a record sits in: main, equal_bytes, a study's variant
+        r["run_group"] = f.relative_to(runs).parts[0] if len(f.relative_to(runs).parts) > 1 else ""
     if annotate is not None:
         for r in records:
             r.update(annotate(r))

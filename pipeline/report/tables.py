@@ -11,7 +11,7 @@ import numpy as np
 import yaml
 
 from pipeline.io.dcq_store import DCQStore
-from pipeline.report import document, records
+from pipeline.report import document, records, stats
 from pipeline.report.gather import store_description
 
 
@@ -23,7 +23,10 @@ def _ablation(r: dict) -> bool:
 
 STUDIES = {
     "baselines": ("dvc repro studies/baselines/dvc.yaml",
-                  lambda r: not _ablation(r) and r.get("ipc") is None and r["method"] not in ("full", "dcq")),
+                  lambda r: not _ablation(r) and r.get("ipc") is None and r["method"] not in ("full", "dcq")
+                  and r.get("run_group") != "equal_bytes"),
+    "equal_bytes": ("dvc repro studies/equal_bytes/dvc.yaml",
+                    lambda r: r.get("run_group") == "equal_bytes"),
     "ablations": ("dvc repro studies/ablations/dvc.yaml", lambda r: _ablation(r) and r.get("ipc") is None),
     "distillation": ("dvc repro studies/distillation/dvc.yaml", lambda r: r.get("ipc") is not None),
 }
@@ -129,6 +132,7 @@ def build(inputs: ReportInputs) -> list[document.Block]:
                         "palettes, cluster ids, labels; for full colour and coresets the zstd-compressed uint8 "
                         "images and labels) divided by the whole train set as raw 24-bit RGB. Nominal ratio: q/24 "
                         "bits per pixel; a coreset at q keeps q/24 of the images.")))
+    blocks += difference_blocks(rows, recs)
     if ablation_rows:
         blocks += ablation_blocks(rows, ablation_rows, ablation_recs)
     if ipc_rows:
@@ -398,3 +402,32 @@ def confusion_order(confusion: dict[tuple, np.ndarray]) -> list[tuple]:
 def variant_title(key: tuple) -> str:
     _, method, bits = key
     return "full colour" if method == "full" else f"{method} q={bits}"
+
+
+def difference_blocks(rows: list[dict], recs: list[dict]) -> list[document.Block]:
+    """Each method at a DCQ bit depth against DCQ at that q: accuracy difference with its 95% interval."""
+    def by_seed(method: str, bits: int | None, model: str) -> dict[int, float]:
+        return {r["seed"]: r["test_accuracy"] for r in recs if r["method"] == method and r["bits"] == bits
+                and r["model"] == model and not _ablation(r) and r.get("ipc") is None}
+
+    table = []
+    for dcq in (r for r in rows if r["method"] == "dcq" and r["ablation"] is None and r["ipc"] is None):
+        reference = by_seed("dcq", dcq["bits"], dcq["model"])
+        others = [r for r in rows if r["model"] == dcq["model"] and r["ablation"] is None and r["ipc"] is None
+                  and r["method"] != "dcq" and (r["bits"] == dcq["bits"] or r["method"] == "full")]
+        for other in sorted(others, key=lambda r: records.method_order(r["method"])):
+            diff = stats.difference(by_seed(other["method"], other["bits"], other["model"]), reference)
+            interval = "-" if diff is None else f"[{diff['low']:+.2f}, {diff['high']:+.2f}] ({diff['kind']}, n={diff['n']})"
+            table.append([dcq["model"], f"q = {dcq['bits']}", other["method"],
+                          f"{other['train_bytes'] / dcq['train_bytes']:.2f}x",
+                          "-" if diff is None else f"{diff['mean']:+.2f} ± {diff['sd']:.2f}", interval,
+                          stats.verdict(diff)])
+    if not table:
+        return []
+    return [("h2", "Differences to DCQ at each bit depth"),
+            ("p", ("Each method's test accuracy minus DCQ's at the same q (full colour: at any q), in points: mean "
+                   "± std of the per-seed differences where the runs share seeds (paired t), else Welch's. The "
+                   f"95% interval decides: a difference is established only when it excludes 0 and each side has "
+                   f"at least {stats.MIN_SEEDS} seeds. Bytes: the method's stored bytes over DCQ's.")),
+            ("table", ["model", "q", "method", "bytes vs DCQ", "difference (points)", "95% interval", "verdict"],
+             table)]

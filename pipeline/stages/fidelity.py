@@ -1,6 +1,6 @@
 """fidelity: how close a quantized train set decodes to the images it was made from.
 
-Reads  `fidelity:` (block size); a quantized train-set store (DCQ `dcq-v1` or per-image `palette-per-image-v1`)
+Reads  `fidelity:` (block size); a quantized train-set store (DCQ `dcq-v1`, per-image `palette-per-image-v1` or `codec-v1`)
        and the prepared store's full-colour train split, streamed block by block.
 Writes `OUT`: a small JSON with the store, its bits and params hash, the image count, the mean per-image PSNR and
        SSIM and the mean per-pixel CIEDE2000 ΔE (pipeline/quantize/fidelity.py). A store whose rows are a coreset
@@ -16,7 +16,9 @@ import typer
 
 from pipeline.config import require
 from pipeline.io.arrays import open_group, write_json
-from pipeline.io.dcq_store import DCQStore
+from pipeline.io.codec_store import FORMAT as CODEC_FORMAT
+from pipeline.io.dcq_store import FORMATS as QUANTIZED_FORMATS
+from pipeline.io.formats import open_store
 from pipeline.quantize.fidelity import store_fidelity
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 
@@ -31,7 +33,7 @@ class FidelityParams:
 
 def run(params: FidelityParams, store_path: Path, prepared: Path, out: Path) -> dict:
     with Timer() as timer:
-        store = DCQStore(store_path)
+        store = open_store(store_path, QUANTIZED_FORMATS + (CODEC_FORMAT,), "quantized train-set")
         originals = open_group(prepared, "prepared store")["train/images"]
         result = {"store": str(store_path), "format": store.attrs["format"], "method": store.method,
                   "bits": store.bits, "params_hash": store.attrs.get("params_hash")}
@@ -49,7 +51,7 @@ def run(params: FidelityParams, store_path: Path, prepared: Path, out: Path) -> 
 
 
 def command(
-    store: Path = typer.Option(..., help="a quantized train-set store (DCQ or per-image palette)"),
+    store: Path = typer.Option(..., help="a quantized train-set store (DCQ, per-image palette or codec)"),
     prepared: Path = typer.Option(..., help="prepared store whose train split the store was made from"),
     out: Path = typer.Option(..., help="where to write the fidelity JSON"),
     params_file: Path = PARAMS_OPTION,
