@@ -17,6 +17,7 @@ from pipeline.io.arrays import array_bytes, uncompressed_bytes
 from pipeline.io.dcq_store import DCQStore
 from pipeline.io.formats import open_store
 from pipeline.io.train_sets import is_prepared_store, store_params
+from pipeline.io.verify import check_store
 from pipeline.report import records
 
 STAGE_ORDER = ["prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "fidelity", "train"]
@@ -24,15 +25,28 @@ STAGE_ORDER = ["prepare", "teacher", "features", "cluster", "attention", "palett
 
 def current(recs: list[dict]) -> tuple[list[dict], list[dict]]:
     """Split records into those whose train set is still the store they were trained on, and stale ones
-    (store gone or rebuilt with other params: a study not rerun after a change, or not checked out)."""
-    keep, stale = [], []
+    (store gone, rebuilt with other params, or failing its open checks, e.g. written before stores were sealed:
+    a study not rerun after a change, or not checked out)."""
+    keep, stale, sound = [], [], {}
     for rec in recs:
         if "train_set" not in rec or "train_set_hash" not in rec:
             keep.append(rec)  # a record from elsewhere: nothing to check it against
             continue
         params = store_params(rec["train_set"])
-        (keep if params is not None and params_hash(params) == rec["train_set_hash"] else stale).append(rec)
+        path = rec["train_set"]
+        if path not in sound:
+            sound[path] = params is not None and _passes_open_checks(Path(path))
+        ok = sound[path] and params_hash(params) == rec["train_set_hash"]
+        (keep if ok else stale).append(rec)
     return keep, stale
+
+
+def _passes_open_checks(path: Path) -> bool:
+    try:
+        check_store(path)
+    except StoreError:
+        return False
+    return True
 
 
 def ablation_of(rec: dict) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from pipeline.config import require
+from pipeline.errors import StoreError
 from pipeline.io.arrays import open_group, write_json
 from pipeline.io.codec_store import FORMAT as CODEC_FORMAT
 from pipeline.io.dcq_store import FORMATS as QUANTIZED_FORMATS
@@ -33,6 +34,8 @@ class FidelityParams:
 
 def run(params: FidelityParams, store_path: Path, prepared: Path, out: Path) -> dict:
     with Timer() as timer:
+        if not (Path(store_path) / "zarr.json").is_file():
+            raise StoreError(f"no DCQ store at {store_path} (nor a per-image palette or codec store)")
         store = open_store(store_path, QUANTIZED_FORMATS + (CODEC_FORMAT,), "quantized train-set")
         originals = open_group(prepared, "prepared store")["train/images"]
         result = {"store": str(store_path), "format": store.attrs["format"], "method": store.method,
