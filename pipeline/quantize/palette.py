@@ -12,10 +12,50 @@ from pipeline.quantize.kmeans import faiss_kmeans
 
 def distinct_colours(pixels_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct uint8 RGB colours (M,3) of (N,3) pixels, sorted, and how many pixels have each."""
-    codes = (pixels_rgb[:, 0].astype(np.int32) << 16) | (pixels_rgb[:, 1].astype(np.int32) << 8) | pixels_rgb[:, 2]
-    unique, counts = np.unique(codes, return_counts=True)
-    colours = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1).astype(np.uint8)
-    return colours, counts
+    unique, counts = np.unique(colour_codes(pixels_rgb), return_counts=True)
+    return code_colours(unique), counts
+
+
+def colour_codes(pixels_rgb: np.ndarray) -> np.ndarray:
+    """int32 code 0xRRGGBB of every uint8 (N,3) pixel."""
+    return (pixels_rgb[:, 0].astype(np.int32) << 16) | (pixels_rgb[:, 1].astype(np.int32) << 8) | pixels_rgb[:, 2]
+
+
+def code_colours(codes: np.ndarray) -> np.ndarray:
+    return np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=1).astype(np.uint8)
+
+
+class ColourCounts:
+    """How many selected pixels of each colour a cluster has, accumulated block by block: memory grows with the
+    distinct colours (at most 2^24), not with the pixels. The palette K-means weighs distinct colours by count,
+    so pooling counts is exact."""
+
+    def __init__(self):
+        self.codes = np.zeros(0, np.int32)
+        self.counts = np.zeros(0, np.int64)
+
+    def add(self, pixels_rgb: np.ndarray) -> None:
+        codes = np.concatenate([self.codes, colour_codes(pixels_rgb)])
+        weights = np.concatenate([self.counts, np.ones(len(pixels_rgb), np.int64)])
+        self.codes, inverse = np.unique(codes, return_inverse=True)
+        self.counts = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(self.codes)).astype(np.int64)
+
+    @property
+    def pixels(self) -> int:
+        return int(self.counts.sum())
+
+
+def fit_palette_counts(counts: ColourCounts, n_colors: int, iterations: int, seed: int, max_pixels: int | None,
+                       use_gpu: bool = False) -> tuple[np.ndarray, int]:
+    """`fit_palette` on pooled colour counts. Above `max_pixels` pixels, a seeded sample of that many pixels
+    without replacement (multivariate hypergeometric over the counts: the same law as sampling pixels)."""
+    codes, weights = counts.codes, counts.counts
+    if len(codes) == 0:
+        return np.zeros((n_colors, 3), np.float32), 0
+    if max_pixels is not None and weights.sum() > max_pixels:
+        weights = np.random.default_rng(seed).multivariate_hypergeometric(weights, max_pixels)
+        codes, weights = codes[weights > 0], weights[weights > 0]
+    return _fit_distinct(code_colours(codes), weights, n_colors, iterations, seed, use_gpu)
 
 
 def fit_palette(pixels_rgb: np.ndarray, n_colors: int, iterations: int, seed: int, max_pixels: int | None,
@@ -33,6 +73,11 @@ def fit_palette(pixels_rgb: np.ndarray, n_colors: int, iterations: int, seed: in
         rows = np.sort(np.random.default_rng(seed).choice(len(pixels_rgb), max_pixels, replace=False))
         pixels_rgb = pixels_rgb[rows]
     colours, counts = distinct_colours(pixels_rgb)
+    return _fit_distinct(colours, counts, n_colors, iterations, seed, use_gpu)
+
+
+def _fit_distinct(colours: np.ndarray, counts: np.ndarray, n_colors: int, iterations: int, seed: int,
+                  use_gpu: bool) -> tuple[np.ndarray, int]:
     lab = rgb_to_lab(torch.from_numpy(colours)).numpy()
     if len(colours) <= n_colors:
         pad = np.repeat(lab[-1:], n_colors - len(lab), axis=0)

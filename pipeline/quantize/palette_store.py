@@ -17,7 +17,7 @@ from pipeline.io.arrays import create_small, iter_blocks, open_group, write_bloc
 from pipeline.io.atomic import store_output
 from pipeline.quantize.attention import top_pixels
 from pipeline.quantize.bitpack import check_bits
-from pipeline.quantize.palette import fit_palette
+from pipeline.quantize.palette import ColourCounts, fit_palette_counts
 from pipeline.timing import Timer, summary
 
 
@@ -38,13 +38,13 @@ class PaletteParams:
                 f"max_pixels_per_cluster={self.max_pixels_per_cluster} must be >= 1 or null")
 
 
-def pool_selected_pixels(images, cams, assignments: np.ndarray, k: int, k_gra: float) -> list[np.ndarray]:
-    """uint8 (M_c,3) selected pixels of every cluster c, streamed block by block."""
+def selected_colour_counts(images, cams, assignments: np.ndarray, k: int, k_gra: float) -> list[ColourCounts]:
+    """Colour counts of the selected (top k_gra%) pixels of every cluster, streamed block by block."""
     n = images.shape[0]
     if cams.shape[0] != n or len(assignments) != n:
         raise StoreError(f"stores disagree on the number of images: images {n}, cams {cams.shape[0]}, "
                          f"cluster assignments {len(assignments)}")
-    per_cluster: list[list[np.ndarray]] = [[] for _ in range(k)]
+    per_cluster = [ColourCounts() for _ in range(k)]
     for start, stop in tqdm(list(iter_blocks(n, write_block_size(images))), desc="pool pixels", leave=False):
         mask = top_pixels(torch.from_numpy(cams[start:stop].astype(np.float32)), k_gra).numpy()
         block = images[start:stop]
@@ -55,8 +55,8 @@ def pool_selected_pixels(images, cams, assignments: np.ndarray, k: int, k_gra: f
         bounds = np.searchsorted(owner[order], np.arange(k + 1))
         for c in range(k):
             if bounds[c + 1] > bounds[c]:
-                per_cluster[c].append(pixels[order[bounds[c]:bounds[c + 1]]])
-    return [np.concatenate(p) if p else np.zeros((0, 3), np.uint8) for p in per_cluster]
+                per_cluster[c].add(pixels[order[bounds[c]:bounds[c + 1]]])
+    return per_cluster
 
 
 def write_palettes(params: PaletteParams, base: BaseParams, bits: int, prepared: Path, clusters: Path, attention: Path,
@@ -73,19 +73,19 @@ def write_palettes(params: PaletteParams, base: BaseParams, bits: int, prepared:
     # attention.method none: there is no ranking to cut at k_gra, so every pixel is kept
     k_gra = 100.0 if att_root.attrs["params"].get("attention", {}).get("method") == "none" else params.k_gra
     with Timer() as timer:
-        pooled = pool_selected_pixels(images, cams, assignments, k, k_gra)
+        pooled = selected_colour_counts(images, cams, assignments, k, k_gra)
         palettes = np.zeros((k, n_colors, 3), np.float32)
         distinct = np.zeros(k, np.int64)
         for c in tqdm(range(k), desc=f"palette q={bits}", leave=False):
-            palettes[c], distinct[c] = fit_palette(pooled[c], n_colors, params.iterations, base.seed + c,
-                                                   params.max_pixels_per_cluster, runtime.device.type == "cuda")
+            palettes[c], distinct[c] = fit_palette_counts(pooled[c], n_colors, params.iterations, base.seed + c,
+                                                          params.max_pixels_per_cluster, runtime.device.type == "cuda")
     with store_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs.update({"bits": bits, "clusters": k, "color_space": "CIE LAB (D65)",
                            "params": lineage(cluster_root.attrs["params"], att_root.attrs["params"], base=base, palette=params)})
         create_small(root, "palettes", palettes)
         create_small(root, "distinct", distinct)
-        create_small(root, "pixels", np.array([len(p) for p in pooled], np.int64))
-    summary("palette", sum(len(p) for p in pooled), "pixels", timer.seconds, bits=bits, clusters=k,
+        create_small(root, "pixels", np.array([p.pixels for p in pooled], np.int64))
+    summary("palette", sum(p.pixels for p in pooled), "pixels", timer.seconds, bits=bits, clusters=k,
             short_clusters=int((distinct < n_colors).sum()))
     return {"palettes": palettes, "distinct": distinct}

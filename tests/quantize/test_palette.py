@@ -37,3 +37,26 @@ def test_nearest_matches_brute_force():
     pal = torch.rand(3, 8, 3, generator=g) * 100
     brute = torch.cdist(lab.double(), pal.double()).argmin(-1)
     assert torch.equal(nearest(lab, pal, max_elements=1000), brute)
+
+
+def test_colour_counts_pooled_block_by_block_give_the_same_palette(small_run):
+    """Streaming a cluster's pixels as colour counts is exact: the same palette as K-means on all its pixels."""
+    import zarr
+
+    from pipeline.quantize.palette import ColourCounts, fit_palette_counts
+
+    pixels = zarr.open_group(str(small_run.prepared), mode="r")["train/images"][:40].reshape(-1, 3)
+    counts = ColourCounts()
+    for block in np.array_split(pixels, 7):
+        counts.add(block)
+    assert counts.pixels == len(pixels)
+    for q in (1, 3):
+        expected = fit_palette(pixels, 2**q, 10, 0, None)
+        got = fit_palette_counts(counts, 2**q, 10, 0, None)
+        np.testing.assert_array_equal(got[0], expected[0])
+        assert got[1] == expected[1]
+    # above max_pixels: a seeded sample of exactly that many pixels, the same every time
+    a, b = fit_palette_counts(counts, 8, 10, 3, 5000), fit_palette_counts(counts, 8, 10, 3, 5000)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert np.random.default_rng(3).multivariate_hypergeometric(counts.counts, 5000).sum() == 5000
+    assert fit_palette_counts(ColourCounts(), 4, 5, 0, None)[1] == 0
