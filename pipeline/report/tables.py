@@ -418,7 +418,7 @@ def difference_blocks(rows: list[dict], recs: list[dict]) -> list[document.Block
         for other in sorted(others, key=lambda r: records.method_order(r["method"])):
             diff = stats.difference(by_seed(other["method"], other["bits"], other["model"]), reference)
             interval = "-" if diff is None else f"[{diff['low']:+.2f}, {diff['high']:+.2f}] ({diff['kind']}, n={diff['n']})"
-            table.append([dcq["model"], f"q = {dcq['bits']}", other["method"],
+            table.append([dcq["model"], str(dcq["bits"]), other["method"],
                           f"{other['train_bytes'] / dcq['train_bytes']:.2f}x",
                           "-" if diff is None else f"{diff['mean']:+.2f} ± {diff['sd']:.2f}", interval,
                           stats.verdict(diff)])
