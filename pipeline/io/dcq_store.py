@@ -30,7 +30,7 @@ from pipeline.errors import StoreError
 from pipeline.io.arrays import disk_bytes, iter_blocks, write_block_size
 from pipeline.io.atomic import remove_stale_siblings
 from pipeline.io.formats import open_format, register_format
-from pipeline.io.verify import check, parsing_attrs, reading
+from pipeline.io.verify import check, check_classes, check_image_size, parsing_attrs, reading
 from pipeline.quantize.bitpack import packed_bytes, unpack
 
 FORMAT = "dcq-v1"
@@ -42,11 +42,7 @@ def check_header(path: Path, attrs: dict) -> tuple[int, tuple[int, int], list[st
     """bits, image_size and classes of an indexed store's attrs, each checked (a StoreError naming it)."""
     bits, size, classes = attrs.get("bits"), attrs.get("image_size"), attrs.get("classes")
     check(path, isinstance(bits, int) and 1 <= bits <= 8, f"attr bits={bits!r} must be an integer 1..8")
-    check(path, isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size),
-          f"attr image_size={size!r} must be [H, W], two positive integers")
-    check(path, isinstance(classes, list) and len(classes) > 0 and all(isinstance(c, str) for c in classes),
-          f"attr classes={classes!r} must be a non-empty list of names")
-    return bits, (size[0], size[1]), list(classes)
+    return bits, check_image_size(path, size), check_classes(path, classes)
 
 
 def smallest_uint(max_value: int) -> np.dtype:

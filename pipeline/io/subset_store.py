@@ -20,7 +20,7 @@ import zarr
 from pipeline.io.arrays import create_rows, create_small, disk_bytes, iter_blocks, write_block_size
 from pipeline.io.dcq_store import smallest_uint
 from pipeline.io.formats import open_format, register_format
-from pipeline.io.verify import check, parsing_attrs, reading
+from pipeline.io.verify import check, check_classes, parsing_attrs, reading
 
 FORMAT = "subset-v1"
 
@@ -54,8 +54,7 @@ class SubsetStore:
             self.method: str = str(self.attrs["method"])
             self.bits: int | None = self.attrs.get("bits")
             self.classes: list[str] = list(self.attrs["classes"])
-        check(self.path, len(self.classes) > 0 and all(isinstance(c, str) for c in self.classes),
-              f"attr classes={self.attrs['classes']!r} must be a non-empty list of names")
+        check_classes(self.path, self.attrs["classes"])
         check(self.path, self.bits is None or (isinstance(self.bits, int) and 1 <= self.bits <= 8),
               f"attr bits={self.bits!r} must be null or an integer 1..8")
         with reading(self.path):

@@ -26,7 +26,7 @@ import zarr
 from pipeline.errors import StoreError
 from pipeline.io.arrays import array_bytes
 from pipeline.io.formats import open_format, register_format
-from pipeline.io.verify import check, parsing_attrs, seal, verify_store
+from pipeline.io.verify import check, check_classes, check_image_size, parsing_attrs, seal, verify_store
 from pipeline.quantize.bitpack import pack, packed_bytes, unpack
 
 FORMAT = "synthetic-v1"
@@ -89,11 +89,8 @@ class SyntheticStore:
         p, a, root = self.path, self.attrs, self.root
         check(p, self.representation in REPRESENTATIONS,
               f"attr representation={self.representation!r} is not one of {REPRESENTATIONS}")
-        size = a.get("image_size")
-        check(p, isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size),
-              f"attr image_size={size!r} must be [H, W], two positive integers")
-        check(p, len(self.classes) > 0 and all(isinstance(c, str) for c in self.classes),
-              f"attr classes={self.classes!r} must be a non-empty list of names")
+        size = list(check_image_size(p, a.get("image_size")))
+        check_classes(p, a.get("classes"))
         n = a.get("num_images")
         if self.representation == "low_rank":
             rows = root["basis"].shape[0]

@@ -74,9 +74,8 @@ def reading(path: str | Path, what: str = "store") -> Iterator[None]:
 
 
 def _chunk_keys(arr: zarr.Array, grid_shape: tuple[int, ...]) -> Iterator[str]:
-    sep = "/"
     for idx in product(*(range(n) for n in grid_shape)):
-        yield sep.join(["c", *map(str, idx)]) if arr.ndim else "c"
+        yield "/".join(["c", *map(str, idx)]) if arr.ndim else "c"
 
 
 def _check_chunks(path: Path, name: str, arr: zarr.Array) -> None:
@@ -174,3 +173,17 @@ def parsing_attrs(path: str | Path) -> Iterator[None]:
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise StoreError(f"{path}: malformed attrs ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def check_image_size(path: str | Path, size: object) -> tuple[int, int]:
+    """The `image_size` attr of a store of images: [H, W], two positive integers."""
+    check(path, isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size),
+          f"attr image_size={size!r} must be [H, W], two positive integers")
+    return size[0], size[1]
+
+
+def check_classes(path: str | Path, classes: object) -> list[str]:
+    """The `classes` attr: a non-empty list of class names."""
+    check(path, isinstance(classes, list) and len(classes) > 0 and all(isinstance(c, str) for c in classes),
+          f"attr classes={classes!r} must be a non-empty list of names")
+    return list(classes)
