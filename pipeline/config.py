@@ -148,7 +148,17 @@ def to_dict(obj: Any) -> dict:
             return [plain(v) for v in value]
         return value
 
-    return plain(dataclasses.asdict(obj))
+    out = plain(dataclasses.asdict(obj))
+    for f in dataclasses.fields(obj):
+        if f.metadata.get("off_switch") and getattr(obj, f.name) == f.default:
+            out.pop(f.name)
+    return out
+
+
+def off_switch(default: Any) -> Any:
+    """A dataclass field for an opt-in method switch: recorded in an output's params only when it is on, so that
+    adding a switch leaves the lineage (and the bytes) of every output made with it off as they were."""
+    return dataclasses.field(default=default, metadata={"off_switch": True})
 
 
 def resolved_params(**sections: Any) -> dict:

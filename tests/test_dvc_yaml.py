@@ -46,12 +46,14 @@ STAGE_PARAMS = {
     "train_full_seeds": train.TrainParams, "train_dcq_seeds": train.TrainParams,
     "train_baseline_seeds": train.TrainParams, "codec": codec.CodecParams, "train_codec": train.TrainParams,
     "train_codec_seeds": train.TrainParams, "fidelity_codec": fidelity.FidelityParams,
+    "train_dcq_variant": train.TrainParams, "fidelity_dcq_variant": fidelity.FidelityParams,
 }
 # The params section each dvc stage reads (train_full/train_dcq are both the `train` stage on other inputs).
 SECTION = {"train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train",
            "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic", "fidelity_baseline": "fidelity", "fidelity_ablation": "fidelity",
            "train_full_seeds": "train", "train_dcq_seeds": "train", "train_baseline_seeds": "train",
-           "train_codec": "train", "train_codec_seeds": "train", "fidelity_codec": "fidelity"}
+           "train_codec": "train", "train_codec_seeds": "train", "fidelity_codec": "fidelity",
+           "train_dcq_variant": "train", "fidelity_dcq_variant": "fidelity"}
 # `palette.bits` drives dvc.yaml's foreach: each palette/refine/encode stage gets its own q on the
 # command line, so adding a bit depth does not rerun the others.
 # `train.models/seeds/bits` likewise drive the train stages' matrix: each run gets its item on the command line.
@@ -69,8 +71,8 @@ BASE_KEYS = {"prepare": {"base.seed"}, "train_full": {"base.device", "base.preci
              "fidelity": set(), "fidelity_baseline": set(), "fidelity_ablation": set(),
              **{name: {"base.device", "base.precision"}
                 for name in ("train_full_seeds", "train_dcq_seeds", "train_baseline_seeds", "train_codec",
-                             "train_codec_seeds")},
-             "fidelity_codec": set()}
+                             "train_codec_seeds", "train_dcq_variant")},
+             "fidelity_codec": set(), "fidelity_dcq_variant": set()}
 
 
 PIPELINES = ["dvc.yaml", "studies/baselines/dvc.yaml", "studies/ablations/dvc.yaml", "studies/distillation/dvc.yaml",
@@ -81,7 +83,10 @@ MAIN_STAGES = {"prepare", "teacher", "features", "cluster", "attention", "palett
 MODULE = {"train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train",
           "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic", "fidelity_baseline": "fidelity", "fidelity_ablation": "fidelity",
           "train_full_seeds": "train", "train_dcq_seeds": "train", "train_baseline_seeds": "train",
-          "train_codec": "train", "train_codec_seeds": "train", "fidelity_codec": "fidelity"}
+          "train_codec": "train", "train_codec_seeds": "train", "fidelity_codec": "fidelity",
+          "dcq_variant": "ablate", "train_dcq_variant": "train", "fidelity_dcq_variant": "fidelity"}
+# The stages that run `dcq ablate` on a params section of variants (checked by their own test below).
+VARIANT_STAGES = {"ablate": "ablate", "dcq_variant": "dcq_variants"}
 
 
 def load(path: str | None = None) -> dict:
@@ -137,10 +142,10 @@ def import_closure(module: str) -> set[str]:
 
 def test_main_pipeline_is_the_dcq_job_and_the_studies_are_separate():
     assert set(load("dvc.yaml")["stages"]) == MAIN_STAGES
-    assert set(load()["stages"]) == set(STAGE_PARAMS) | {"ablate"}
+    assert set(load()["stages"]) == set(STAGE_PARAMS) | set(VARIANT_STAGES)
 
 
-@pytest.mark.parametrize("stage", sorted(set(STAGE_PARAMS) | {"ablate"}))
+@pytest.mark.parametrize("stage", sorted(set(STAGE_PARAMS) | set(VARIANT_STAGES)))
 def test_deps_cover_the_import_closure_of_the_stage_module(stage):
     """A code change must rerun every stage that imports the changed file (a folder dep covers its files)."""
     body = load()["stages"][stage]
@@ -161,7 +166,7 @@ def test_import_closure_follows_function_level_and_submodule_imports():
 
 def test_every_stage_lists_exactly_its_keys():
     stages = load()["stages"]
-    assert set(stages) == set(STAGE_PARAMS) | {"ablate"}  # ablate: its own test below
+    assert set(stages) == set(STAGE_PARAMS) | set(VARIANT_STAGES)  # ablate, dcq_variant: their own test below
     for name, cls in STAGE_PARAMS.items():
         body = stages[name].get("do", stages[name])
         listed = set(body["params"])
@@ -174,15 +179,18 @@ def test_every_stage_lists_exactly_its_keys():
             assert section in (own, "base"), f"{name} reads another stage's params: {key}"
 
 
-def test_ablate_lists_its_variant_and_every_dcq_key_it_starts_from():
+@pytest.mark.parametrize("stage, trains", [("ablate", "train_ablation"), ("dcq_variant", "train_dcq_variant")])
+def test_ablate_lists_its_variant_and_every_dcq_key_it_starts_from(stage, trains):
     """ablate reruns the DCQ chain, so it reads the DCQ sections (all but palette.bits) and only its own variant."""
-    body = load()["stages"]["ablate"]
-    expected = {"base", "ablate.variants.${item.variant}"}
+    body = load()["stages"][stage]
+    section_name = VARIANT_STAGES[stage]
+    expected = {"base", f"{section_name}.variants.${{item.variant}}"}
     for section, cls in ablate.SECTIONS.items():
         expected |= {f"{section}.{f.name}" for f in dataclasses.fields(cls)} - {"palette.bits"}
     assert set(body["params"]) == expected
     assert set(body["matrix"]) == {"variant", "bits"}
-    assert set(load()["stages"]["train_ablation"]["matrix"]) == {"variant", "bits", "model", "seed"}
+    assert f"--section {section_name}" in body["cmd"] or section_name == "ablate"
+    assert set(load()["stages"][trains]["matrix"]) == {"variant", "bits", "model", "seed"}
 
 
 def test_paths_are_declared_once_and_base_has_every_default():

@@ -1,4 +1,5 @@
-"""The cluster store: every train image's chromaticity cluster (faiss K-means on pooled features, or the labels/random ablations)."""
+"""The cluster store: every train image's chromaticity cluster (faiss K-means on pooled features, or the
+labels/random ablations, or `images`: every image its own cluster, i.e. DCQ's palette rule applied per image)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class ClusterParams:
     iterations: int = 50
     n_init: int = 3  # faiss nredo: best of n_init seeded runs
     standardize: bool = True  # z-score each feature dimension first, so no channel dominates by scale
-    source: Literal["features", "labels", "random"] = "features"
+    source: Literal["features", "labels", "random", "images"] = "features"
 
     def __post_init__(self):
         require(self.k >= 1, f"k={self.k} must be >= 1")
@@ -33,7 +34,12 @@ class ClusterParams:
 
 
 def assign_without_kmeans(source: str, k: int, labels: np.ndarray, classes: int, seed: int) -> np.ndarray:
-    """Cluster ids for the `labels` and `random` sources."""
+    """Cluster ids for the `labels`, `random` and `images` sources."""
+    if source == "images":
+        if k != len(labels):
+            raise ParamsError(f"cluster.k={k} but cluster.source=images makes one cluster per train image "
+                              f"({len(labels)}): set cluster.k to {len(labels)}")
+        return np.arange(len(labels), dtype=np.int64)
     if source == "labels":
         if k != classes:
             raise ParamsError(f"cluster.k={k} but cluster.source=labels makes one cluster per class ({classes}): "

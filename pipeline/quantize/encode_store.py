@@ -1,16 +1,21 @@
-"""The DCQ store's writer: every pixel mapped to its cluster palette and bit-packed."""
+"""The DCQ store's writer: every pixel mapped to its cluster palette and bit-packed.
+
+`assign: best_palette` (ours, not the paper's) lets each image use whichever of the k shared palettes quantizes it
+with the least LAB error instead of its feature cluster's: the store already holds a palette id per image, so
+this costs no byte."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import zarr
 from tqdm import tqdm
 
-from pipeline.config import BaseParams, lineage, params_hash, require
+from pipeline.config import BaseParams, lineage, off_switch, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
 from pipeline.io.arrays import create_rows, create_small, iter_blocks, open_group, write_block_size
@@ -25,9 +30,11 @@ from pipeline.timing import Timer, summary
 @dataclass(frozen=True)
 class EncodeParams:
     batch_size: int = 512  # images per nearest-colour batch (bounds the distance tensor)
+    assign: Literal["cluster", "best_palette"] = off_switch("cluster")  # which shared palette an image uses
 
     def __post_init__(self):
         require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1")
+        require(self.assign in ("cluster", "best_palette"), f"assign={self.assign!r} must be cluster or best_palette")
 
 
 def encode_block(block_u8: torch.Tensor, cluster_ids: torch.Tensor, palettes_lab: torch.Tensor, bits: int) -> np.ndarray:
@@ -38,6 +45,21 @@ def encode_block(block_u8: torch.Tensor, cluster_ids: torch.Tensor, palettes_lab
     return pack(idx.to(torch.uint8).cpu().numpy(), bits)
 
 
+def best_palettes(block_u8: torch.Tensor, palettes_lab: torch.Tensor, max_elements: int = 1 << 24) -> torch.Tensor:
+    """For uint8 (B,H,W,3) images, the index of the (k,K,3) palette that quantizes each with the least summed
+    squared LAB error (nearest colour per pixel); ties go to the lower index."""
+    b, h, w, _ = block_u8.shape
+    lab = rgb_to_lab(block_u8.reshape(b, h * w, 3))
+    k, colours, _ = palettes_lab.shape
+    step = max(1, max_elements // max(1, b * h * w * colours))
+    errors = []
+    for s in range(0, k, step):
+        pal = palettes_lab[s:s + step]  # (c,K,3)
+        d = ((lab[:, :, None, None, :] - pal[None, None]) ** 2).sum(-1)  # (B,P,c,K)
+        errors.append(d.amin(-1).sum(1))  # (B,c)
+    return torch.cat(errors, 1).argmin(1)
+
+
 def write_dcq(params: EncodeParams, base: BaseParams, bits: int, prepared: Path, clusters: Path, refined: Path,
         out: Path) -> dict:
     bits = check_bits(bits, "encode --bits")
@@ -45,6 +67,7 @@ def write_dcq(params: EncodeParams, base: BaseParams, bits: int, prepared: Path,
     prep = open_group(prepared, "prepared store")
     images, labels = prep["train/images"], prep["train/labels"][:]
     assignments = open_group(clusters, "cluster store")["assignments"][:].astype(np.int64)
+    original = assignments.copy()
     ref = open_group(refined, "refined palette store")
     if int(ref.attrs["bits"]) != bits:
         raise StoreError(f"{refined} holds {ref.attrs['bits']}-bit palettes, encode was asked for {bits} bits")
@@ -64,7 +87,6 @@ def write_dcq(params: EncodeParams, base: BaseParams, bits: int, prepared: Path,
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs.update(attrs)
         packed = create_rows(root, "indices", (n, packed_bytes(h * w, bits)), np.uint8)
-        create_small(root, "clusters", assignments.astype(smallest_uint(max(k - 1, 0))))
         create_small(root, "labels", labels.astype(smallest_uint(int(labels.max(initial=0)))))
         create_small(root, "palettes", palettes_u8.numpy())
         block = write_block_size(packed)
@@ -74,9 +96,14 @@ def write_dcq(params: EncodeParams, base: BaseParams, bits: int, prepared: Path,
                 ids = torch.from_numpy(assignments[start:stop]).to(runtime.device)
                 parts = []
                 for s in range(0, len(chunk), params.batch_size):
+                    if params.assign == "best_palette":
+                        ids[s:s + params.batch_size] = best_palettes(chunk[s:s + params.batch_size], palettes_lab)
                     parts.append(encode_block(chunk[s:s + params.batch_size], ids[s:s + params.batch_size],
                                               palettes_lab, bits))
                     bar.update(len(parts[-1]))
                 packed[start:stop] = np.concatenate(parts)
-    summary("encode", n, "images", timer.seconds, bits=bits, clusters=k, out=out)
+                assignments[start:stop] = ids.cpu().numpy()
+        moved = int((assignments != original).sum())
+        create_small(root, "clusters", assignments.astype(smallest_uint(max(k - 1, 0))))
+    summary("encode", n, "images", timer.seconds, bits=bits, clusters=k, assign=params.assign, moved=moved, out=out)
     return {"images": n, "bits": bits, "seconds": timer.seconds}

@@ -7,7 +7,9 @@ a quantized pixel flows into the palette entry it was assigned to. The loss is
 
     EL = sum_{i in L,A,B} w_i * MSE(G(I_orig^i), G(I_quant^i)),  G = sqrt((I*Sx)^2 + (I*Sy)^2)
 
-per cluster, minimised with Adam. After each step the palette is projected back into the sRGB gamut
+per cluster, minimised with Adam. With `fidelity_weight` f > 0 the loss adds f * sum_{i in L,A,B} MSE(I_orig^i,
+I_quant^i): the edge term alone does not care where a flat region's colour lands, the fidelity term does (an
+addition of ours, not the paper's; off by default). After each step the palette is projected back into the sRGB gamut
 (LAB -> clipped RGB -> LAB) so that what is optimised can be stored. Each cluster keeps the palette
 with the lowest loss seen, so refinement never makes a cluster worse.
 """
@@ -64,15 +66,25 @@ def project_to_gamut(palettes_lab: torch.Tensor) -> torch.Tensor:
     return rgb_to_lab(lab_to_rgb(palettes_lab))
 
 
+def refine_loss(images_lab: torch.Tensor, orig_edges: torch.Tensor, quant_lab: torch.Tensor, weights: torch.Tensor,
+                fidelity_weight: float = 0.0) -> torch.Tensor:
+    """EL per group, plus fidelity_weight times the colour MSE (summed over L, A, B) when it is positive."""
+    loss = edge_loss(orig_edges, quant_lab, weights)
+    if fidelity_weight > 0:  # skipped at 0, so the default adds no floating-point work and changes no bits
+        loss = loss + fidelity_weight * ((images_lab - quant_lab) ** 2).mean(dim=(1, 3, 4)).sum(1)
+    return loss
+
+
 @torch.no_grad()
 def evaluate(images_lab: torch.Tensor, palettes: torch.Tensor, weights: torch.Tensor,
-             orig_edges: torch.Tensor | None = None) -> torch.Tensor:
+             orig_edges: torch.Tensor | None = None, fidelity_weight: float = 0.0) -> torch.Tensor:
     orig_edges = edge_maps(images_lab) if orig_edges is None else orig_edges
-    return edge_loss(orig_edges, quantize(images_lab, palettes), weights)
+    return refine_loss(images_lab, orig_edges, quantize(images_lab, palettes), weights, fidelity_weight)
 
 
 def refine_palettes(images_lab: torch.Tensor, palettes_lab: torch.Tensor, weights: torch.Tensor, steps: int,
-                    lr: float, active: torch.Tensor | None = None, progress=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    lr: float, active: torch.Tensor | None = None, progress=None,
+                    fidelity_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Refine (C,K,3) palettes on (C,B,3,H,W) LAB images (B sampled images per cluster).
 
     Returns (best palettes, loss before, loss after) with losses (C,). `active` (C,) bool marks the
@@ -84,10 +96,10 @@ def refine_palettes(images_lab: torch.Tensor, palettes_lab: torch.Tensor, weight
     opt = torch.optim.Adam([param], lr=lr)
     best = palettes_lab.clone()
     orig_edges = edge_maps(images_lab)
-    before = evaluate(images_lab, palettes_lab, weights, orig_edges)
+    before = evaluate(images_lab, palettes_lab, weights, orig_edges, fidelity_weight)
     best_loss = before.clone()
     for _ in range(steps):
-        loss = edge_loss(orig_edges, quantize(images_lab, param), weights)
+        loss = refine_loss(images_lab, orig_edges, quantize(images_lab, param), weights, fidelity_weight)
         with torch.no_grad():
             better = (loss < best_loss) & active.to(loss.device)
             best[better] = param.detach()[better]
@@ -99,7 +111,7 @@ def refine_palettes(images_lab: torch.Tensor, palettes_lab: torch.Tensor, weight
             param.copy_(project_to_gamut(param))
         if progress is not None:
             progress(1)
-    final = evaluate(images_lab, param.detach(), weights, orig_edges)
+    final = evaluate(images_lab, param.detach(), weights, orig_edges, fidelity_weight)
     better = (final < best_loss) & active.to(final.device)
     best[better] = param.detach()[better]
     best_loss = torch.where(better, final, best_loss)

@@ -10,7 +10,7 @@ import torch
 import zarr
 from tqdm import tqdm
 
-from pipeline.config import BaseParams, lineage, params_hash, require
+from pipeline.config import BaseParams, lineage, off_switch, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
 from pipeline.io.arrays import create_small, open_group, write_json
@@ -28,19 +28,23 @@ class RefineParams:
     lr: float = 0.5  # Adam step size in LAB units
     weights: list[float] = (1.0, 1.0, 1.0)  # w_L, w_A, w_B
     images_per_cluster: int = 64
+    fidelity_weight: float = off_switch(0.0)  # > 0: add this times the LAB colour MSE to the edge loss (ours, not the paper's)
 
     def __post_init__(self):
         require(self.steps >= 0, f"steps={self.steps} must be >= 0")
         require(self.lr > 0, f"lr={self.lr} must be > 0")
         require(len(self.weights) == 3 and all(w >= 0 for w in self.weights),
                 f"weights={list(self.weights)} must be three non-negative numbers (L, A, B)")
+        require(self.fidelity_weight >= 0, f"fidelity_weight={self.fidelity_weight} must be >= 0")
         require(self.images_per_cluster >= 1, f"images_per_cluster={self.images_per_cluster} must be >= 1")
 
 
 def sample_cluster_images(images, assignments: np.ndarray, k: int, per_cluster: int, seed: int):
     """(k, B, 3, H, W) LAB images, B images drawn per cluster (with replacement only when a cluster
-    is smaller than B), and a (k,) bool mask of non-empty clusters."""
+    is smaller than B), and a (k,) bool mask of non-empty clusters. B is `per_cluster`, or the largest cluster's
+    size when every cluster is smaller (one image per cluster: B = 1, not `per_cluster` copies of it)."""
     rng = np.random.default_rng(seed)
+    per_cluster = min(per_cluster, int(np.bincount(assignments, minlength=k).max(initial=1)))
     rows = np.zeros((k, per_cluster), np.int64)
     active = np.zeros(k, bool)
     for c in range(k):
@@ -80,12 +84,13 @@ def write_refined(params: RefineParams, base: BaseParams, bits: int, prepared: P
         start = stored_lab(kmeans_d)
         if params.enabled and params.steps > 0:
             with tqdm(total=params.steps, desc=f"refine q={bits}", leave=False) as bar:
-                refined, before, _ = refine_palettes(imgs, start, weights, params.steps, params.lr, active, bar.update)
+                refined, before, _ = refine_palettes(imgs, start, weights, params.steps, params.lr, active, bar.update,
+                                                     params.fidelity_weight)
             refined = stored_lab(refined)
         else:
             refined = start
-            before = evaluate(imgs, start, weights)
-        after = evaluate(imgs, refined, weights)
+            before = evaluate(imgs, start, weights, fidelity_weight=params.fidelity_weight)
+        after = evaluate(imgs, refined, weights, fidelity_weight=params.fidelity_weight)
         keep_kmeans = after >= before
         refined = torch.where(keep_kmeans[:, None, None], start, refined).cpu()
         after = torch.where(keep_kmeans, before, after).cpu()
@@ -106,7 +111,7 @@ def write_refined(params: RefineParams, base: BaseParams, bits: int, prepared: P
         create_small(root, "loss_before", before.numpy().astype(np.float32))
         create_small(root, "loss_after", after.numpy().astype(np.float32))
     write_json(metrics_out, metrics)
-    summary("refine", int(act.sum()) * params.images_per_cluster, "images", timer.seconds, bits=bits,
+    summary("refine", int(act.sum()) * imgs.shape[1], "images", timer.seconds, bits=bits,
             edge_loss=f"{metrics['edge_loss_before']:.3f}->{metrics['edge_loss_after']:.3f}",
             improved=f"{metrics['clusters_improved']}/{int(act.sum())}")
     return metrics

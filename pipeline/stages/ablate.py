@@ -1,6 +1,6 @@
 """ablate@variant-q: one DCQ ablation, the whole DCQ chain rerun with a few params changed, into one DCQ store.
 
-Reads  `ablate.variants.<variant>` + `base`, and as the settings every variant starts from, the DCQ stage
+Reads  `ablate.variants.<variant>` (or `dcq_variants.variants.<variant>` with `--section dcq_variants`) + `base`, and as the settings every variant starts from, the DCQ stage
        sections `features`, `cluster`, `attention`, `palette` (k_gra, iterations, max_pixels_per_cluster),
        `refine` and `encode`; the prepared store, the teacher checkpoint, the scores store (a variant with a
        `coreset` only).
@@ -43,6 +43,8 @@ from pipeline.quantize.palette_store import PaletteParams, write_palettes
 from pipeline.quantize.refine_store import RefineParams, write_refined
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, stage_command, summary, user_errors
 
+# The params sections that hold variants: the ablations study's, and the DCQ variants of the equal-bytes study.
+VARIANT_SECTIONS = ("ablate", "dcq_variants")
 # The DCQ sections a variant may override, in chain order, with their typed configs.
 SECTIONS = {"features": FeaturesParams, "cluster": ClusterParams, "attention": AttentionParams,
             "palette": PaletteParams, "refine": RefineParams, "encode": EncodeParams}
@@ -82,10 +84,10 @@ def parse_variants(raw: dict | None, where: str) -> dict[str, Variant]:
     return {str(name): parse_section(Variant, spec, f"{where}.{name}") for name, spec in raw.items()}
 
 
-def load_params(path: Path) -> AblateParams:
-    raw = dict(read_yaml(path).get("ablate") or {})
-    variants = parse_variants(raw.pop("variants", None), f"{path}:ablate.variants")
-    return dataclasses.replace(parse_section(AblateParams, raw, f"{path}:ablate"), variants=variants)
+def load_params(path: Path, section: str = "ablate") -> AblateParams:
+    raw = dict(read_yaml(path).get(section) or {})
+    variants = parse_variants(raw.pop("variants", None), f"{path}:{section}.variants")
+    return dataclasses.replace(parse_section(AblateParams, raw, f"{path}:{section}"), variants=variants)
 
 
 def resolve(defaults: dict[str, Any], variant: Variant, where: str) -> dict[str, Any]:
@@ -96,12 +98,12 @@ def resolve(defaults: dict[str, Any], variant: Variant, where: str) -> dict[str,
 
 
 def run(params: AblateParams, base: BaseParams, defaults: dict[str, Any], name: str, bits: int, prepared: Path,
-        teacher: Path, scores: Path | None, out: Path) -> dict:
+        teacher: Path, scores: Path | None, out: Path, section: str = "ablate") -> dict:
     if name not in params.variants:
-        raise ParamsError(f"ablate variant {name!r} is not in ablate.variants {sorted(params.variants)}")
+        raise ParamsError(f"ablate variant {name!r} is not in {section}.variants {sorted(params.variants)}")
     bits = check_bits(bits, "ablate --bits")
     variant = params.variants[name]
-    cfg = resolve(defaults, variant, f"ablate.variants.{name}")
+    cfg = resolve(defaults, variant, f"{section}.variants.{name}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with Timer() as timer, tempfile.TemporaryDirectory(prefix=f".{out.name}.work-{os.getpid()}-", dir=out.parent) as scratch:
@@ -142,7 +144,8 @@ def read_defaults(params_file: Path) -> dict[str, Any]:
 
 
 def command(
-    variant: str = typer.Option(..., help="name of the variant in ablate.variants"),
+    variant: str = typer.Option(..., help="name of the variant in the section's variants"),
+    section: str = typer.Option("ablate", help="params section holding the variants: ablate | dcq_variants"),
     bits: int = typer.Option(..., help="bit depth q"),
     prepared: Path = typer.Option(..., help="prepared Zarr store"),
     teacher: Path = typer.Option(..., help="teacher checkpoint"),
@@ -153,6 +156,8 @@ def command(
 ):
     """Rebuild the DCQ store with one variant's params changed (an ablation)."""
     with user_errors():
-        base, params, defaults = load_base(params_file), load_params(params_file), read_defaults(params_file)
+        if section not in VARIANT_SECTIONS:
+            raise ParamsError(f"--section {section!r} must be one of {list(VARIANT_SECTIONS)}")
+        base, params, defaults = load_base(params_file), load_params(params_file, section), read_defaults(params_file)
     with stage_command(f"ablate {variant}@{bits}", timing):
-        run(params, base, defaults, variant, bits, prepared, teacher, scores, out)
+        run(params, base, defaults, variant, bits, prepared, teacher, scores, out, section)
