@@ -110,6 +110,40 @@ def accuracy_plot(storage_rows: list[dict], ipc_rows: list[dict], out: Path) -> 
     plt.close(fig)
 
 
+def sharing_plot(panels: list[dict], out: Path) -> None:
+    """One panel per (model, q): test accuracy (bars: 95% interval of the mean) against the number of shared
+    palettes k on a log axis, each point labelled with its bytes on disk; dashed lines: the strongest per-image
+    quantizer and codec at that q."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.4), dpi=110, squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        ks = [p["k"] for p in panel["points"]]
+        style = method_style("dcq", [])
+        ax.errorbar(ks, [p["mean"] for p in panel["points"]], yerr=[p["half"] for p in panel["points"]],
+                    capsize=3, markersize=6, linewidth=1.4, label="DCQ, k shared palettes", **style)
+        for p in panel["points"]:
+            ax.annotate(p["bytes"], (p["k"], p["mean"]), textcoords="offset points", xytext=(0, 9), ha="center",
+                        fontsize=7.5, color=style["color"])
+        for ref in panel["references"]:
+            ref_style = method_style(ref["label"].split(" ")[0], [])
+            ax.axhline(ref["mean"], color=ref_style["color"], linestyle="--", linewidth=1.1, label=ref["label"])
+        ax.set_xscale("log")
+        ticks = sorted(set(ks))
+        ax.set_xticks(ticks, [f"{k:,}" + (" = N" if k == panel["images"] else "") for k in ticks], fontsize=8)
+        ax.minorticks_off()
+        ax.set_xlabel("palettes k (images per palette: N / k), log scale")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"q = {panel['bits']}, {panel['model']}, n = {min(p['n'] for p in panel['points'])} seeds",
+                     fontsize=10)
+        lows = [p["mean"] - p["half"] for p in panel["points"]] + [r["mean"] for r in panel["references"]]
+        highs = [p["mean"] + p["half"] for p in panel["points"]] + [r["mean"] for r in panel["references"]]
+        ax.set_ylim(min(lows) - 1.5, max(highs) + 2.5)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, format="png", metadata=PNG_METADATA)
+    plt.close(fig)
+
+
 def fidelity_plot(rows: list[dict], out: Path) -> None:
     """Mean test accuracy against the train set's mean CIEDE2000 ΔE to the original images, one point per store."""
     fig, ax = plt.subplots(figsize=(8.5, 4.6), dpi=110)

@@ -50,15 +50,16 @@ def _passes_open_checks(path: Path) -> bool:
 
 
 def ablation_of(rec: dict) -> dict:
-    """`ablation` (variant name) and `ablation_change` (its overrides, as text) of a run whose train set the
-    ablate stage built; nothing for every other run."""
+    """`ablation` (variant name), `ablation_change` (its overrides, as text) and `clusters` (its palettes) of a run
+    whose train set the ablate stage built; `clusters` alone for a main DCQ store; nothing for every other run."""
     path = rec.get("train_set")
     if path is None or not (Path(path) / "zarr.json").is_file():
         return {}
     attrs = dict(zarr.open_group(str(path), mode="r").attrs)
     ablation = attrs.get("ablation")
-    if not ablation:
-        return {}
+    if not ablation:  # a main DCQ store: how many palettes it shares (the k sweep's reference point)
+        clusters = attrs.get("clusters")
+        return {"clusters": clusters} if attrs.get("format") == "dcq-v1" and isinstance(clusters, int) else {}
 
     def flat(prefix: str, value) -> list[str]:
         if isinstance(value, dict):
@@ -70,7 +71,7 @@ def ablation_of(rec: dict) -> dict:
     budget = {} if "ipc" not in attrs else {
         "ipc": int(attrs["ipc"]), "budget_bytes": int(attrs["budget_bytes"]),
         "accounted_bytes": uncompressed_bytes(path), "on_disk_bytes": array_bytes(path)}
-    return {"ablation": ablation["name"],
+    return {"ablation": ablation["name"], "clusters": int(attrs.get("clusters", 0)),
             "ablation_change": ", ".join(flat("", {k: v for k, v in ablation.items() if k != "name"})) or "none"} | budget
 
 

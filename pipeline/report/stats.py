@@ -43,6 +43,11 @@ def difference(a: dict[int, float], b: dict[int, float], level: float = LEVEL) -
             "established": enough and (low > 0 or high < 0), "enough_seeds": enough}
 
 
+def half_interval(std: float, n: int, level: float = LEVEL) -> float:
+    """Half width of the t interval of a mean of n runs with sample std `std` (0 for a single run)."""
+    return 0.0 if n < 2 else float(stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n))
+
+
 def verdict(diff: dict | None) -> str:
     if diff is None:
         return "not established (fewer than 2 runs)"

@@ -27,7 +27,8 @@ STUDIES = {
                   and r.get("run_group") != "equal_bytes"),
     "equal_bytes": ("dvc repro studies/equal_bytes/dvc.yaml",
                     lambda r: r.get("run_group") == "equal_bytes"),
-    "ablations": ("dvc repro studies/ablations/dvc.yaml", lambda r: _ablation(r) and r.get("ipc") is None),
+    "ablations": ("dvc repro studies/ablations/dvc.yaml",
+                  lambda r: _ablation(r) and r.get("ipc") is None and r.get("run_group") != "equal_bytes"),
     "distillation": ("dvc repro studies/distillation/dvc.yaml", lambda r: r.get("ipc") is not None),
 }
 
@@ -54,6 +55,7 @@ class ReportInputs:
     confusion_png: Path | None = None
     methods_q: int | None = None
     methods_png: Path | None = None
+    sharing_png: Path | None = None
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -72,7 +74,10 @@ def build(inputs: ReportInputs) -> list[document.Block]:
     plot_png, grid_png, methods_q, methods_png = inputs.plot_png, inputs.grid_png, inputs.methods_q, inputs.methods_png
     prep = prepared_attrs.get("params", {}).get("prepare", {})
     any_store = stores[max(stores)]
-    ablation_rows = [r for r in rows if r["ablation"] is not None and r["ipc"] is None]
+    variants = variant_names(recs)
+    variant_rows = [r for r in rows if r["ablation"] in variants and r["ipc"] is None]
+    ablation_rows = [r for r in rows if r["ablation"] is not None and r["ablation"] not in variants
+                     and r["ipc"] is None]
     ablation_recs = [r for r in recs if r.get("ablation") is not None and r.get("ipc") is None]
     ipc_rows = [r for r in rows if r["ipc"] is not None]
     rows = [r for r in rows if r["ablation"] is None and r["ipc"] is None]
@@ -133,8 +138,10 @@ def build(inputs: ReportInputs) -> list[document.Block]:
                         "images and labels) divided by the whole train set as raw 24-bit RGB. Nominal ratio: q/24 "
                         "bits per pixel; a coreset at q keeps q/24 of the images.")))
     blocks += difference_blocks(rows, recs)
+    if variant_rows:
+        blocks += variant_blocks(rows, variant_rows, all_recs, inputs.sharing_png)
     if ablation_rows:
-        blocks += ablation_blocks(rows, ablation_rows, ablation_recs)
+        blocks += ablation_blocks(rows, ablation_rows, [r for r in ablation_recs if r["ablation"] not in variants])
     if ipc_rows:
         blocks += distillation_blocks(ipc_rows)
     blocks.append(("h2", "Accuracy vs storage"))
@@ -289,10 +296,113 @@ def distillation_blocks(ipc_rows: list[dict]) -> list[document.Block]:
 
 
 def plotted(rows: list[dict], recs: list[dict]) -> list[dict]:
-    """Rows on the accuracy-vs-ratio plot: every method, and of the ablations only those that change the storage
-    (a coreset then DCQ); the others share the DCQ point's bytes and are compared in the ablation table."""
-    coreset_ablations = {r["ablation"] for r in recs if r.get("ablation") and "coreset" in r["ablation_change"]}
-    return [r for r in rows if r["ablation"] is None or r["ablation"] in coreset_ablations]
+    """Rows on the accuracy-vs-ratio plot: every method, the DCQ variants of the equal-bytes study, and of the
+    ablations only those that change the storage (a coreset then DCQ); the others share the DCQ point's bytes and
+    are compared in the ablation table."""
+    shown = {r["ablation"] for r in recs if r.get("ablation") and "coreset" in r["ablation_change"]}
+    return [r for r in rows if r["ablation"] is None or r["ablation"] in shown | variant_names(recs)]
+
+
+def variant_names(recs: list[dict]) -> set[str]:
+    """The DCQ variants of the equal-bytes study (dcq_variants in params.yaml): ablate-built stores whose runs sit
+    in the equal_bytes run group."""
+    return {r["ablation"] for r in recs if r.get("ablation") and r.get("run_group") == "equal_bytes"}
+
+
+# A variant on the sharing axis changes only how many images share a palette (and how refinement samples them).
+SHARING_KEYS = ("cluster.k=", "cluster.source=images", "refine.images_per_cluster=")
+
+
+def sharing_points(rows: list[dict], recs: list[dict], model: str, bits: int) -> list[tuple[int, dict]]:
+    """(palettes k, summary row) along the sharing axis at q: the params.yaml DCQ and every equal-bytes variant
+    that changes only cluster.k / cluster.source=images, sorted by k."""
+    change = {r["ablation"]: r.get("ablation_change", "") for r in recs if r.get("ablation")}
+    k_of = {r["ablation"]: r.get("clusters") for r in recs if r.get("ablation")}
+    main_k = next((r.get("clusters") for r in recs if r["method"] == "dcq" and not r.get("ablation")
+                   and r["bits"] == bits and r["model"] == model), None)
+    points = []
+    for row in rows:
+        if row["model"] != model or row["bits"] != bits or row["ipc"] is not None:
+            continue
+        if row["method"] == "dcq" and row["ablation"] is None and main_k:
+            points.append((main_k, row))
+        elif row["ablation"] in variant_names(recs) and k_of.get(row["ablation"]) and all(
+                part.strip().startswith(SHARING_KEYS) for part in change[row["ablation"]].split(",")):
+            points.append((k_of[row["ablation"]], row))
+    return sorted(points, key=lambda p: p[0])
+
+
+def sharing_panels(rows: list[dict], recs: list[dict]) -> list[dict]:
+    """What the sharing figure draws, per (model, q) with at least two points on the axis: (k, mean, 95% half
+    interval, bytes) per point, the train-set size N, and the strongest per-image quantizer and codec as lines."""
+    panels = []
+    for model, q in sorted({(r["model"], r["bits"]) for r in rows if r["ablation"] in variant_names(recs)}):
+        points = sharing_points(rows, recs, model, q)
+        if len(points) < 2:
+            continue
+        references = []
+        for family in ("per-image quantizer", "standard codec"):
+            found = [r for r in rows if r["model"] == model and r["bits"] == q and r["ablation"] is None
+                     and r["ipc"] is None and records.family(r["method"]) == family]
+            if found:
+                best = max(found, key=lambda r: r["test_accuracy_mean"])
+                references.append({"label": f"{best['method']} ({fmt_bytes(best['train_bytes'])})",
+                                   "mean": best["test_accuracy_mean"]})
+        panels.append({"model": model, "bits": q, "images": points[0][1]["train_images"], "references": references,
+                       "points": [{"k": k, "mean": r["test_accuracy_mean"], "bytes": fmt_bytes(r["train_bytes"]),
+                                   "half": stats.half_interval(r["test_accuracy_std"], r["n"]), "n": r["n"]}
+                                  for k, r in points]})
+    return panels
+
+
+def variant_blocks(rows: list[dict], variant_rows: list[dict], recs: list[dict],
+                   sharing_png: Path | None) -> list[document.Block]:
+    """The DCQ variants at equal bytes: each against the params.yaml DCQ and against the strongest other method
+    at its q (by mean), with paired 95% intervals; then the sharing sweep figure."""
+    def by_seed(method: str, bits: int, model: str, ablation: str | None) -> dict[int, float]:
+        return {r["seed"]: r["test_accuracy"] for r in recs if r["method"] == method and r["bits"] == bits
+                and r["model"] == model and r.get("ablation") == ablation and r.get("ipc") is None
+                and (ablation is not None or not _ablation(r))}
+
+    def cell(diff: dict | None) -> str:
+        if diff is None:
+            return "-"
+        return f"{diff['mean']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}], {stats.verdict(diff)}"
+
+    change = {r["ablation"]: r.get("ablation_change", "") for r in recs if r.get("ablation")}
+    table = []
+    for row in sorted(variant_rows, key=lambda r: (r["model"], r["bits"], r["ablation"])):
+        model, q = row["model"], row["bits"]
+        dcq = next((r for r in rows if r["model"] == model and r["method"] == "dcq" and r["ablation"] is None
+                    and r["ipc"] is None and r["bits"] == q), None)
+        rivals = [r for r in rows if r["model"] == model and r["bits"] == q and r["ablation"] is None
+                  and r["ipc"] is None and r["method"] not in ("dcq", "full")]
+        rival = max(rivals, key=lambda r: r["test_accuracy_mean"], default=None)
+        mine = by_seed("dcq", q, model, row["ablation"])
+        table.append([
+            row["ablation"], change.get(row["ablation"], "-"), q, model,
+            "-" if dcq is None else f"{row['train_bytes'] / dcq['train_bytes']:.2f}x", accuracy_text(row),
+            "-" if dcq is None else cell(stats.difference(mine, by_seed("dcq", q, model, None))),
+            "-" if rival is None else f"{rival['method']}: " + cell(stats.difference(
+                mine, by_seed(rival["method"], q, model, None)))])
+    blocks: list[document.Block] = [
+        ("h2", "DCQ variants at equal bytes"),
+        ("p", ("Each variant (`dcq_variants` in params.yaml, `dvc repro studies/equal_bytes/dvc.yaml`) reruns the "
+               "DCQ chain with the listed params changed and is trained with the same recipe and seeds. Differences "
+               "in points, paired by seed, with the 95% interval and the verdict (established only with at least "
+               f"{stats.MIN_SEEDS} seeds and an interval that excludes 0): against the params.yaml DCQ at the same "
+               "q, and against the strongest other method at that q (the highest mean among the per-image "
+               "quantizers, codecs and coresets). Bytes: the variant's stored bytes over DCQ's.")),
+        ("table", ["variant", "changed params", "q", "model", "bytes vs DCQ", "accuracy (%)",
+                   "vs DCQ (params.yaml)", "vs the strongest other method"], table)]
+    if sharing_png is not None:
+        blocks += [("h3", "Sharing a palette across images: the k sweep"),
+                   ("p", ("DCQ with everything fixed but the number of shared palettes k, from one palette for the "
+                          "whole train set to one per image (k = N: DCQ's attention-weighted LAB K-means and Sobel "
+                          "refinement applied to each image alone). Bars: 95% interval of the mean over seeds; "
+                          "labels: bytes on disk. Lines: the strongest per-image quantizer and codec at that q.")),
+                   ("img", sharing_png, "test accuracy against the number of shared palettes k")]
+    return blocks
 
 
 def plot_csv(rows: list[dict]) -> str:

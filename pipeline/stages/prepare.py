@@ -1,6 +1,7 @@
 """prepare: read an image dataset into chunked Zarr arrays.
 
-Reads  `prepare:` + `base.seed`; the source (an ImageFolder tree or a torchvision dataset).
+Reads  `prepare:` + `base.seed`; the source (an ImageFolder tree, `train/` and `test/` or `val/`, or a
+       torchvision dataset).
 Writes `OUT` (a Zarr group) with `train/` and `test/` groups, each holding `images` uint8 (N,H,W,3)
        and `labels` int64 (N,); group attrs hold the class names, the source and the resolved params.
 """
@@ -16,7 +17,7 @@ import typer
 import zarr
 from tqdm import tqdm
 
-from pipeline.config import BaseParams, require, resolved_params
+from pipeline.config import BaseParams, off_switch, require, resolved_params
 from pipeline.errors import DatasetError
 from pipeline.io.arrays import create_rows, create_small, iter_blocks, write_block_size
 from pipeline.io.atomic import store_output
@@ -43,6 +44,7 @@ class PrepareParams:
     train_per_class: int | None = None  # null: every image
     test_per_class: int | None = None
     skip_non_images: bool = False
+    test_split: Literal["test", "val"] = off_switch("test")  # imagefolder: the held-out folder (ImageNet: val)
 
     def __post_init__(self):
         size = [self.image_size] * 2 if isinstance(self.image_size, int) else self.image_size
@@ -50,6 +52,9 @@ class PrepareParams:
                 f"image_size={self.image_size} must be one integer >= 8 or [H, W], each >= 8")
         require(self.image_size is not None or self.resize == "reject",
                 "resize: resize needs an explicit image_size (S or [H, W]) to resize to")
+        require(self.test_split in ("test", "val"), f"test_split={self.test_split!r} must be test or val")
+        require(self.test_split == "test" or self.source == "imagefolder",
+                f"test_split={self.test_split!r}: only an imagefolder source has a choice of held-out folder")
         for key in ("train_per_class", "test_per_class"):
             value = getattr(self, key)
             require(value is None or value >= 1, f"{key}={value} must be >= 1 or null")
@@ -57,8 +62,8 @@ class PrepareParams:
 
 def list_split(params: PrepareParams, split: str) -> SplitListing:
     root = project_path(params.root)
-    if params.source == "imagefolder":
-        return list_imagefolder(root, split, params.skip_non_images)
+    if params.source == "imagefolder":  # the held-out split is read from test_split's folder, stored as test/
+        return list_imagefolder(root, params.test_split if split == "test" else split, params.skip_non_images)
     assert params.source in TORCHVISION_SOURCES
     return list_torchvision(params.source, root, split, params.download)
 

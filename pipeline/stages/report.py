@@ -5,7 +5,8 @@ Reads  `report:` + `base` (seed of the images shown); every run record under RUN
        prepared store, the stage timing JSONs under TIMINGS and the teacher metrics.
 Writes RECORDS (reports/metrics.json: the list of run records), SUMMARY (the main job's mean accuracy and bytes
        per method and q: the DVC metric), PLOT_DATA (CSV for `dvc plots`), PLOT_PNG (two panels: storage and IPC),
-       FIDELITY_PNG, CONFUSION_PNG, GRID_PNG, METHODS_PNG, MARKDOWN and HTML (self-contained).
+       FIDELITY_PNG, CONFUSION_PNG, SHARING_PNG (the equal-bytes study's k sweep), GRID_PNG, METHODS_PNG, MARKDOWN
+       and HTML (self-contained).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def figure(out: Path | None, draw) -> None:
 def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fidelity: Path | None, timings: Path,
         teacher_metrics: Path, records_out: Path, summary_out: Path, plot_data_out: Path, plot_png_out: Path,
         grid_png_out: Path, methods_png_out: Path, markdown_out: Path, html_out: Path,
-        fidelity_png_out: Path | None = None, confusion_png_out: Path | None = None) -> dict:
+        fidelity_png_out: Path | None = None, confusion_png_out: Path | None = None,
+        sharing_png_out: Path | None = None) -> dict:
     with Timer() as timer:
         recs, stale = gather.current(records.collect(runs, annotate=gather.ablation_of))
         if not recs:
@@ -66,7 +68,7 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
             timings=gather.load_timings(timings), train_params=gather.run_params(runs), teacher=teacher,
             plot_png=plot_png_out, grid_png=grid_png_out, fidelity=gather.load_fidelity(fidelity) if fidelity else {},
             fidelity_png=fidelity_png_out, classes=classes, confusion=confusion, confusion_png=confusion_png_out,
-            methods_q=methods_q, methods_png=methods_png_out)
+            methods_q=methods_q, methods_png=methods_png_out, sharing_png=sharing_png_out)
         storage_rows = tables.plotted([r for r in rows if r["ipc"] is None], recs)
         figure(plot_png_out, lambda out: figures.accuracy_plot(storage_rows, [r for r in rows if r["ipc"] is not None],
                                                                out))
@@ -80,6 +82,9 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
         matrices = [(tables.variant_title(k), confusion[k]) for k in tables.confusion_order(confusion)]
         figure(confusion_png_out, lambda out: figures.confusion_grid(matrices[:5], classes, out) if matrices
                else figures.placeholder("no run records with a confusion matrix", out))
+        panels = tables.sharing_panels(rows, recs)
+        figure(sharing_png_out, lambda out: figures.sharing_plot(panels, out) if panels
+               else figures.placeholder("no DCQ variants on the sharing axis (studies/equal_bytes)", out))
         blocks = tables.build(inputs)
         write_json(records_out, recs)
         write_json(summary_out, records.dvc_summary(rows))
@@ -108,6 +113,7 @@ def command(
     methods_png_out: Path = typer.Option(..., "--methods-grid", help="image grid PNG: DCQ vs per-image quantizers"),
     fidelity_png_out: Path = typer.Option(None, "--fidelity-plot", help="accuracy vs colour fidelity PNG"),
     confusion_png_out: Path = typer.Option(None, "--confusion", help="per-class confusion matrices PNG"),
+    sharing_png_out: Path = typer.Option(None, "--sharing-plot", help="accuracy vs shared palettes k PNG"),
     markdown_out: Path = typer.Option(..., "--markdown", help="Markdown report"),
     html_out: Path = typer.Option(..., "--html", help="self-contained HTML report"),
     params_file: Path = PARAMS_OPTION,
@@ -117,4 +123,5 @@ def command(
     base, params = read_params(params_file, "report", ReportParams)
     with stage_command("report", timing):
         run(params, base, runs, prepared, fidelity, timings, teacher_metrics, records_out, summary_out, plot_data_out,
-            plot_png_out, grid_png_out, methods_png_out, markdown_out, html_out, fidelity_png_out, confusion_png_out)
+            plot_png_out, grid_png_out, methods_png_out, markdown_out, html_out, fidelity_png_out, confusion_png_out,
+            sharing_png_out)

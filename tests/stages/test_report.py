@@ -32,7 +32,9 @@ def render(small_run, tmp_path, recs=None):
     runs = tmp_path / "runs"
     runs.mkdir(parents=True)
     for i, r in enumerate(recs if recs is not None else records_for(small_run)):
-        (runs / f"{i}.json").write_text(json.dumps(r))
+        folder = runs / r["_group"] if "_group" in r else runs  # a run group: the folder under runs
+        folder.mkdir(exist_ok=True)
+        (folder / f"{i}.json").write_text(json.dumps({k: v for k, v in r.items() if k != "_group"}))
     timings = tmp_path / "timings"
     timings.mkdir()
     (timings / "teacher.json").write_text(json.dumps({"stage": "teacher", "seconds": 12.5}))
@@ -41,9 +43,11 @@ def render(small_run, tmp_path, recs=None):
     names = {"records": "metrics.json", "summary": "summary.json", "data": "plot.csv", "plot": "plot.png",
              "grid": "grid.png", "methods": "methods.png", "md": "report.md", "html": "report.html"}
     paths = {key: out / name for key, name in names.items()}
+    paths["sharing"] = out / "sharing.png"
     report.run(report.ReportParams(grid_images=4), BASE, runs, small_run.prepared, None, timings,
                small_run.root / "teacher" / "metrics.json", paths["records"], paths["summary"], paths["data"],
-               paths["plot"], paths["grid"], paths["methods"], paths["md"], paths["html"])
+               paths["plot"], paths["grid"], paths["methods"], paths["md"], paths["html"],
+               sharing_png_out=paths["sharing"])
     return paths
 
 
@@ -266,3 +270,56 @@ def test_evaluate_synthetic_trains_on_a_dcq_store_at_an_ipc_budget_only(small_ru
         evaluate_synthetic.run(eval_params, BASE, 0, small_run.dcq(1), expert_store, small_run.prepared,
                                tmp_path / "r3.json")
     assert not (tmp_path / "r3.json").exists()
+
+
+def test_equal_bytes_variants_get_differences_to_dcq_and_the_strongest_rival_and_a_sharing_figure(small_run, tmp_path):
+    """DCQ variants of the equal-bytes study (ablate-built stores whose runs sit in runs/equal_bytes): compared with
+    the params.yaml DCQ and the best other method at their q by paired intervals; the k sweep is drawn from the
+    variants that change only the number of shared palettes, and they stay out of the ablations table."""
+    from pipeline.config import params_hash
+    from pipeline.io.train_sets import load_train_set, store_params
+    from pipeline.stages import ablate, baseline
+    from tests.conftest import SMALL
+
+    n = int(zarr.open_group(str(small_run.prepared), mode="r")["train/labels"].shape[0])
+    params = ablate.AblateParams(bits=(1,), variants=ablate.parse_variants(
+        {"k1": {"cluster": {"k": 1}}, "kN": {"cluster": {"source": "images", "k": n}},
+         "best": {"encode": {"assign": "best_palette"}}}, "dcq_variants.variants"))
+    seeds = range(5)
+    recs = [dict(r, seed=s, test_accuracy=r["test_accuracy"] + s) for r in records_for(small_run)
+            if r["seed"] == 0 for s in seeds]
+    def add(path, method, accs, group):
+        ts = load_train_set(path)
+        for seed, acc in zip(seeds, accs):
+            recs.append({"method": method, "bits": 1, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
+                         "compression_ratio": ts.compression_ratio, "train_bytes": ts.stored_bytes,
+                         "train_set": str(path), "train_set_hash": params_hash(store_params(path)), "_group": group})
+    # params.yaml DCQ at q=1: 20, 21, 22, 23, 24 (records_for's seed-0 run plus the seed)
+    for name, accs in (("k1", [15, 16.5, 17, 18, 19.5]), ("kN", [30, 31.5, 32, 33.2, 34]),
+                       ("best", [20.1, 21.2, 21.9, 23.1, 24.0])):
+        path = tmp_path / "stores" / f"{name}-q1.zarr"
+        ablate.run(params, BASE, SMALL, name, 1, small_run.prepared, small_run.teacher, None, path, "dcq_variants")
+        add(path, "dcq", accs, "equal_bytes")
+    rival = tmp_path / "stores" / "kmeans_lab-q1.zarr"
+    baseline.run(baseline.BaselineParams(), BASE, "kmeans_lab", 1, small_run.prepared, rival)
+    add(rival, "kmeans_lab", [25, 26, 27, 28, 29], "kmeans_lab-q1")
+    paths = render(small_run, tmp_path / "out", recs)
+    md = paths["md"].read_text()
+    assert "## DCQ variants at equal bytes" in md and "## DCQ ablations" not in md
+    row = next(line for line in md.splitlines() if line.startswith("| kN |"))
+    assert "cluster.source=images" in row and "| 1 | convnetd3 |" in row
+    assert "+10.14 [" in row and "**established**: higher" in row  # vs DCQ: 30-20, 31.5-21, ... mean +10.14
+    assert "kmeans_lab: +5.14 [" in row  # vs the strongest other method at q=1
+    best = next(line for line in md.splitlines() if line.startswith("| best |"))
+    assert "encode.assign=best_palette" in best and "not established (interval includes 0)" in best
+    # choosing among the shared palettes stores the same arrays: only zstd's gain on them moves the bytes
+    assert re.search(r"\| (0\.9[89]|1\.0[0-2])x \|", best)
+    assert "![test accuracy against the number of shared palettes k](sharing.png)" in md
+    with Image.open(paths["sharing"]) as img:
+        assert img.size[0] > 500 and img.size[1] > 300
+    panels = report.tables.sharing_panels(report.records.summarize(
+        [r for r in json.loads(paths["records"].read_text())]), json.loads(paths["records"].read_text()))
+    assert [p["k"] for p in panels[0]["points"]] == [1, 4, n]  # k1, the params.yaml DCQ (k=4), kN; not `best`
+    assert panels[0]["references"][0]["label"].startswith("kmeans_lab")
+    series = {row["series"] for row in csv.DictReader(paths["data"].open())}
+    assert "dcq [kN] (convnetd3)" in series  # variants change the bytes: they join the matched-storage plot
