@@ -33,6 +33,10 @@ class BaseParams:
     # "auto" = the fastest dtype measured to work on the device (bf16 autocast on CUDA and on CPUs
     # with AVX-512 BF16 / AMX, else fp32).
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # Where the per-image stages run their shards: in this process, or as Dask tasks (pipeline/executor.py).
+    # Never part of an output's params: every executor writes the same bytes.
+    executor: Literal["serial", "dask"] = dataclasses.field(default="serial", metadata={"not_recorded": True})
+    scheduler: str | None = dataclasses.field(default=None, metadata={"not_recorded": True})  # null: a LocalCluster
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -150,7 +154,7 @@ def to_dict(obj: Any) -> dict:
 
     out = plain(dataclasses.asdict(obj))
     for f in dataclasses.fields(obj):
-        if f.metadata.get("off_switch") and getattr(obj, f.name) == f.default:
+        if f.metadata.get("not_recorded") or (f.metadata.get("off_switch") and getattr(obj, f.name) == f.default):
             out.pop(f.name)
     return out
 

@@ -60,6 +60,9 @@ SECTION = {"train_full": "train", "train_dcq": "train", "train_baseline": "train
 FOREACH_ONLY = {"palette": {"bits"}, "codec": {"codecs", "bits"}, "train": set(train.MATRIX_KEYS), "baseline": {"methods", "bits"},
                 "prune": {"methods", "bits"}, "distill": {"methods", "ipcs"},
                 "evaluate_synthetic": set(evaluate_synthetic.MATRIX_KEYS)}
+# The base keys an output can depend on; base.executor and base.scheduler never change a byte (tests/test_executor.py),
+# so no stage lists them and switching executor reruns nothing.
+RECORDED_BASE = {"base.seed", "base.device", "base.precision"}
 # prepare only uses the seed (for the subset); the device cannot change what it writes.
 # train seeds itself from its matrix item; report uses the seed only to pick the images it shows.
 BASE_KEYS = {"prepare": {"base.seed"}, "train_full": {"base.device", "base.precision"},
@@ -172,7 +175,7 @@ def test_every_stage_lists_exactly_its_keys():
         listed = set(body["params"])
         own = SECTION.get(name, name)
         fields = {f.name for f in dataclasses.fields(cls)} - FOREACH_ONLY.get(own, set())
-        expected = {f"{own}.{f}" for f in fields} | BASE_KEYS.get(name, {"base"})
+        expected = {f"{own}.{f}" for f in fields} | BASE_KEYS.get(name, RECORDED_BASE)
         assert listed == expected, name
         for key in listed:
             section = key.partition(".")[0]
@@ -184,7 +187,7 @@ def test_ablate_lists_its_variant_and_every_dcq_key_it_starts_from(stage, trains
     """ablate reruns the DCQ chain, so it reads the DCQ sections (all but palette.bits) and only its own variant."""
     body = load()["stages"][stage]
     section_name = VARIANT_STAGES[stage]
-    expected = {"base", f"{section_name}.variants.${{item.variant}}"}
+    expected = RECORDED_BASE | {f"{section_name}.variants.${{item.variant}}"}
     for section, cls in ablate.SECTIONS.items():
         expected |= {f"{section}.{f.name}" for f in dataclasses.fields(cls)} - {"palette.bits"}
     assert set(body["params"]) == expected
@@ -220,3 +223,9 @@ def test_the_equal_bytes_study_trains_only_what_exists_and_adds_new_seeds(params
     assert set(extra["methods"]) <= set(params["baseline"]["methods"])
     assert not set(extra["seeds"]) & set(params["train"]["seeds"]), "a seed the main job already trains"
     assert len(set(extra["seeds"]) | set(params["train"]["seeds"])) >= 5
+
+
+def test_no_stage_reruns_when_only_the_executor_changes():
+    for name, body in load()["stages"].items():
+        listed = set(body.get("do", body)["params"])
+        assert not listed & {"base", "base.executor", "base.scheduler"}, name

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 import zarr
-from tqdm import tqdm
 
 from pipeline.config import BaseParams, lineage, require
 from pipeline.device import resolve_runtime
+from pipeline.executor import cached, file_stamp, map_shards
 from pipeline.io.arrays import create_rows, iter_blocks, open_group, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.models.checkpoint import load_checkpoint
@@ -33,37 +34,53 @@ class AttentionParams:
         require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1")
 
 
+def _cam(teacher: str, layer: str, method: str, device: torch.device):
+    """The CAM object and input normalization, made once per process (CAM objects leak when re-created)."""
+    model, norm, _ = load_checkpoint(Path(teacher))
+    target = get_module(model, layer, "attention.layer")
+    model = model.to(device).to(memory_format=torch.channels_last)
+    return make_cam(model, target, method).__enter__(), norm
+
+
+def attention_block(params: AttentionParams, base: BaseParams, prepared: str, teacher: str, out: str,
+                    start: int, stop: int) -> int:
+    """One shard of rows: the CAMs of images [start, stop) for their labels into OUT's `cams` (an executor task).
+    Returns how many of them the teacher classifies correctly."""
+    runtime = resolve_runtime(base.device, base.precision)
+    cam, norm = cached(("attention", file_stamp(teacher), params.layer, params.method, str(runtime.device)),
+                       lambda: _cam(teacher, params.layer, params.method, runtime.device))
+    train = zarr.open_group(prepared, mode="r")["train"]
+    chunk, labels = torch.from_numpy(train["images"][start:stop]), train["labels"][start:stop]
+    maps, correct = [], 0
+    for s in range(0, len(chunk), params.batch_size):
+        x = to_input(chunk[s:s + params.batch_size].to(runtime.device), norm)
+        y = torch.from_numpy(labels[s:s + len(x)])
+        with runtime.autocast():
+            maps.append(label_cams(cam, x, y))
+        correct += int((cam.outputs.argmax(1).cpu() == y).sum())
+    zarr.open_group(out, mode="r+")["cams"][start:stop] = np.concatenate(maps).astype(np.float16)
+    return correct
+
+
 def write_attention(params: AttentionParams, base: BaseParams, prepared: Path, teacher: Path, out: Path) -> dict:
     runtime = resolve_runtime(base.device, base.precision)
     train = open_group(prepared, "prepared store")["train"]
-    images, labels = train["images"], train["labels"][:]
-    model, norm, ckpt = load_checkpoint(teacher)
-    target = get_module(model, params.layer, "attention.layer")  # validated before any work
-    model = model.to(runtime.device).to(memory_format=torch.channels_last)
+    images = train["images"]
+    model, _, ckpt = load_checkpoint(teacher)
+    get_module(model, params.layer, "attention.layer")  # validated before any work
     n, h, w, _ = images.shape
     if params.method == "none":
         return write_uniform(params, base, ckpt, n, h, w, out)
-    correct = 0
-    with Timer() as timer, store_output(out) as tmp, make_cam(model, target, params.method) as cam:
+    with Timer() as timer, store_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         cams = create_rows(root, "cams", (n, h, w), np.float16)
-        block = write_block_size(cams)
-        with tqdm(total=n, desc=f"attention {params.method}", unit="img", leave=False) as bar:
-            for start, stop in iter_blocks(n, block):
-                chunk = torch.from_numpy(images[start:stop])
-                maps = []
-                for s in range(0, len(chunk), params.batch_size):
-                    x = to_input(chunk[s:s + params.batch_size].to(runtime.device), norm)
-                    y = torch.from_numpy(labels[start + s:start + s + len(x)])
-                    with runtime.autocast():
-                        maps.append(label_cams(cam, x, y))
-                    correct += int((cam.outputs.argmax(1).cpu() == y).sum())
-                    bar.update(len(x))
-                cams[start:stop] = np.concatenate(maps).astype(np.float16)
+        task = partial(attention_block, params, base, str(prepared), str(teacher), str(tmp))
+        correct = sum(map_shards(base, task, n, write_block_size(cams), f"attention {params.method}"))
         root.attrs.update({"params": lineage(ckpt.get("params"), base=base, attention=params),
                            "teacher_train_accuracy": 100.0 * correct / max(1, n)})
     summary("attention", n, "images", timer.seconds, method=params.method, layer=params.layer,
-            teacher_train_accuracy=f"{100.0 * correct / max(1, n):.1f}%", runtime=runtime.describe)
+            teacher_train_accuracy=f"{100.0 * correct / max(1, n):.1f}%", runtime=runtime.describe,
+            executor=base.executor)
     return {"images": n, "seconds": timer.seconds}
 
 

@@ -7,18 +7,19 @@ this costs no byte."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 import zarr
-from tqdm import tqdm
 
 from pipeline.config import BaseParams, lineage, off_switch, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
-from pipeline.io.arrays import create_rows, create_small, iter_blocks, open_group, write_block_size
+from pipeline.executor import map_shards
+from pipeline.io.arrays import create_rows, create_small, open_group, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.io.dcq_store import FORMAT, smallest_uint
 from pipeline.quantize.bitpack import check_bits, pack, packed_bytes
@@ -60,14 +61,32 @@ def best_palettes(block_u8: torch.Tensor, palettes_lab: torch.Tensor, max_elemen
     return torch.cat(errors, 1).argmin(1)
 
 
+def encode_shard(params: EncodeParams, base: BaseParams, bits: int, prepared: str, clusters: str, out: str,
+                 palettes_u8: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """One shard of rows: the packed indices of images [start, stop) into OUT's `indices` (an executor task).
+    Returns the palette id each image uses (its cluster's, or with assign: best_palette its best fitting one)."""
+    runtime = resolve_runtime(base.device, base.precision)
+    palettes_lab = rgb_to_lab(torch.from_numpy(palettes_u8)).to(runtime.device)
+    chunk = torch.from_numpy(zarr.open_group(prepared, mode="r")["train/images"][start:stop]).to(runtime.device)
+    ids = torch.from_numpy(zarr.open_group(clusters, mode="r")["assignments"][start:stop].astype(np.int64))
+    ids = ids.to(runtime.device)
+    parts = []
+    for s in range(0, len(chunk), params.batch_size):
+        if params.assign == "best_palette":
+            ids[s:s + params.batch_size] = best_palettes(chunk[s:s + params.batch_size], palettes_lab)
+        parts.append(encode_block(chunk[s:s + params.batch_size], ids[s:s + params.batch_size], palettes_lab, bits))
+    zarr.open_group(out, mode="r+")["indices"][start:stop] = np.concatenate(parts)
+    return ids.cpu().numpy()
+
+
 def write_dcq(params: EncodeParams, base: BaseParams, bits: int, prepared: Path, clusters: Path, refined: Path,
         out: Path) -> dict:
     bits = check_bits(bits, "encode --bits")
-    runtime = resolve_runtime(base.device, base.precision)
+    resolve_runtime(base.device, base.precision)  # a device this machine lacks fails here, before any work
     prep = open_group(prepared, "prepared store")
     images, labels = prep["train/images"], prep["train/labels"][:]
     assignments = open_group(clusters, "cluster store")["assignments"][:].astype(np.int64)
-    original = assignments.copy()
+    original = assignments
     ref = open_group(refined, "refined palette store")
     if int(ref.attrs["bits"]) != bits:
         raise StoreError(f"{refined} holds {ref.attrs['bits']}-bit palettes, encode was asked for {bits} bits")
@@ -75,7 +94,6 @@ def write_dcq(params: EncodeParams, base: BaseParams, bits: int, prepared: Path,
     if len(assignments) != n:
         raise StoreError(f"{clusters} assigns {len(assignments)} images, {prepared} holds {n} train images")
     palettes_u8 = lab_to_rgb_u8(torch.from_numpy(ref["palettes"][:]))  # (k, 2^q, 3)
-    palettes_lab = rgb_to_lab(palettes_u8).to(runtime.device)
     k = palettes_u8.shape[0]
     attrs = {
         "format": FORMAT, "bits": bits, "clusters": k, "image_size": [h, w], "num_images": n,
@@ -89,21 +107,10 @@ def write_dcq(params: EncodeParams, base: BaseParams, bits: int, prepared: Path,
         packed = create_rows(root, "indices", (n, packed_bytes(h * w, bits)), np.uint8)
         create_small(root, "labels", labels.astype(smallest_uint(int(labels.max(initial=0)))))
         create_small(root, "palettes", palettes_u8.numpy())
-        block = write_block_size(packed)
-        with tqdm(total=n, desc=f"encode q={bits}", unit="img", leave=False) as bar:
-            for start, stop in iter_blocks(n, block):
-                chunk = torch.from_numpy(images[start:stop]).to(runtime.device)
-                ids = torch.from_numpy(assignments[start:stop]).to(runtime.device)
-                parts = []
-                for s in range(0, len(chunk), params.batch_size):
-                    if params.assign == "best_palette":
-                        ids[s:s + params.batch_size] = best_palettes(chunk[s:s + params.batch_size], palettes_lab)
-                    parts.append(encode_block(chunk[s:s + params.batch_size], ids[s:s + params.batch_size],
-                                              palettes_lab, bits))
-                    bar.update(len(parts[-1]))
-                packed[start:stop] = np.concatenate(parts)
-                assignments[start:stop] = ids.cpu().numpy()
+        task = partial(encode_shard, params, base, bits, str(prepared), str(clusters), str(tmp), palettes_u8.numpy())
+        assignments = np.concatenate(map_shards(base, task, n, write_block_size(packed), f"encode q={bits}"))
         moved = int((assignments != original).sum())
         create_small(root, "clusters", assignments.astype(smallest_uint(max(k - 1, 0))))
-    summary("encode", n, "images", timer.seconds, bits=bits, clusters=k, assign=params.assign, moved=moved, out=out)
+    summary("encode", n, "images", timer.seconds, bits=bits, clusters=k, assign=params.assign, moved=moved,
+            executor=base.executor, out=out)
     return {"images": n, "bits": bits, "seconds": timer.seconds}

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 import zarr
-from tqdm import tqdm
 
 from pipeline.config import BaseParams, lineage, require
 from pipeline.device import resolve_runtime
-from pipeline.io.arrays import create_rows, iter_blocks, open_group, write_block_size
+from pipeline.executor import cached, file_stamp, map_shards
+from pipeline.io.arrays import create_rows, open_group, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.models.layers import truncated_extractor
@@ -43,31 +44,45 @@ def pool(fmap: torch.Tensor, pooling: str, grid_size: int) -> torch.Tensor:
     return torch.nn.functional.adaptive_avg_pool2d(fmap, grid_size).flatten(1)
 
 
+def _extractor(teacher: str, layer: str, device: torch.device):
+    model, norm, _ = load_checkpoint(Path(teacher))
+    extractor = torch.nn.Identity() if layer == "pixels" else truncated_extractor(model, layer, "features.layer")
+    return extractor.to(device).to(memory_format=torch.channels_last), norm
+
+
+def features_block(params: FeaturesParams, base: BaseParams, prepared: str, teacher: str, out: str,
+                   start: int, stop: int) -> int:
+    """One shard of rows: pooled features of images [start, stop) into OUT's `features` (an executor task)."""
+    runtime = resolve_runtime(base.device, base.precision)
+    extractor, norm = cached(("features", file_stamp(teacher), params.layer, str(runtime.device)),
+                             lambda: _extractor(teacher, params.layer, runtime.device))
+    chunk = torch.from_numpy(zarr.open_group(prepared, mode="r")["train/images"][start:stop])
+    outs = []
+    with torch.no_grad():
+        for s in range(0, len(chunk), params.batch_size):
+            x = to_input(chunk[s:s + params.batch_size].to(runtime.device), norm)
+            with runtime.autocast():
+                outs.append(pool(extractor(x), params.pooling, params.grid_size).cpu())
+    zarr.open_group(out, mode="r+")["features"][start:stop] = torch.cat(outs).numpy()
+    return stop - start
+
+
 def write_features(params: FeaturesParams, base: BaseParams, prepared: Path, teacher: Path, out: Path) -> dict:
     runtime = resolve_runtime(base.device, base.precision)
     images = open_group(prepared, "prepared store")["train/images"]
     model, norm, ckpt = load_checkpoint(teacher)
     extractor = (torch.nn.Identity() if params.layer == "pixels"
                  else truncated_extractor(model, params.layer, "features.layer")).to(runtime.device)
-    extractor = extractor.to(memory_format=torch.channels_last)
     n = images.shape[0]
-    with torch.no_grad(), runtime.autocast():
+    with torch.no_grad(), runtime.autocast():  # the feature width, from one image
         probe = pool(extractor(to_input(torch.from_numpy(images[:1]).to(runtime.device), norm)), params.pooling, params.grid_size)
     dim = probe.shape[1]
     with Timer() as timer, store_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs["params"] = lineage(ckpt.get("params"), base=base, features=params)
         feats = create_rows(root, "features", (n, dim), np.float32)
-        block = write_block_size(feats)
-        with torch.no_grad(), tqdm(total=n, desc="features", unit="img", leave=False) as bar:
-            for start, stop in iter_blocks(n, block):
-                chunk = torch.from_numpy(images[start:stop])
-                outs = []
-                for s in range(0, len(chunk), params.batch_size):
-                    x = to_input(chunk[s:s + params.batch_size].to(runtime.device), norm)
-                    with runtime.autocast():
-                        outs.append(pool(extractor(x), params.pooling, params.grid_size).cpu())
-                    bar.update(len(x))
-                feats[start:stop] = torch.cat(outs).numpy()
-    summary("features", n, "images", timer.seconds, dim=dim, layer=params.layer, runtime=runtime.describe)
+        task = partial(features_block, params, base, str(prepared), str(teacher), str(tmp))
+        map_shards(base, task, n, write_block_size(feats), "features")
+    summary("features", n, "images", timer.seconds, dim=dim, layer=params.layer, runtime=runtime.describe,
+            executor=base.executor)
     return {"images": n, "dim": dim, "seconds": timer.seconds}
