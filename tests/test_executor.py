@@ -1,5 +1,5 @@
-"""The Dask executor writes the same bytes as the serial one: features, attention and encode on real CIFAR-10
-images, mapped over their output shards by a 2-worker LocalCluster, against the serial run's stores."""
+"""The Dask executor writes the same bytes as the serial one: features, attention, encode and the per-image
+baselines on real CIFAR-10 images, mapped over their output shards by a 2-worker LocalCluster, against the serial run's stores."""
 
 from dataclasses import replace
 from pathlib import Path
@@ -10,7 +10,7 @@ import zarr
 from pipeline.config import to_dict
 from pipeline.errors import ParamsError
 from pipeline.executor import cached, map_shards, spans
-from pipeline.stages import attention, encode, features
+from pipeline.stages import attention, baseline, encode, features
 from tests.conftest import BASE, SMALL
 
 
@@ -47,9 +47,12 @@ def test_dask_executor_writes_the_serial_bytes(small_run, tmp_path, cluster, mon
         for assign in ("cluster", "best_palette"):
             encode.run(replace(SMALL["encode"], assign=assign), base, 2, small_run.prepared, small_run.clusters,
                        small_run.refined(2), out / f"dcq-{assign}.zarr")
-    for store in ("features.zarr", "attention.zarr", "dcq-cluster.zarr", "dcq-best_palette.zarr"):
+        for method in ("median_cut", "libimagequant"):
+            baseline.run(baseline.BaselineParams(), base, method, 2, small_run.prepared, out / f"{method}.zarr")
+    for store in ("features.zarr", "attention.zarr", "dcq-cluster.zarr", "dcq-best_palette.zarr", "median_cut.zarr",
+                  "libimagequant.zarr"):
         same_store(tmp_path / "serial" / store, tmp_path / "dask" / store)
-    assert len(mapped) == 4 and min(mapped) >= 5  # each dask stage ran as that many shard tasks
+    assert len(mapped) == 6 and min(mapped) >= 5  # each dask stage ran as that many shard tasks
     shards = zarr.open_group(str(tmp_path / "dask" / "attention.zarr"), mode="r")["cams"].shards[0]
     assert 160 // shards >= 4
 

@@ -1,6 +1,6 @@
 """baseline@method-q: a per-image colour-quantization baseline of the train set.
 
-Reads  `baseline:` + `base`; the prepared store (train/). The method and bit depth come from dvc.yaml's
+Reads  `baseline:` + `base` (seed; executor: the shards map serially or on Dask); the prepared store (train/). The method and bit depth come from dvc.yaml's
        matrix over `baseline.methods` x `baseline.bits`.
 Writes `OUT`, a per-image-palette store (`palette-per-image-v1`, pipeline/io/dcq_store.py): q-bit packed
        indices, one uint8 sRGB palette of 2^q colours per image, labels, attrs with the method and the
@@ -11,15 +11,16 @@ Writes `OUT`, a per-image-palette store (`palette-per-image-v1`, pipeline/io/dcq
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import typer
 import zarr
-from tqdm import tqdm
 
 from pipeline.config import BaseParams, lineage, params_hash, require
-from pipeline.io.arrays import create_rows, create_small, iter_blocks, open_group, write_block_size
+from pipeline.executor import map_shards
+from pipeline.io.arrays import create_rows, create_small, open_group, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.io.dcq_store import PER_IMAGE_FORMAT, smallest_uint
 from pipeline.quantize.bitpack import check_bits, pack, packed_bytes
@@ -41,6 +42,16 @@ class BaselineParams:
         require(self.kmeans_iterations >= 1, f"kmeans_iterations={self.kmeans_iterations} must be >= 1")
 
 
+def quantize_shard(method: str, bits: int, iterations: int, seed: int, prepared: str, out: str, start: int,
+                   stop: int) -> np.ndarray:
+    """One shard of rows: images [start, stop) quantized, their packed indices into OUT's `indices` (an executor
+    task). Returns their palettes."""
+    images = zarr.open_group(prepared, mode="r")["train/images"][start:stop]
+    idx, pal = quantize_block(images, method, bits, iterations, seed)
+    zarr.open_group(out, mode="r+")["indices"][start:stop] = pack(idx.reshape(stop - start, -1), bits)
+    return pal
+
+
 def run(params: BaselineParams, base: BaseParams, method: str, bits: int, prepared: Path, out: Path) -> dict:
     method = check_quantizer(method, "baseline --method")
     bits = check_bits(bits, "baseline --bits")
@@ -59,14 +70,10 @@ def run(params: BaselineParams, base: BaseParams, method: str, bits: int, prepar
         packed = create_rows(root, "indices", (n, packed_bytes(h * w, bits)), np.uint8)
         palettes = create_rows(root, "palettes", (n, 2**bits, 3), np.uint8)
         create_small(root, "labels", labels.astype(smallest_uint(int(labels.max(initial=0)))))
-        block = write_block_size(packed)
-        with tqdm(total=n, desc=f"baseline {method} q={bits}", unit="img", leave=False) as bar:
-            for start, stop in iter_blocks(n, block):
-                idx, pal = quantize_block(images[start:stop], method, bits, params.kmeans_iterations, base.seed)
-                packed[start:stop] = pack(idx.reshape(stop - start, -1), bits)
-                palettes[start:stop] = pal
-                bar.update(stop - start)
-    summary("baseline", n, "images", timer.seconds, method=method, bits=bits, out=out)
+        task = partial(quantize_shard, method, bits, params.kmeans_iterations, base.seed, str(prepared), str(tmp))
+        # the palettes' shards differ from the indices', so the tasks return them and this process writes them
+        palettes[:] = np.concatenate(map_shards(base, task, n, write_block_size(packed), f"baseline {method} q={bits}"))
+    summary("baseline", n, "images", timer.seconds, method=method, bits=bits, executor=base.executor, out=out)
     return {"images": n, "method": method, "bits": bits, "seconds": timer.seconds}
 
 
