@@ -53,24 +53,27 @@ def spans(n: int, block: int) -> list[tuple[int, int]]:
     return [(start, min(n, start + block)) for start in range(0, n, block)]
 
 
-def map_shards(base: BaseParams, task: Callable[[int, int], T], n: int, block: int, desc: str,
-               unit: str = "img") -> list[T]:
-    """task(start, stop) for every block of `block` rows of n, results in block order. `task` must be picklable
-    for the Dask executor (a module-level function, or functools.partial of one with plain arguments)."""
+def map_shards(base: BaseParams, task: Callable[..., T], n: int, block: int, desc: str, unit: str = "img",
+               payload: Callable[[int, int], Any] | None = None) -> list[T]:
+    """task(start, stop) for every block of `block` rows of n, results in block order; with `payload`,
+    task(start, stop, payload(start, stop)): what only this block needs (its file names), shipped with it. `task`
+    must be picklable for the Dask executor (a module-level function, or functools.partial of one)."""
     blocks = spans(n, block)
+    extra = (lambda start, stop: ()) if payload is None else (lambda start, stop: (payload(start, stop),))
     if base.executor == "serial":
         results = []
         with tqdm(total=n, desc=desc, unit=unit, leave=False) as bar:
             for start, stop in blocks:
-                results.append(task(start, stop))
+                results.append(task(start, stop, *extra(start, stop)))
                 bar.update(stop - start)
         return results
     if base.executor != "dask":
         raise ParamsError(f"base.executor={base.executor!r} must be serial or dask")
-    return _map_dask(base.scheduler, task, blocks, n, desc, unit)
+    return _map_dask(base.scheduler, task, blocks, [extra(a, b) for a, b in blocks], n, desc, unit)
 
 
-def _map_dask(scheduler: str | None, task, blocks: list[tuple[int, int]], n: int, desc: str, unit: str) -> list:
+def _map_dask(scheduler: str | None, task, blocks: list[tuple[int, int]], extras: list[tuple], n: int, desc: str,
+              unit: str) -> list:
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError as exc:  # pragma: no cover - dask is a dependency; this names it if an install lacks it
@@ -86,7 +89,7 @@ def _map_dask(scheduler: str | None, task, blocks: list[tuple[int, int]], n: int
     except OSError as exc:
         raise ParamsError(f"base.scheduler={scheduler!r}: cannot reach the Dask scheduler ({exc})") from None
     try:
-        futures = [client.submit(task, start, stop, pure=False) for start, stop in blocks]
+        futures = [client.submit(task, start, stop, *extra, pure=False) for (start, stop), extra in zip(blocks, extras)]
         order = {f.key: i for i, f in enumerate(futures)}
         results: list = [None] * len(futures)
         with tqdm(total=n, desc=f"{desc} (dask)", unit=unit, leave=False) as bar:

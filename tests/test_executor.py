@@ -1,4 +1,4 @@
-"""The Dask executor writes the same bytes as the serial one: features, attention, encode and the per-image
+"""The Dask executor writes the same bytes as the serial one: prepare, features, attention, encode and the per-image
 baselines on real CIFAR-10 images, mapped over their output shards by a 2-worker LocalCluster, against the serial run's stores."""
 
 from dataclasses import replace
@@ -10,7 +10,7 @@ import zarr
 from pipeline.config import to_dict
 from pipeline.errors import ParamsError
 from pipeline.executor import cached, map_shards, spans
-from pipeline.stages import attention, baseline, encode, features
+from pipeline.stages import attention, baseline, encode, features, prepare
 from tests.conftest import BASE, SMALL
 
 
@@ -42,6 +42,7 @@ def test_dask_executor_writes_the_serial_bytes(small_run, tmp_path, cluster, mon
     monkeypatch.setattr(executor, "_map_dask", lambda *a: mapped.append(len(a[2])) or real(*a))
     for name, base in (("serial", BASE), ("dask", dask)):
         out = tmp_path / name
+        prepare.run(SMALL["prepare"], base, out / "prepared.zarr")
         features.run(SMALL["features"], base, small_run.prepared, small_run.teacher, out / "features.zarr")
         attention.run(SMALL["attention"], base, small_run.prepared, small_run.teacher, out / "attention.zarr")
         for assign in ("cluster", "best_palette"):
@@ -49,10 +50,10 @@ def test_dask_executor_writes_the_serial_bytes(small_run, tmp_path, cluster, mon
                        small_run.refined(2), out / f"dcq-{assign}.zarr")
         for method in ("median_cut", "libimagequant"):
             baseline.run(baseline.BaselineParams(), base, method, 2, small_run.prepared, out / f"{method}.zarr")
-    for store in ("features.zarr", "attention.zarr", "dcq-cluster.zarr", "dcq-best_palette.zarr", "median_cut.zarr",
+    for store in ("prepared.zarr", "features.zarr", "attention.zarr", "dcq-cluster.zarr", "dcq-best_palette.zarr", "median_cut.zarr",
                   "libimagequant.zarr"):
         same_store(tmp_path / "serial" / store, tmp_path / "dask" / store)
-    assert len(mapped) == 6 and min(mapped) >= 5  # each dask stage ran as that many shard tasks
+    assert len(mapped) == 8 and min(mapped) >= 5  # each dask stage ran as that many shard tasks
     shards = zarr.open_group(str(tmp_path / "dask" / "attention.zarr"), mode="r")["cams"].shards[0]
     assert 160 // shards >= 4
 

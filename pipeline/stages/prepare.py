@@ -8,18 +8,19 @@ Writes `OUT` (a Zarr group) with `train/` and `test/` groups, each holding `imag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import typer
 import zarr
-from tqdm import tqdm
 
 from pipeline.config import BaseParams, off_switch, require, resolved_params
 from pipeline.errors import DatasetError
-from pipeline.io.arrays import create_rows, create_small, iter_blocks, write_block_size
+from pipeline.executor import map_shards
+from pipeline.io.arrays import create_rows, create_small, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.io.sources import (
     TORCHVISION_SOURCES,
@@ -84,16 +85,26 @@ def select_per_class(labels: np.ndarray, per_class: int | None, seed: int, class
     return np.concatenate(rows)
 
 
+def decode_shard(size: tuple[int, int], resize: str, out: str, start: int, stop: int,
+                 rows: SplitListing) -> int:
+    """One shard of rows: decode this block's images (`rows`: its part of the listing) into OUT (an executor task)."""
+    zarr.open_group(out, mode="r+")["images"][start:stop] = decoder(rows, size, resize)(np.arange(stop - start))
+    return stop - start
+
+
 def write_split(group: zarr.Group, listing: SplitListing, rows: np.ndarray, size: tuple[int, int], resize: str,
-                split: str) -> None:
+                split: str, base: BaseParams, path: Path) -> None:
     images = create_rows(group, "images", (len(rows), *size, 3), np.uint8)
     create_small(group, "labels", listing.labels[rows].astype(np.int64))
-    decode = decoder(listing, size, resize)
-    block = write_block_size(images)
-    with tqdm(total=len(rows), desc=f"prepare {split}", unit="img", leave=False) as bar:
-        for start, stop in iter_blocks(len(rows), block):
-            images[start:stop] = decode(rows[start:stop])
-            bar.update(stop - start)
+
+    def block_of(start: int, stop: int) -> SplitListing:
+        part = rows[start:stop]
+        return replace(listing, labels=listing.labels[part],
+                       files=None if listing.files is None else [listing.files[r] for r in part],
+                       arrays=None if listing.arrays is None else listing.arrays[part])
+
+    map_shards(base, partial(decode_shard, size, resize, str(path)), len(rows), write_block_size(images),
+               f"prepare {split}", payload=block_of)
 
 
 def run(params: PrepareParams, base: BaseParams, out: Path) -> dict:
@@ -125,7 +136,8 @@ def run(params: PrepareParams, base: BaseParams, out: Path) -> dict:
                  "params": params_used}
             )
             for split, listing in listings.items():
-                write_split(root.create_group(split), listing, rows[split], size, params.resize, split)
+                write_split(root.create_group(split), listing, rows[split], size, params.resize, split, base,
+                            tmp / split)
     n_train, n_test = len(rows["train"]), len(rows["test"])
     shown = size[0] if size[0] == size[1] else f"{size[0]}x{size[1]}"
     line = summary("prepare", n_train + n_test, "images", timer.seconds, train=n_train, test=n_test, size=shown, out=out)
