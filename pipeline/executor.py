@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Hashable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,10 +73,51 @@ def map_shards(base: BaseParams, task: Callable[..., T], n: int, block: int, des
     return _map_dask(base.scheduler, task, blocks, [extra(a, b) for a, b in blocks], n, desc, unit)
 
 
+def reduce_shards(base: BaseParams, task: Callable[[int, int], T], combine: Callable[[T, T], T], n: int, block: int,
+                  desc: str, unit: str = "img") -> T:
+    """combine() over task(start, stop) of every block: folded as blocks finish on the serial executor (one
+    partial result in memory), a binary tree of combine tasks on Dask. `combine` must be exact and associative
+    (merging counts), so the result does not depend on the executor."""
+    blocks = spans(n, block)
+    if base.executor == "serial":
+        result = None
+        with tqdm(total=n, desc=desc, unit=unit, leave=False) as bar:
+            for start, stop in blocks:
+                part = task(start, stop)
+                result = part if result is None else combine(result, part)
+                bar.update(stop - start)
+        return result
+    if base.executor != "dask":
+        raise ParamsError(f"base.executor={base.executor!r} must be serial or dask")
+    with _client(base.scheduler) as client:
+        level = [client.submit(task, start, stop, pure=False) for start, stop in blocks]
+        while len(level) > 1:
+            level = [client.submit(combine, *level[i:i + 2], pure=False) if i + 1 < len(level) else level[i]
+                     for i in range(0, len(level), 2)]
+        return level[0].result()
+
+
 def _map_dask(scheduler: str | None, task, blocks: list[tuple[int, int]], extras: list[tuple], n: int, desc: str,
               unit: str) -> list:
+    from distributed import as_completed
+
+    with _client(scheduler) as client:
+        futures = [client.submit(task, start, stop, *extra, pure=False) for (start, stop), extra in zip(blocks, extras)]
+        order = {f.key: i for i, f in enumerate(futures)}
+        results: list = [None] * len(futures)
+        with tqdm(total=n, desc=f"{desc} (dask)", unit=unit, leave=False) as bar:
+            for future in as_completed(futures):
+                i = order[future.key]
+                results[i] = future.result()
+                bar.update(blocks[i][1] - blocks[i][0])
+        return results
+
+
+@contextmanager
+def _client(scheduler: str | None):
+    """A client of the cluster at `scheduler`, or of a LocalCluster started (and stopped) here."""
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, LocalCluster
     except ImportError as exc:  # pragma: no cover - dask is a dependency; this names it if an install lacks it
         raise ParamsError(f"base.executor=dask needs the dask and distributed packages ({exc})") from None
     cluster = None
@@ -89,15 +131,7 @@ def _map_dask(scheduler: str | None, task, blocks: list[tuple[int, int]], extras
     except OSError as exc:
         raise ParamsError(f"base.scheduler={scheduler!r}: cannot reach the Dask scheduler ({exc})") from None
     try:
-        futures = [client.submit(task, start, stop, *extra, pure=False) for (start, stop), extra in zip(blocks, extras)]
-        order = {f.key: i for i, f in enumerate(futures)}
-        results: list = [None] * len(futures)
-        with tqdm(total=n, desc=f"{desc} (dask)", unit=unit, leave=False) as bar:
-            for future in as_completed(futures):
-                i = order[future.key]
-                results[i] = future.result()
-                bar.update(blocks[i][1] - blocks[i][0])
-        return results
+        yield client
     finally:
         client.close()
         if cluster is not None:

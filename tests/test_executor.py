@@ -1,4 +1,5 @@
-"""The Dask executor writes the same bytes as the serial one: prepare, features, attention, encode and the per-image
+"""The Dask executor writes the same bytes as the serial one: prepare, features, attention, palette (a tree of
+merged colour counts), encode and the per-image
 baselines on real CIFAR-10 images, mapped over their output shards by a 2-worker LocalCluster, against the serial run's stores."""
 
 from dataclasses import replace
@@ -10,7 +11,7 @@ import zarr
 from pipeline.config import to_dict
 from pipeline.errors import ParamsError
 from pipeline.executor import cached, map_shards, spans
-from pipeline.stages import attention, baseline, encode, features, prepare
+from pipeline.stages import attention, baseline, encode, features, palette, prepare
 from tests.conftest import BASE, SMALL
 
 
@@ -45,12 +46,14 @@ def test_dask_executor_writes_the_serial_bytes(small_run, tmp_path, cluster, mon
         prepare.run(SMALL["prepare"], base, out / "prepared.zarr")
         features.run(SMALL["features"], base, small_run.prepared, small_run.teacher, out / "features.zarr")
         attention.run(SMALL["attention"], base, small_run.prepared, small_run.teacher, out / "attention.zarr")
+        palette.run(SMALL["palette"], base, 2, small_run.prepared, small_run.clusters, out / "attention.zarr",
+                    out / "palettes.zarr")
         for assign in ("cluster", "best_palette"):
             encode.run(replace(SMALL["encode"], assign=assign), base, 2, small_run.prepared, small_run.clusters,
                        small_run.refined(2), out / f"dcq-{assign}.zarr")
         for method in ("median_cut", "libimagequant"):
             baseline.run(baseline.BaselineParams(), base, method, 2, small_run.prepared, out / f"{method}.zarr")
-    for store in ("prepared.zarr", "features.zarr", "attention.zarr", "dcq-cluster.zarr", "dcq-best_palette.zarr", "median_cut.zarr",
+    for store in ("prepared.zarr", "features.zarr", "attention.zarr", "palettes.zarr", "dcq-cluster.zarr", "dcq-best_palette.zarr", "median_cut.zarr",
                   "libimagequant.zarr"):
         same_store(tmp_path / "serial" / store, tmp_path / "dask" / store)
     assert len(mapped) == 8 and min(mapped) >= 5  # each dask stage ran as that many shard tasks

@@ -45,6 +45,38 @@ class ColourCounts:
         return int(self.counts.sum())
 
 
+class ClusterColourCounts:
+    """Colour counts of every cluster at once: sorted unique keys cluster * 2^24 + 0xRRGGBB and their pixel counts.
+    Memory grows with the distinct (cluster, colour) pairs, not with the pixels; two partial counts (two blocks
+    of images) merge exactly (`merge`), so blocks can be counted anywhere and reduced as a tree."""
+
+    def __init__(self, keys: np.ndarray | None = None, counts: np.ndarray | None = None):
+        self.keys = np.zeros(0, np.int64) if keys is None else keys
+        self.counts = np.zeros(0, np.int64) if counts is None else counts
+
+    @classmethod
+    def of_pixels(cls, pixels_rgb: np.ndarray, clusters: np.ndarray) -> ClusterColourCounts:
+        keys, counts = np.unique((clusters.astype(np.int64) << 24) | colour_codes(pixels_rgb), return_counts=True)
+        return cls(keys, counts.astype(np.int64))
+
+    def merge(self, other: ClusterColourCounts) -> ClusterColourCounts:
+        keys, inverse = np.unique(np.concatenate([self.keys, other.keys]), return_inverse=True)
+        counts = np.bincount(inverse.reshape(-1), weights=np.concatenate([self.counts, other.counts]),
+                             minlength=len(keys))
+        return ClusterColourCounts(keys, counts.astype(np.int64))
+
+    def per_cluster(self, k: int) -> list[ColourCounts]:
+        """The `ColourCounts` of each of k clusters (views: sorted codes and their counts)."""
+        bounds = np.searchsorted(self.keys >> 24, np.arange(k + 1))
+        out = []
+        for c in range(k):
+            one = ColourCounts()
+            one.codes = (self.keys[bounds[c]:bounds[c + 1]] & 0xFFFFFF).astype(np.int32)
+            one.counts = self.counts[bounds[c]:bounds[c + 1]]
+            out.append(one)
+        return out
+
+
 def fit_palette_counts(counts: ColourCounts, n_colors: int, iterations: int, seed: int, max_pixels: int | None,
                        use_gpu: bool = False) -> tuple[np.ndarray, int]:
     """`fit_palette` on pooled colour counts. Above `max_pixels` pixels, a seeded sample of that many pixels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,12 @@ from tqdm import tqdm
 from pipeline.config import BaseParams, lineage, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
-from pipeline.io.arrays import create_small, iter_blocks, open_group, write_block_size
+from pipeline.executor import reduce_shards
+from pipeline.io.arrays import create_small, open_group, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.quantize.attention import top_pixels
 from pipeline.quantize.bitpack import check_bits
-from pipeline.quantize.palette import ColourCounts, fit_palette_counts
+from pipeline.quantize.palette import ClusterColourCounts, ColourCounts, fit_palette_counts
 from pipeline.timing import Timer, summary
 
 
@@ -38,25 +40,25 @@ class PaletteParams:
                 f"max_pixels_per_cluster={self.max_pixels_per_cluster} must be >= 1 or null")
 
 
-def selected_colour_counts(images, cams, assignments: np.ndarray, k: int, k_gra: float) -> list[ColourCounts]:
-    """Colour counts of the selected (top k_gra%) pixels of every cluster, streamed block by block."""
-    n = images.shape[0]
-    if cams.shape[0] != n or len(assignments) != n:
-        raise StoreError(f"stores disagree on the number of images: images {n}, cams {cams.shape[0]}, "
-                         f"cluster assignments {len(assignments)}")
-    per_cluster = [ColourCounts() for _ in range(k)]
-    for start, stop in tqdm(list(iter_blocks(n, write_block_size(images))), desc="pool pixels", leave=False):
-        mask = top_pixels(torch.from_numpy(cams[start:stop].astype(np.float32)), k_gra).numpy()
-        block = images[start:stop]
-        counts = mask.reshape(len(block), -1).sum(1)
-        pixels = block[mask]  # (M,3), image-major order
-        owner = np.repeat(assignments[start:stop], counts)
-        order = np.argsort(owner, kind="stable")
-        bounds = np.searchsorted(owner[order], np.arange(k + 1))
-        for c in range(k):
-            if bounds[c + 1] > bounds[c]:
-                per_cluster[c].add(pixels[order[bounds[c]:bounds[c + 1]]])
-    return per_cluster
+def pool_shard(k_gra: float, prepared: str, attention: str, clusters: str, start: int,
+               stop: int) -> ClusterColourCounts:
+    """One block of rows: the colour counts of its images' selected (top k_gra%) pixels, by cluster (an executor
+    task; the blocks' counts merge exactly)."""
+    cams = zarr.open_group(attention, mode="r")["cams"][start:stop]
+    block = zarr.open_group(prepared, mode="r")["train/images"][start:stop]
+    owner = zarr.open_group(clusters, mode="r")["assignments"][start:stop].astype(np.int64)
+    mask = top_pixels(torch.from_numpy(cams.astype(np.float32)), k_gra).numpy()
+    counts = mask.reshape(len(block), -1).sum(1)
+    return ClusterColourCounts.of_pixels(block[mask], np.repeat(owner, counts))  # pixels in image-major order
+
+
+def selected_colour_counts(base: BaseParams, prepared: Path, attention: Path, clusters: Path, n: int, k: int,
+                           k_gra: float, block: int) -> list[ColourCounts]:
+    """Colour counts of the selected pixels of every cluster, counted block by block on the executor and reduced
+    as a tree of exact merges."""
+    task = partial(pool_shard, k_gra, str(prepared), str(attention), str(clusters))
+    pooled = reduce_shards(base, task, ClusterColourCounts.merge, n, block, "pool pixels")
+    return pooled.per_cluster(k)
 
 
 def write_palettes(params: PaletteParams, base: BaseParams, bits: int, prepared: Path, clusters: Path, attention: Path,
@@ -67,13 +69,17 @@ def write_palettes(params: PaletteParams, base: BaseParams, bits: int, prepared:
     att_root = open_group(attention, "attention store")
     cams = att_root["cams"]
     cluster_root = open_group(clusters, "cluster store")
-    assignments = cluster_root["assignments"][:].astype(np.int64)
+    assigned = cluster_root["assignments"].shape[0]
     k = int(cluster_root["centroids"].shape[0])
     n_colors = 2**bits
     # attention.method none: there is no ranking to cut at k_gra, so every pixel is kept
     k_gra = 100.0 if att_root.attrs["params"].get("attention", {}).get("method") == "none" else params.k_gra
+    n = images.shape[0]
+    if cams.shape[0] != n or assigned != n:
+        raise StoreError(f"stores disagree on the number of images: images {n}, cams {cams.shape[0]}, "
+                         f"cluster assignments {assigned}")
     with Timer() as timer:
-        pooled = selected_colour_counts(images, cams, assignments, k, k_gra)
+        pooled = selected_colour_counts(base, prepared, attention, clusters, n, k, k_gra, write_block_size(images))
         palettes = np.zeros((k, n_colors, 3), np.float32)
         distinct = np.zeros(k, np.int64)
         for c in tqdm(range(k), desc=f"palette q={bits}", leave=False):
