@@ -2,7 +2,8 @@
 
 `load_train_set(path)` recognises the store by its layout and attributes:
   prepared store (`train/images`, `train/labels`)  full colour, the reference upper bound (kind "full")
-  `dcq-v1` store (pipeline/io/dcq_store.py)         decoded block by block from indices + palettes ("dcq")
+  `dcq-v1` store (pipeline/io/dcq_store.py)         decoded block by block from indices + palettes ("dcq"), or
+                                                    kept packed and decoded per batch (`packed=True`)
   `palette-per-image-v1` store (same module)        a per-image quantizer baseline (kind = its method)
   `subset-v1` store (pipeline/io/subset_store.py)   a pruned coreset of full-colour images (kind = its method)
 New variants (distilled sets, ...) add a reader here and nothing else. A run's `--method` must equal the
@@ -31,13 +32,15 @@ from pipeline.io.formats import open_store
 from pipeline.io.subset_store import FORMAT as SUBSET_FORMAT
 from pipeline.io.subset_store import SubsetStore
 from pipeline.io.verify import check, parsing_attrs, reading
+from pipeline.train.packed import PackedImages
 
 
 @dataclass
 class TrainSet:
     path: Path
     kind: str                     # "full" | "dcq" | a baseline or pruning method name
-    images: torch.Tensor          # uint8 (N,H,W,3), exactly the pixels the store rebuilds
+    images: torch.Tensor | PackedImages  # uint8 (N,H,W,3), exactly the pixels the store rebuilds (packed: decoded
+                                         # per batch from indices + palettes, see pipeline/train/packed.py)
     labels: torch.Tensor          # int64 (N,)
     classes: list[str]
     bits: int | None              # colour-index bits per pixel (pruned sets: the bit depth whose storage they
@@ -54,7 +57,7 @@ class TrainSet:
     def raw_bytes(self) -> int:
         """The dataset it stands for as plain 24-bit RGB: these images, or for a coreset the whole set it was
         selected from (so a 417-of-10,000 coreset is compared at 4.17% of the full set's storage)."""
-        per_image = int(self.images[0].numel()) if len(self.images) else 0
+        per_image = self.image_size[0] * self.image_size[1] * 3
         return (self.source_images or len(self.images)) * per_image
 
     @property
@@ -83,13 +86,17 @@ def load_split(prepared: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, 
     return torch.from_numpy(images), torch.from_numpy(labels), dict(root.attrs)
 
 
-def _load_decoded(store: DCQStore | CodecStore) -> TrainSet:
-    """A store that rebuilds every image (palette indices or codec files), decoded block by block."""
+def _load_decoded(store: DCQStore | CodecStore, packed: bool = False) -> TrainSet:
+    """A store that rebuilds every image (palette indices or codec files), decoded block by block, or with
+    `packed` (palette-indexed stores) kept as indices + palettes and decoded per batch."""
     path = store.path
     h, w = store.image_size
-    images = torch.empty((len(store), h, w, 3), dtype=torch.uint8)
-    for start, stop in iter_blocks(len(store), 4096):
-        images[start:stop] = torch.from_numpy(store.decode(start, stop))
+    if packed and isinstance(store, DCQStore):
+        images = PackedImages.of_store(store)
+    else:
+        images = torch.empty((len(store), h, w, 3), dtype=torch.uint8)
+        for start, stop in iter_blocks(len(store), 4096):
+            images[start:stop] = torch.from_numpy(store.decode(start, stop))
     source = store.attrs.get("source_images")  # set when the indexed images are a coreset of a larger set
     return TrainSet(path, store.method, images, torch.from_numpy(store.labels), store.classes, store.bits,
                     disk_bytes(path), dict(store.attrs.get("params", {})), None if source is None else int(source))
@@ -115,7 +122,8 @@ def store_params(path: str | Path) -> dict | None:
     return dict(zarr.open_group(str(path), mode="r").attrs.get("params", {}))
 
 
-def load_train_set(path: str | Path) -> TrainSet:
+def load_train_set(path: str | Path, packed: bool = False) -> TrainSet:
+    """The train set at `path`; `packed`: a palette-indexed store's images stay packed (`PackedImages`)."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"train set {path} does not exist")
@@ -123,4 +131,4 @@ def load_train_set(path: str | Path) -> TrainSet:
         return _load_prepared(path)
     store = open_store(path, INDEXED_FORMATS + (SUBSET_FORMAT, CODEC_FORMAT), "train-set")
     with parsing_attrs(path):
-        return _load_subset(store) if isinstance(store, SubsetStore) else _load_decoded(store)
+        return _load_subset(store) if isinstance(store, SubsetStore) else _load_decoded(store, packed)

@@ -29,6 +29,7 @@ from pipeline.models.registry import create_model, model_names
 from pipeline.quantize.bitpack import check_bits
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 from pipeline.train.engine import Normalization, Recipe, evaluate, train
+from pipeline.train.packed import PackedImages
 
 # DVC builds one stage per (variant, model, seed) from these lists; each run reads only its own item.
 MATRIX_KEYS = ("models", "seeds", "bits")
@@ -82,12 +83,13 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
     runtime = resolve_runtime(base.device, base.precision)
     with Timer() as timer:
         test_x, test_y, test_attrs = load_split(prepared, "test")
-        train_set = load_train_set(train_path)
+        train_set = load_train_set(train_path, packed=True)  # palette-indexed sets stay packed: 24/q x less memory
         check_compatible(train_set, method, bits, (int(test_x.shape[1]), int(test_x.shape[2])),
                          list(test_attrs["classes"]), test_attrs.get("params", {}).get("prepare"))
         torch.manual_seed(seed)
         model = create_model(model_name, len(train_set.classes), train_set.image_size[0])
-        norm = Normalization.from_images(train_set.images.numpy())
+        norm = Normalization.from_images(train_set.images if isinstance(train_set.images, PackedImages)
+                                         else train_set.images.numpy())
         total_steps = None
         if train_set.source_images and params.coreset_budget == "iterations":
             total_steps = params.recipe.epochs * (train_set.source_images // min(params.recipe.batch_size,

@@ -52,21 +52,43 @@ class Normalization:
     std: tuple[float, float, float]
 
     @staticmethod
-    def from_images(images: np.ndarray) -> Normalization:
-        """Per-channel mean/std of uint8 (N,H,W,3) images, in [0,1] units, accumulated in float64."""
-        flat = images.reshape(-1, 3)
+    def from_images(images) -> Normalization:
+        """Per-channel mean/std of uint8 (N,H,W,3) images (an array, or `PackedImages` decoded block by block), in
+        [0,1] units, accumulated in float64 over pixel blocks of 2^22 whatever the image blocks were."""
+        if isinstance(images, np.ndarray):
+            image_blocks = iter([images.reshape(-1, 3)])
+        else:
+            image_blocks = (b.cpu().numpy().reshape(-1, 3) for b in images.blocks())
         total = np.zeros(3)
         total_sq = np.zeros(3)
-        for start in range(0, len(flat), 1 << 22):
-            block = flat[start:start + (1 << 22)].astype(np.float64) / 255.0
+        count = 0
+        for block in _pixel_blocks(image_blocks, 1 << 22):
+            block = block.astype(np.float64) / 255.0
             total += block.sum(0)
             total_sq += (block**2).sum(0)
-        mean = total / len(flat)
-        std = np.sqrt(np.maximum(total_sq / len(flat) - mean**2, 1e-12))
+            count += len(block)
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
         return Normalization(tuple(float(m) for m in mean), tuple(float(s) for s in std))
 
     def to_dict(self) -> dict:
         return {"mean": list(self.mean), "std": list(self.std)}
+
+
+def _pixel_blocks(blocks, size: int):
+    """Re-cut a stream of (n,3) pixel arrays into consecutive (size,3) arrays (the last one shorter)."""
+    pending, held = [], 0
+    for block in blocks:
+        while len(block):
+            take = min(size - held, len(block))
+            pending.append(block[:take])
+            held += take
+            block = block[take:]
+            if held == size:
+                yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+                pending, held = [], 0
+    if held:
+        yield pending[0] if len(pending) == 1 else np.concatenate(pending)
 
 
 def to_input(batch_u8: torch.Tensor, norm: Normalization) -> torch.Tensor:

@@ -300,16 +300,16 @@ def test_equal_bytes_variants_get_differences_to_dcq_and_the_strongest_rival_and
         path = tmp_path / "stores" / f"{name}-q1.zarr"
         ablate.run(params, BASE, SMALL, name, 1, small_run.prepared, small_run.teacher, None, path, "dcq_variants")
         add(path, "dcq", accs, "equal_bytes")
-    rival = tmp_path / "stores" / "kmeans_lab-q1.zarr"
-    baseline.run(baseline.BaselineParams(), BASE, "kmeans_lab", 1, small_run.prepared, rival)
-    add(rival, "kmeans_lab", [25, 26, 27, 28, 29], "kmeans_lab-q1")
+    rival = tmp_path / "stores" / "median_cut-q1.zarr"
+    baseline.run(baseline.BaselineParams(), BASE, "median_cut", 1, small_run.prepared, rival)
+    add(rival, "median_cut", [25, 26, 27, 28, 29], "median_cut-q1")
     paths = render(small_run, tmp_path / "out", recs)
     md = paths["md"].read_text()
     assert "## DCQ variants at equal bytes" in md and "## DCQ ablations" not in md
     row = next(line for line in md.splitlines() if line.startswith("| kN |"))
     assert "cluster.source=images" in row and "| 1 | convnetd3 |" in row
     assert "+10.14 [" in row and "**established**: higher" in row  # vs DCQ: 30-20, 31.5-21, ... mean +10.14
-    assert "kmeans_lab: +5.14 [" in row  # vs the strongest other method at q=1
+    assert "median_cut: +5.14 [" in row  # vs the strongest other method at q=1
     best = next(line for line in md.splitlines() if line.startswith("| best |"))
     assert "encode.assign=best_palette" in best and "not established (interval includes 0)" in best
     # choosing among the shared palettes stores the same arrays: only zstd's gain on them moves the bytes
@@ -320,6 +320,6 @@ def test_equal_bytes_variants_get_differences_to_dcq_and_the_strongest_rival_and
     panels = report.tables.sharing_panels(report.records.summarize(
         [r for r in json.loads(paths["records"].read_text())]), json.loads(paths["records"].read_text()))
     assert [p["k"] for p in panels[0]["points"]] == [1, 4, n]  # k1, the params.yaml DCQ (k=4), kN; not `best`
-    assert panels[0]["references"][0]["label"].startswith("kmeans_lab")
+    assert panels[0]["references"][0]["label"].startswith("median_cut")
     series = {row["series"] for row in csv.DictReader(paths["data"].open())}
     assert "dcq [kN] (convnetd3)" in series  # variants change the bytes: they join the matched-storage plot
