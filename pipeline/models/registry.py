@@ -1,8 +1,12 @@
 """Every network the pipeline trains or explains, by name, from one registry.
 
 `create_model(name, num_classes, image_size)` builds it; `model_names()` lists the registry. ResNets,
-MobileNetV2 and ShuffleNetV2 come from torchvision with the CIFAR stem (3x3 stride-1 first conv, no
-max-pool) for images of 64 px or less; `convnetd{3,4,5}` is the distillation papers' ConvNet (width 128), `convnetd{3,4,5}w64` the same at width 64.
+MobileNetV2 and ShuffleNetV2 come from torchvision, with the stem chosen by image size: the CIFAR stem (3x3
+stride-1 first conv, no max-pool) below 64 px, torchvision's ImageNet stem (stride 4 before the first stage) at
+64 px and above, where full resolution would cost 16x the compute of the same net at 224 px / 4. The names
+`<net>_cifar_stem` and `<net>_imagenet_stem` force one stem at any size (the param that overrides the rule:
+`teacher.arch`, `train.models`, ...). `convnetd{3,4,5}` is the distillation papers' ConvNet (width 128),
+`convnetd{3,4,5}w64` the same at width 64.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pipeline.registry import Registry
 MODELS: Registry[Callable[[int, int], nn.Module]] = Registry(
     "model", lambda name, names: f"unknown model {name!r}; the registry has {names}")
 
-SMALL_IMAGE = 64  # at or below this size the stem keeps full resolution
+IMAGENET_STEM_FROM = 64  # images at least this size get the ImageNet stem (unless a name forces one)
 
 
 register = MODELS.register
@@ -29,44 +33,44 @@ def create_model(name: str, num_classes: int, image_size: int) -> nn.Module:
     return MODELS.get(name)(num_classes, image_size)
 
 
-def _resnet(builder, num_classes: int, image_size: int) -> nn.Module:
+def _cifar_stem(image_size: int, stem: str) -> bool:
+    return stem == "cifar" or (stem == "auto" and image_size < IMAGENET_STEM_FROM)
+
+
+def _resnet(builder, num_classes: int, image_size: int, stem: str = "auto") -> nn.Module:
     model = builder(num_classes=num_classes)
-    if image_size <= SMALL_IMAGE:
+    if _cifar_stem(image_size, stem):
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()
     return model
 
 
-@register("resnet18")
-def resnet18(num_classes: int, image_size: int) -> nn.Module:
-    return _resnet(torchvision.models.resnet18, num_classes, image_size)
-
-
-@register("resnet34")
-def resnet34(num_classes: int, image_size: int) -> nn.Module:
-    return _resnet(torchvision.models.resnet34, num_classes, image_size)
-
-
-@register("resnet50")
-def resnet50(num_classes: int, image_size: int) -> nn.Module:
-    return _resnet(torchvision.models.resnet50, num_classes, image_size)
-
-
-@register("mobilenetv2")
-def mobilenetv2(num_classes: int, image_size: int) -> nn.Module:
+def _mobilenetv2(num_classes: int, image_size: int, stem: str = "auto") -> nn.Module:
     model = torchvision.models.mobilenet_v2(num_classes=num_classes)
-    if image_size <= SMALL_IMAGE:
+    if _cifar_stem(image_size, stem):
         model.features[0][0].stride = (1, 1)
     return model
 
 
-@register("shufflenetv2")
-def shufflenetv2(num_classes: int, image_size: int) -> nn.Module:
+def _shufflenetv2(num_classes: int, image_size: int, stem: str = "auto") -> nn.Module:
     model = torchvision.models.shufflenet_v2_x1_0(num_classes=num_classes)
-    if image_size <= SMALL_IMAGE:
+    if _cifar_stem(image_size, stem):
         model.conv1[0].stride = (1, 1)
         model.maxpool = nn.Identity()
     return model
+
+
+_TORCHVISION_NETS = {
+    "resnet18": lambda c, s, stem: _resnet(torchvision.models.resnet18, c, s, stem),
+    "resnet34": lambda c, s, stem: _resnet(torchvision.models.resnet34, c, s, stem),
+    "resnet50": lambda c, s, stem: _resnet(torchvision.models.resnet50, c, s, stem),
+    "mobilenetv2": _mobilenetv2,
+    "shufflenetv2": _shufflenetv2,
+}
+for _name, _build in _TORCHVISION_NETS.items():
+    register(_name)(lambda num_classes, image_size, b=_build: b(num_classes, image_size, "auto"))
+    for _stem in ("cifar", "imagenet"):
+        register(f"{_name}_{_stem}_stem")(lambda num_classes, image_size, b=_build, st=_stem: b(num_classes, image_size, st))
 
 
 class ConvNet(nn.Module):
