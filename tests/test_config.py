@@ -77,10 +77,11 @@ def test_resolved_params_hash_is_stable():
     assert params_hash(a) != params_hash(resolved_params(base=BaseParams(seed=1), palette=PaletteParams()))
 
 
-def test_paper_preset_parses_for_every_stage_and_has_the_same_keys():
+@pytest.mark.parametrize("name", ["paper.yaml", "imagenet.yaml"])
+def test_paper_preset_parses_for_every_stage_and_has_the_same_keys(name):
     from tests.test_dvc_yaml import SECTION, STAGE_PARAMS
 
-    preset = REPO / "pipeline" / "presets" / "paper.yaml"
+    preset = REPO / "pipeline" / "presets" / name
     load_base(preset)
     for stage, cls in STAGE_PARAMS.items():
         load_section(preset, SECTION.get(stage, stage), cls)

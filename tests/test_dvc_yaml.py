@@ -208,14 +208,16 @@ def test_paths_are_declared_once_and_base_has_every_default():
     assert {f.name for f in dataclasses.fields(BaseParams)} == set(yaml.safe_load((REPO / "params.yaml").read_text())["base"])
 
 
-@pytest.mark.parametrize("params_file", ["params.yaml", "pipeline/presets/paper.yaml"])
+@pytest.mark.parametrize("params_file", ["params.yaml", "pipeline/presets/paper.yaml",
+                                         "pipeline/presets/imagenet.yaml"])
 def test_trained_bit_depths_are_encoded(params_file):
     """train_dcq@q depends on data/dcq/q{q}.zarr, which only exists for q in palette.bits."""
     params = yaml.safe_load((REPO / params_file).read_text())
     assert set(params["train"]["bits"]) <= set(params["palette"]["bits"])
 
 
-@pytest.mark.parametrize("params_file", ["params.yaml", "pipeline/presets/paper.yaml"])
+@pytest.mark.parametrize("params_file", ["params.yaml", "pipeline/presets/paper.yaml",
+                                         "pipeline/presets/imagenet.yaml"])
 def test_the_equal_bytes_study_trains_only_what_exists_and_adds_new_seeds(params_file):
     params = yaml.safe_load((REPO / params_file).read_text())
     extra = params["equal_bytes"]
