@@ -48,6 +48,12 @@ class TrainSet:
     stored_bytes: int
     params: dict                  # the resolved params that made the store (its whole lineage)
     source_images: int | None = None  # coresets: size of the train set they were selected from
+    set_images: int | None = None     # the store's image count when only a share of its rows is loaded (DDP)
+
+    @property
+    def num_images(self) -> int:
+        """Images in the whole train set (all ranks' shares together)."""
+        return self.set_images or len(self.labels)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -58,7 +64,7 @@ class TrainSet:
         """The dataset it stands for as plain 24-bit RGB: these images, or for a coreset the whole set it was
         selected from (so a 417-of-10,000 coreset is compared at 4.17% of the full set's storage)."""
         per_image = self.image_size[0] * self.image_size[1] * 3
-        return (self.source_images or len(self.images)) * per_image
+        return (self.source_images or self.num_images) * per_image
 
     @property
     def compression_ratio(self) -> float:
@@ -69,14 +75,23 @@ def is_prepared_store(path: Path) -> bool:
     return (path / "train" / "images" / "zarr.json").is_file()
 
 
-def load_split(prepared: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """(images uint8 (N,H,W,3), labels int64, store attrs) of one split of a prepared store."""
+def share(n: int, part: tuple[int, int]) -> tuple[int, int]:
+    """Rows [start, stop) of n that part (rank, size) holds: contiguous, sizes differing by at most one."""
+    rank, size = part
+    return n * rank // size, n * (rank + 1) // size
+
+
+def load_split(prepared: Path, split: str, part: tuple[int, int] = (0, 1)
+               ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(images uint8 (N,H,W,3), labels int64, store attrs) of one split of a prepared store; `part` (rank,
+    size): only that data-parallel rank's share of the rows."""
     root = open_group(prepared, "prepared store")
     if split not in root:
         raise StoreError(f"{prepared}: prepared store has no {split!r} split")
     group = root[split]
     with reading(prepared, "prepared store"):
-        images, labels = group["images"][:], group["labels"][:].astype(np.int64)
+        start, stop = share(group["labels"].shape[0], part)
+        images, labels = group["images"][start:stop], group["labels"][start:stop].astype(np.int64)
     classes = root.attrs.get("classes")
     check(prepared, isinstance(classes, list) and len(classes) > 0, f"attr classes={classes!r} must list the classes")
     check(prepared, images.ndim == 4 and images.shape[3] == 3 and labels.shape == (len(images),),
@@ -86,32 +101,36 @@ def load_split(prepared: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, 
     return torch.from_numpy(images), torch.from_numpy(labels), dict(root.attrs)
 
 
-def _load_decoded(store: DCQStore | CodecStore, packed: bool = False) -> TrainSet:
+def _load_decoded(store: DCQStore | CodecStore, packed: bool = False, part: tuple[int, int] = (0, 1)) -> TrainSet:
     """A store that rebuilds every image (palette indices or codec files), decoded block by block, or with
     `packed` (palette-indexed stores) kept as indices + palettes and decoded per batch."""
     path = store.path
     h, w = store.image_size
+    first, last = share(len(store), part)
     if packed and isinstance(store, DCQStore):
-        images = PackedImages.of_store(store)
+        images = PackedImages.of_store(store, (first, last))
     else:
-        images = torch.empty((len(store), h, w, 3), dtype=torch.uint8)
-        for start, stop in iter_blocks(len(store), 4096):
-            images[start:stop] = torch.from_numpy(store.decode(start, stop))
+        images = torch.empty((last - first, h, w, 3), dtype=torch.uint8)
+        for start, stop in iter_blocks(last - first, 4096):
+            images[start:stop] = torch.from_numpy(store.decode(first + start, first + stop))
     source = store.attrs.get("source_images")  # set when the indexed images are a coreset of a larger set
-    return TrainSet(path, store.method, images, torch.from_numpy(store.labels), store.classes, store.bits,
-                    disk_bytes(path), dict(store.attrs.get("params", {})), None if source is None else int(source))
+    return TrainSet(path, store.method, images, torch.from_numpy(store.labels[first:last]), store.classes,
+                    store.bits, disk_bytes(path), dict(store.attrs.get("params", {})),
+                    None if source is None else int(source), len(store))
 
 
-def _load_subset(store: SubsetStore) -> TrainSet:
-    return TrainSet(store.path, store.method, torch.from_numpy(store.images()), torch.from_numpy(store.labels),
-                    store.classes, store.bits, store.stored_bytes, dict(store.attrs.get("params", {})),
-                    int(store.attrs["source_images"]))
+def _load_subset(store: SubsetStore, part: tuple[int, int] = (0, 1)) -> TrainSet:
+    first, last = share(len(store.labels), part)
+    return TrainSet(store.path, store.method, torch.from_numpy(store.images()[first:last]),
+                    torch.from_numpy(store.labels[first:last]), store.classes, store.bits, store.stored_bytes,
+                    dict(store.attrs.get("params", {})), int(store.attrs["source_images"]), len(store.labels))
 
 
-def _load_prepared(path: Path) -> TrainSet:
-    images, labels, attrs = load_split(path, "train")
+def _load_prepared(path: Path, part: tuple[int, int] = (0, 1)) -> TrainSet:
+    images, labels, attrs = load_split(path, "train", part)
+    total = open_group(path, "prepared store")["train/labels"].shape[0]
     return TrainSet(path, "full", images, labels, list(attrs["classes"]), None, disk_bytes(path / "train"),
-                    dict(attrs.get("params", {})))
+                    dict(attrs.get("params", {})), None, total)
 
 
 def store_params(path: str | Path) -> dict | None:
@@ -122,13 +141,14 @@ def store_params(path: str | Path) -> dict | None:
     return dict(zarr.open_group(str(path), mode="r").attrs.get("params", {}))
 
 
-def load_train_set(path: str | Path, packed: bool = False) -> TrainSet:
-    """The train set at `path`; `packed`: a palette-indexed store's images stay packed (`PackedImages`)."""
+def load_train_set(path: str | Path, packed: bool = False, part: tuple[int, int] = (0, 1)) -> TrainSet:
+    """The train set at `path`; `packed`: a palette-indexed store's images stay packed (`PackedImages`); `part`
+    (rank, size): only that data-parallel rank's share of the rows (bytes and ratio stay the whole set's)."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"train set {path} does not exist")
     if is_prepared_store(path):
-        return _load_prepared(path)
+        return _load_prepared(path, part)
     store = open_store(path, INDEXED_FORMATS + (SUBSET_FORMAT, CODEC_FORMAT), "train-set")
     with parsing_attrs(path):
-        return _load_subset(store) if isinstance(store, SubsetStore) else _load_decoded(store, packed)
+        return _load_subset(store, part) if isinstance(store, SubsetStore) else _load_decoded(store, packed, part)

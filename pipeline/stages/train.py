@@ -7,10 +7,13 @@ Reads  `train:` (recipe, eval batch size) + `base` (device, precision); a train 
 Writes `CHECKPOINT` (weights, normalisation, resolved params of the whole lineage, per-epoch history) and
        `RECORD`: one flat JSON record (method, bits, compression_ratio, model, seed, test_accuracy,
        train_bytes, ...) that is a DVC metric and one row of reports/metrics.json.
+Under `torchrun --nproc_per_node N` it trains data-parallel (pipeline/train/distributed.py): each rank holds its
+share of the train and test rows, rank 0 writes both outputs, the record gains `world_size`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,6 +31,7 @@ from pipeline.models.checkpoint import save_checkpoint
 from pipeline.models.registry import create_model, model_names
 from pipeline.quantize.bitpack import check_bits
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+from pipeline.train import distributed
 from pipeline.train.engine import Normalization, Recipe, evaluate, train
 from pipeline.train.packed import PackedImages
 
@@ -81,15 +85,19 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
     if bits is not None:
         check_bits(bits)
     runtime = resolve_runtime(base.device, base.precision)
+    world = distributed.setup(runtime.device)  # one process, or this rank of a torchrun job (its rows only)
+    if world.size > 1 and runtime.device.type == "cuda":
+        runtime = dataclasses.replace(runtime, device=torch.device("cuda", world.local_rank))
+    part = (world.rank, world.size)
     with Timer() as timer:
-        test_x, test_y, test_attrs = load_split(prepared, "test")
-        train_set = load_train_set(train_path, packed=True)  # palette-indexed sets stay packed: 24/q x less memory
+        test_x, test_y, test_attrs = load_split(prepared, "test", part)
+        train_set = load_train_set(train_path, packed=True, part=part)  # indexed sets stay packed: 24/q x less
         check_compatible(train_set, method, bits, (int(test_x.shape[1]), int(test_x.shape[2])),
                          list(test_attrs["classes"]), test_attrs.get("params", {}).get("prepare"))
         torch.manual_seed(seed)
         model = create_model(model_name, len(train_set.classes), train_set.image_size[0])
-        norm = Normalization.from_images(train_set.images if isinstance(train_set.images, PackedImages)
-                                         else train_set.images.numpy())
+        images = train_set.images if isinstance(train_set.images, PackedImages) else train_set.images.numpy()
+        norm = Normalization.from_totals(distributed.all_sum(Normalization.totals(images), world))
         total_steps = None
         if train_set.source_images and params.coreset_budget == "iterations":
             total_steps = params.recipe.epochs * (train_set.source_images // min(params.recipe.batch_size,
@@ -97,9 +105,9 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
         with Timer() as train_timer:
             history = train(model, train_set.images, train_set.labels, params.recipe, norm, runtime, seed,
                             desc=f"{method}{'' if bits is None else f'@{bits}'} {model_name} seed {seed}",
-                            total_steps=total_steps)
+                            total_steps=total_steps, world=world)
         test_acc, confusion = evaluate(model, test_x, test_y, norm, runtime, len(train_set.classes),
-                                       params.eval_batch_size)
+                                       params.eval_batch_size, world)
     used = lineage(train_set.params, base=base, train=params) | {"run": {"method": method, "bits": bits,
                                                                          "model": model_name, "seed": seed}}
     h = train_set.image_size[0]
@@ -109,7 +117,7 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
         "compression_ratio": round(train_set.compression_ratio, 6),
         "nominal_ratio": None if bits is None else round(bits / 24, 6),
         "train_bytes": train_set.stored_bytes, "raw_bytes": train_set.raw_bytes,
-        "train_images": len(train_set.labels), "test_images": len(test_y), "image_size": h,
+        "train_images": train_set.num_images, "test_images": int(confusion.sum()), "image_size": h,
         "epochs": len(history), "final_train_loss": round(history[-1]["loss"], 4),
         "final_train_accuracy": round(history[-1]["train_accuracy"], 4),
         "train_seconds": round(train_timer.seconds, 1), "seconds": round(timer.seconds, 1),
@@ -118,15 +126,20 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
         # Per-class view of the same test predictions (rows: true class, columns: predicted, in `classes` order).
         "classes": list(train_set.classes), "confusion": confusion.tolist(),
     }
-    with atomic_output(checkpoint_out) as tmp:
-        save_checkpoint(tmp, model.cpu(), model_name, len(train_set.classes), h, norm,
-                        {"classes": train_set.classes, "params": used, "record": record, "history": history})
-    write_json(record_out, record)
-    batch = min(params.recipe.batch_size, len(train_set.labels))
-    steps = total_steps or params.recipe.epochs * (len(train_set.labels) // batch)
+    if world.size > 1:
+        record["world_size"] = world.size
+    if world.main:
+        with atomic_output(checkpoint_out) as tmp:
+            save_checkpoint(tmp, model.cpu(), model_name, len(train_set.classes), h, norm,
+                            {"classes": train_set.classes, "params": used, "record": record, "history": history})
+        write_json(record_out, record)
+    distributed.finish(world)
+    batch = min(params.recipe.batch_size, train_set.num_images)
+    steps = total_steps or params.recipe.epochs * (train_set.num_images // batch)
     summary("train", steps * batch, "images", timer.seconds,
             method=method, bits=bits, model=model_name, seed=seed, test_accuracy=f"{test_acc:.2f}%",
-            runtime=runtime.describe)
+            runtime=runtime.describe, **({} if world.size == 1 else {"rank": f"{world.rank}/{world.size}",
+                                          "rows": f"{len(train_set.labels)}/{train_set.num_images}"}))
     return record
 
 

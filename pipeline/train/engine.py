@@ -16,10 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from pipeline.config import require
 from pipeline.device import Runtime
+from pipeline.train.distributed import ONE_PROCESS, World, all_min, all_sum, local_batch
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,12 @@ class Normalization:
     def from_images(images) -> Normalization:
         """Per-channel mean/std of uint8 (N,H,W,3) images (an array, or `PackedImages` decoded block by block), in
         [0,1] units, accumulated in float64 over pixel blocks of 2^22 whatever the image blocks were."""
+        return Normalization.from_totals(Normalization.totals(images))
+
+    @staticmethod
+    def totals(images) -> np.ndarray:
+        """(7,) float64: per-channel sum and sum of squares in [0,1] units, and the pixel count (so that the
+        totals of several shards add up: data-parallel training)."""
         if isinstance(images, np.ndarray):
             image_blocks = iter([images.reshape(-1, 3)])
         else:
@@ -67,6 +75,11 @@ class Normalization:
             total += block.sum(0)
             total_sq += (block**2).sum(0)
             count += len(block)
+        return np.concatenate([total, total_sq, [count]])
+
+    @staticmethod
+    def from_totals(totals: np.ndarray) -> Normalization:
+        total, total_sq, count = totals[:3], totals[3:6], totals[6]
         mean = total / count
         std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
         return Normalization(tuple(float(m) for m in mean), tuple(float(s) for s in std))
@@ -131,6 +144,7 @@ def train(
     desc: str = "train",
     on_batch: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     total_steps: int | None = None,
+    world: World = ONE_PROCESS,
 ) -> list[dict]:
     """Train `model` in place on uint8 (N,H,W,3) `images`; returns per-epoch loss/accuracy history.
 
@@ -138,8 +152,13 @@ def train(
     (the last epoch then stops early; the cosine schedule spans the steps).
 
     `on_batch(epoch, sample_indices, logits)` sees every training forward pass (detached logits), for
-    per-sample training dynamics (pruning scores)."""
-    gen = torch.Generator().manual_seed(seed)
+    per-sample training dynamics (pruning scores).
+
+    With a `world` of several processes (torchrun), `images` are this rank's rows: each rank draws its own seeded
+    order and augmentation, takes batch_size / world.size images per step, and DDP averages the gradients."""
+    # one process: the same generator as always, so a plain run is what it was before DDP existed
+    gen = torch.Generator().manual_seed(seed if world.size == 1 else seed + 1_000_003 * world.rank)
+    require(world.size == 1 or on_batch is None, "per-sample callbacks (scores) run in one process only")
     model.to(runtime.device).to(memory_format=torch.channels_last).train()
     images = images.to(runtime.device)
     labels = labels.to(runtime.device)
@@ -154,9 +173,12 @@ def train(
     n = len(images)
     # Full batches only (the remainder is a different subset every epoch): one input shape, so a compiled
     # step never recompiles, and no tiny last batch skews BatchNorm statistics.
-    batch = min(recipe.batch_size, n)
-    steps_per_epoch = n // batch
-    step_model = torch.compile(model, dynamic=False) if recipe.compile else model
+    batch = min(recipe.batch_size, n) if world.size == 1 else local_batch(recipe.batch_size, world)
+    steps_per_epoch = all_min(n // batch, world)  # every rank takes the same number of steps
+    require(steps_per_epoch >= 1, f"{n} train images on this rank are fewer than one batch of {batch}")
+    wrapped = model if world.size == 1 else DistributedDataParallel(
+        model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+    step_model = torch.compile(wrapped, dynamic=False) if recipe.compile else wrapped
     total = recipe.epochs * steps_per_epoch if total_steps is None else total_steps
     epochs = recipe.epochs if total_steps is None else -(-total_steps // steps_per_epoch)
     history = []
@@ -176,11 +198,11 @@ def train(
                 try:
                     logits = step_model(x)
                 except Exception as exc:  # compilation happens on the first call; no compiler -> eager
-                    if step_model is model or step > 0:
+                    if step_model is wrapped or step > 0:
                         raise
                     warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); training eagerly")
-                    step_model = model
-                    logits = model(x)
+                    step_model = wrapped
+                    logits = wrapped(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -192,6 +214,8 @@ def train(
             seen += len(idx)
             step += 1
             bar.update(1)
+        if world.size > 1:  # the epoch's numbers over every rank's batches (plain floats: the checkpoint loads safely)
+            loss_sum, correct, seen = (float(v) for v in all_sum(np.array([loss_sum, correct, seen], np.float64), world))
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": 100.0 * correct / seen})
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100.0 * correct / seen:.1f}")
     bar.close()
@@ -218,11 +242,15 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norm:
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norm: Normalization, runtime: Runtime,
-             num_classes: int, batch_size: int = 512) -> tuple[float, np.ndarray]:
-    """Test accuracy (%) and the confusion matrix (rows: true class, columns: predicted; sklearn's convention)."""
+             num_classes: int, batch_size: int = 512, world: World = ONE_PROCESS) -> tuple[float, np.ndarray]:
+    """Test accuracy (%) and the confusion matrix (rows: true class, columns: predicted; sklearn's convention).
+    With several processes, `images` are this rank's test rows and the matrices are summed over ranks."""
     from sklearn.metrics import confusion_matrix
 
     logits = predict(model, images, norm, runtime, batch_size)
     truth = labels.cpu()
-    acc = 100.0 * float((logits.argmax(1) == truth).float().mean())
-    return acc, confusion_matrix(truth.numpy(), logits.argmax(1).numpy(), labels=np.arange(num_classes))
+    confusion = confusion_matrix(truth.numpy(), logits.argmax(1).numpy(), labels=np.arange(num_classes))
+    if world.size == 1:
+        return 100.0 * float((logits.argmax(1) == truth).float().mean()), confusion
+    confusion = all_sum(confusion.astype(np.int64), world)
+    return 100.0 * float(np.trace(confusion)) / max(1, int(confusion.sum())), confusion

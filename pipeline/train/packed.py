@@ -28,13 +28,17 @@ class PackedImages:
         self.height, self.width = image_size
 
     @classmethod
-    def of_store(cls, store) -> PackedImages:
-        """From an open DCQ or per-image-palette store (pipeline/io/dcq_store.py), read shard by shard."""
-        rows = [torch.from_numpy(store.root["indices"][start:stop]) for start, stop in
-                iter_blocks(len(store), store.root["indices"].shards[0] if store.root["indices"].shards else 4096)]
-        packed = torch.cat(rows) if rows else torch.empty((0, store.root["indices"].shape[1]), dtype=torch.uint8)
+    def of_store(cls, store, rows: tuple[int, int] | None = None) -> PackedImages:
+        """From an open DCQ or per-image-palette store (pipeline/io/dcq_store.py), read shard by shard; `rows`:
+        only images [start, stop) (one data-parallel rank's share)."""
+        start, stop = rows or (0, len(store))
+        indices = store.root["indices"]
+        block = indices.shards[0] if indices.shards else 4096
+        parts = [torch.from_numpy(indices[start + a:start + b]) for a, b in iter_blocks(stop - start, block)]
+        packed = torch.cat(parts) if parts else torch.empty((0, indices.shape[1]), dtype=torch.uint8)
         return cls(packed, torch.from_numpy(np.ascontiguousarray(store.palettes)),
-                   torch.from_numpy(np.asarray(store.clusters, dtype=np.int64)), store.bits, store.image_size)
+                   torch.from_numpy(np.asarray(store.clusters[start:stop], dtype=np.int64)), store.bits,
+                   store.image_size)
 
     def __len__(self) -> int:
         return int(self.packed.shape[0])

@@ -28,8 +28,9 @@ def run_quick(small_run, tmp_path, method="dcq", bits=1, model="convnetd3", seed
 def test_training_is_fed_exactly_the_decoded_store(small_run, tmp_path, monkeypatch):
     seen = {}
 
-    def spy(model, images, labels, recipe, norm, runtime, seed, desc="", total_steps=None):
-        seen["images"], seen["labels"] = images.clone(), labels.clone()
+    def spy(model, images, labels, recipe, norm, runtime, seed, desc="", total_steps=None, world=None):
+        # every row as the trainer indexes it (a tensor, or a packed set decoded per batch)
+        seen["images"], seen["labels"] = images[torch.arange(len(images))], labels.clone()
         return [{"epoch": 1, "loss": 0.0, "train_accuracy": 0.0}]
 
     monkeypatch.setattr(train, "train", spy)

@@ -1,0 +1,91 @@
+"""Training beyond one process: the train stage under `torchrun --nproc_per_node N` is data-parallel (DDP).
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them (a plain `dcq train`) the world is one process and
+every step is what it always was. With N processes: gloo on CPU (what the tests run, 2 processes), NCCL on GPUs
+(one per process, LOCAL_RANK). Each rank reads only its contiguous share of the train rows and of the test rows,
+trains on local batches of batch_size / N with its own seeded order and augmentation, DDP averages the gradients
+(so a step sees batch_size images, as with one process), the normalization and the test confusion matrix are
+summed over ranks, and rank 0 alone writes the checkpoint and the record.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from pipeline.errors import ParamsError
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, n: int) -> tuple[int, int]:
+        """This rank's contiguous share [start, stop) of n rows (shares differ by at most one row)."""
+        return n * self.rank // self.size, n * (self.rank + 1) // self.size
+
+
+ONE_PROCESS = World()
+
+
+def from_environment() -> World:
+    try:
+        return World(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+                     int(os.environ.get("LOCAL_RANK", "0")))
+    except ValueError as exc:
+        raise ParamsError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers (set by torchrun): {exc}") from None
+
+
+def setup(device: torch.device) -> World:
+    """Join the process group torchrun describes (once per process); one process: nothing to join."""
+    world = from_environment()
+    if world.size > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(world.local_rank)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return world
+
+
+def all_sum(values: np.ndarray, world: World) -> np.ndarray:
+    """Elementwise sum over ranks (float64 or int64 arrays), the same result on every rank."""
+    if world.size == 1:
+        return values
+    tensor = torch.from_numpy(np.ascontiguousarray(values)).to(_device())
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.cpu().numpy()
+
+
+def all_min(value: int, world: World) -> int:
+    if world.size == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=_device())
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return int(tensor.item())
+
+
+def _device() -> torch.device:
+    """Where collectives run: NCCL reduces CUDA tensors only."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def local_batch(batch_size: int, world: World) -> int:
+    if batch_size % world.size:
+        raise ParamsError(f"recipe.batch_size={batch_size} must divide by the {world.size} torchrun processes")
+    return batch_size // world.size
+
+
+def finish(world: World) -> None:
+    """Wait for every rank (rank 0 writes the outputs) and leave the process group."""
+    if world.size > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
