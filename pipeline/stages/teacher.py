@@ -1,6 +1,7 @@
 """teacher: the task-specific pre-trained model that DCQ's features and attention come from.
 
-Reads  `teacher:` + `base`; the prepared store (train/ to train on, test/ to measure).
+Reads  `teacher:` + `base`; the prepared store (train/ to train on, test/ to measure). Under `torchrun` it trains
+       data-parallel like the train stage (pipeline/train/distributed.py): rank 0 writes.
 Writes `CHECKPOINT` (weights, arch, normalisation, resolved params, per-epoch history) and `METRICS`
        (flat JSON for DVC: test accuracy, final train loss/accuracy, seconds, params hash). With `teacher.checkpoint` set, that checkpoint is loaded and
        re-measured instead of training.
@@ -8,9 +9,11 @@ Writes `CHECKPOINT` (weights, arch, normalisation, resolved params, per-epoch hi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import typer
 
@@ -23,7 +26,8 @@ from pipeline.io.train_sets import load_split
 from pipeline.models.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.models.registry import create_model, model_names
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
-from pipeline.train.engine import Normalization, Recipe, accuracy, train
+from pipeline.train import distributed
+from pipeline.train.engine import Normalization, Recipe, accuracy, evaluate, train
 
 
 @dataclass(frozen=True)
@@ -40,9 +44,13 @@ class TeacherParams:
 
 def run(params: TeacherParams, base: BaseParams, prepared: Path, checkpoint_out: Path, metrics_out: Path) -> dict:
     runtime = resolve_runtime(base.device, base.precision)
+    world = distributed.setup(runtime.device)  # one process, or this rank of a torchrun job (its rows only)
+    if world.size > 1 and runtime.device.type == "cuda":
+        runtime = dataclasses.replace(runtime, device=torch.device("cuda", world.local_rank))
+    part = (world.rank, world.size)
     with Timer() as timer:
-        train_x, train_y, attrs = load_split(prepared, "train")
-        test_x, test_y, _ = load_split(prepared, "test")
+        train_x, train_y, attrs = load_split(prepared, "train", part)
+        test_x, test_y, _ = load_split(prepared, "test", part)
         num_classes, size = len(attrs["classes"]), attrs["image_size"]
         if not isinstance(size, int):
             raise StoreError(f"{prepared}: images are {size[0]}x{size[1]}; the model registry builds square-input "
@@ -53,25 +61,34 @@ def run(params: TeacherParams, base: BaseParams, prepared: Path, checkpoint_out:
         else:
             torch.manual_seed(base.seed)
             model = create_model(params.arch, num_classes, size)
-            norm = Normalization.from_images(train_x.numpy())
-            history = train(model, train_x, train_y, params.recipe, norm, runtime, base.seed, desc=f"teacher {params.arch}")
-        test_acc = accuracy(model, test_x, test_y, norm, runtime, params.eval_batch_size)
+            norm = Normalization.from_totals(distributed.all_sum(Normalization.totals(train_x.numpy()), world))
+            history = train(model, train_x, train_y, params.recipe, norm, runtime, base.seed,
+                            desc=f"teacher {params.arch}", world=world)
+        if world.size == 1:
+            test_acc = accuracy(model, test_x, test_y, norm, runtime, params.eval_batch_size)
+        else:
+            test_acc, _ = evaluate(model, test_x, test_y, norm, runtime, num_classes, params.eval_batch_size, world)
+    n_train, n_test = (int(v) for v in distributed.all_sum(np.array([len(train_x), len(test_x)], np.int64), world))
     used = lineage(attrs["params"], base=base, teacher=params)
     # DVC metrics: flat numbers (and a few labels); the full params and history live in the checkpoint.
     metrics = {
-        "arch": params.arch, "test_accuracy": round(test_acc, 4), "train_images": len(train_x),
-        "test_images": len(test_x), "epochs": len(history), "seconds": round(timer.seconds, 1),
+        "arch": params.arch, "test_accuracy": round(test_acc, 4), "train_images": n_train,
+        "test_images": n_test, "epochs": len(history), "seconds": round(timer.seconds, 1),
         "runtime": runtime.describe, "loaded_checkpoint": params.checkpoint, "params_hash": params_hash(used),
     }
     if history:
         metrics |= {"final_train_loss": round(history[-1]["loss"], 4),
                     "final_train_accuracy": round(history[-1]["train_accuracy"], 4)}
-    with atomic_output(checkpoint_out) as tmp:
-        save_checkpoint(tmp, model.cpu(), params.arch, num_classes, size, norm,
-                        {"classes": attrs["classes"], "params": used, "test_accuracy": test_acc, "history": history})
-    write_json(metrics_out, metrics)
-    trained = sum(1 for _ in history) * len(train_x)
-    summary("teacher", trained or len(test_x), "images" if trained else "test images", timer.seconds,
+    if world.size > 1:
+        metrics["world_size"] = world.size
+    if world.main:
+        with atomic_output(checkpoint_out) as tmp:
+            save_checkpoint(tmp, model.cpu(), params.arch, num_classes, size, norm,
+                            {"classes": attrs["classes"], "params": used, "test_accuracy": test_acc, "history": history})
+        write_json(metrics_out, metrics)
+    distributed.finish(world)
+    trained = sum(1 for _ in history) * n_train
+    summary("teacher", trained or n_test, "images" if trained else "test images", timer.seconds,
             test_accuracy=f"{test_acc:.2f}%", runtime=runtime.describe)
     return metrics
 

@@ -54,3 +54,21 @@ def test_torchrun_two_processes_train_one_record(small_run, tmp_path):
     model, _, ckpt = load_checkpoint(out / "model.pt")
     assert ckpt["record"]["test_accuracy"] == record["test_accuracy"]
     assert sorted(p.name for p in out.iterdir()) == ["model.pt", "record.json"]
+
+
+def test_torchrun_two_processes_train_the_teacher(small_run, tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["base"]["device"] = "cpu"
+    params["teacher"]["recipe"] |= {"epochs": 1, "batch_size": 32, "compile": False}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "teacher"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "pipeline.cli", "teacher", "--prepared", str(small_run.prepared), "--checkpoint",
+           str(out / "model.pt"), "--metrics", str(out / "metrics.json"), "--params", str(tmp_path / "params.yaml")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["train_images"] == 160 and metrics["test_images"] == 80
+    assert metrics["epochs"] == 1 and 0 <= metrics["test_accuracy"] <= 100
+    load_checkpoint(out / "model.pt")
