@@ -121,12 +121,14 @@ def sharing_plot(panels: list[dict], out: Path) -> None:
         ax.errorbar(ks, [p["mean"] for p in panel["points"]], yerr=[p["half"] for p in panel["points"]],
                     capsize=3, markersize=6, linewidth=1.4, label="DCQ, k shared palettes", **style)
         for p in panel["points"]:
-            ax.annotate(p["bytes"], (p["k"], p["mean"]), textcoords="offset points", xytext=(0, 9), ha="center",
-                        fontsize=7.5, color=style["color"])
+            ax.annotate(p["bytes"], (p["k"], p["mean"]), textcoords="offset points", xytext=(9, -13), ha="left",
+                        fontsize=7.5, color=style["color"],
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
         for ref in panel["references"]:
             ref_style = method_style(ref["label"].split(" ")[0], [])
             ax.axhline(ref["mean"], color=ref_style["color"], linestyle="--", linewidth=1.1, label=ref["label"])
         ax.set_xscale("log")
+        ax.set_xlim(min(ks) / 2, max(ks) * 3)  # room for the labels right of the last point
         ticks = sorted(set(ks))
         ax.set_xticks(ticks, [f"{k:,}" + (" = N" if k == panel["images"] else "") for k in ticks], fontsize=8)
         ax.minorticks_off()

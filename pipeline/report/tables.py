@@ -88,7 +88,7 @@ def build(inputs: ReportInputs) -> list[document.Block]:
                         f"{test_images:,} test images (never quantized), {any_store.image_size[0]}x"
                         f"{any_store.image_size[1]} px, {len(any_store.classes)} classes. Teacher "
                         f"`{teacher.get('arch', '?')}`: {teacher.get('test_accuracy', '?')}% test accuracy. "
-                        f"{len(all_recs)} run records: {len(recs)} at matched storage, {len(ablation_recs)} DCQ "
+                        f"{len(all_recs)} run records: {len(recs)} at matched storage, {len(ablation_recs)} DCQ variant or "
                         f"ablation runs, {len(all_recs) - len(recs) - len(ablation_recs)} distillation evaluations"
                         f"{f'; {len(stale)} stale left out' if stale else ''}. Accuracy is the mean ± sample std over "
                         "seeds.")))
