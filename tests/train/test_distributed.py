@@ -10,9 +10,9 @@ import sys
 import pytest
 import yaml
 
+from pipeline.errors import ParamsError
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.train.distributed import World, from_environment, local_batch
-from pipeline.errors import ParamsError
 from tests.conftest import REPO
 
 
@@ -30,20 +30,26 @@ def test_plain_process_is_a_world_of_one(monkeypatch):
     assert from_environment() == World(0, 1, 0)
 
 
-def test_torchrun_two_processes_train_one_record(small_run, tmp_path):
+def torchrun(stage_args: list[str], section: str, recipe: dict, tmp_path) -> subprocess.CompletedProcess:
+    """`dcq <stage_args>` under torchrun with 2 CPU processes, with a params file whose `section` recipe is small."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["base"]["device"] = "cpu"
-    params["train"]["recipe"] |= {"epochs": 2, "batch_size": 32, "compile": False}
+    params[section]["recipe"] |= recipe
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "pipeline.cli", "train", "--method", "dcq", "--bits", "2", "--model", "convnetd3w64",
-           "--seed", "0", "--train-set", str(small_run.dcq(2)), "--prepared", str(small_run.prepared),
-           "--checkpoint", str(out / "model.pt"), "--record", str(out / "record.json"),
-           "--params", str(tmp_path / "params.yaml")]
+           "-m", "pipeline.cli", *stage_args, "--params", str(tmp_path / "params.yaml")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_torchrun_two_processes_train_one_record(small_run, tmp_path):
+    out = tmp_path / "run"
+    done = torchrun(["train", "--method", "dcq", "--bits", "2", "--model", "convnetd3w64", "--seed", "0",
+                     "--train-set", str(small_run.dcq(2)), "--prepared", str(small_run.prepared),
+                     "--checkpoint", str(out / "model.pt"), "--record", str(out / "record.json")],
+                    "train", {"epochs": 2, "batch_size": 32, "compile": False}, tmp_path)
     record = json.loads((out / "record.json").read_text())
     assert record["world_size"] == 2 and record["train_images"] == 160 and record["test_images"] == 80
     assert sum(map(sum, record["confusion"])) == 80 and 0 <= record["test_accuracy"] <= 100
@@ -51,23 +57,16 @@ def test_torchrun_two_processes_train_one_record(small_run, tmp_path):
     # each rank held half of the train rows
     output = done.stdout + done.stderr  # the two ranks' summary lines (they may interleave)
     assert sorted(re.findall(r"rank=(\d/2), rows=(\d+)/160", output)) == [("0/2", "80"), ("1/2", "80")]
-    model, _, ckpt = load_checkpoint(out / "model.pt")
+    _, _, ckpt = load_checkpoint(out / "model.pt")
     assert ckpt["record"]["test_accuracy"] == record["test_accuracy"]
     assert sorted(p.name for p in out.iterdir()) == ["model.pt", "record.json"]
 
 
 def test_torchrun_two_processes_train_the_teacher(small_run, tmp_path):
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["base"]["device"] = "cpu"
-    params["teacher"]["recipe"] |= {"epochs": 1, "batch_size": 32, "compile": False}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "teacher"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "pipeline.cli", "teacher", "--prepared", str(small_run.prepared), "--checkpoint",
-           str(out / "model.pt"), "--metrics", str(out / "metrics.json"), "--params", str(tmp_path / "params.yaml")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun(["teacher", "--prepared", str(small_run.prepared), "--checkpoint", str(out / "model.pt"),
+              "--metrics", str(out / "metrics.json")], "teacher", {"epochs": 1, "batch_size": 32, "compile": False},
+             tmp_path)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["train_images"] == 160 and metrics["test_images"] == 80
     assert metrics["epochs"] == 1 and 0 <= metrics["test_accuracy"] <= 100
