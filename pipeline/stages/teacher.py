@@ -9,7 +9,6 @@ Writes `CHECKPOINT` (weights, arch, normalisation, resolved params, per-epoch hi
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,9 +43,7 @@ class TeacherParams:
 
 def run(params: TeacherParams, base: BaseParams, prepared: Path, checkpoint_out: Path, metrics_out: Path) -> dict:
     runtime = resolve_runtime(base.device, base.precision)
-    world = distributed.setup(runtime.device)  # one process, or this rank of a torchrun job (its rows only)
-    if world.size > 1 and runtime.device.type == "cuda":
-        runtime = dataclasses.replace(runtime, device=torch.device("cuda", world.local_rank))
+    world, runtime = distributed.setup(runtime)  # one process, or this rank of a torchrun job (its rows only)
     part = (world.rank, world.size)
     with Timer() as timer:
         train_x, train_y, attrs = load_split(prepared, "train", part)

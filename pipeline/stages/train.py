@@ -13,7 +13,6 @@ share of the train and test rows, rank 0 writes both outputs, the record gains `
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -85,9 +84,7 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
     if bits is not None:
         check_bits(bits)
     runtime = resolve_runtime(base.device, base.precision)
-    world = distributed.setup(runtime.device)  # one process, or this rank of a torchrun job (its rows only)
-    if world.size > 1 and runtime.device.type == "cuda":
-        runtime = dataclasses.replace(runtime, device=torch.device("cuda", world.local_rank))
+    world, runtime = distributed.setup(runtime)  # one process, or this rank of a torchrun job (its rows only)
     part = (world.rank, world.size)
     with Timer() as timer:
         test_x, test_y, test_attrs = load_split(prepared, "test", part)

@@ -10,6 +10,7 @@ summed over ranks, and rank 0 alone writes the checkpoint and the record.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from pipeline.device import Runtime
 from pipeline.errors import ParamsError
 
 
@@ -46,14 +48,19 @@ def from_environment() -> World:
         raise ParamsError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers (set by torchrun): {exc}") from None
 
 
-def setup(device: torch.device) -> World:
-    """Join the process group torchrun describes (once per process); one process: nothing to join."""
+def setup(runtime: Runtime) -> tuple[World, Runtime]:
+    """Join the process group torchrun describes (once per process) and return this rank's world and runtime (on
+    CUDA: the rank's own GPU); one process: nothing to join, the runtime as it was."""
     world = from_environment()
-    if world.size > 1 and not dist.is_initialized():
-        if device.type == "cuda":
+    if world.size == 1:
+        return world, runtime
+    if not dist.is_initialized():
+        if runtime.device.type == "cuda":
             torch.cuda.set_device(world.local_rank)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return world
+        dist.init_process_group("nccl" if runtime.device.type == "cuda" else "gloo")
+    if runtime.device.type == "cuda":
+        runtime = dataclasses.replace(runtime, device=torch.device("cuda", world.local_rank))
+    return world, runtime
 
 
 def all_sum(values: np.ndarray, world: World) -> np.ndarray:
