@@ -47,17 +47,23 @@ STAGE_PARAMS = {
     "train_baseline_seeds": train.TrainParams, "codec": codec.CodecParams, "train_codec": train.TrainParams,
     "train_codec_seeds": train.TrainParams, "fidelity_codec": fidelity.FidelityParams,
     "train_dcq_variant": train.TrainParams, "fidelity_dcq_variant": fidelity.FidelityParams,
+    "train_arch_full": train.TrainParams, "train_arch_dcq": train.TrainParams,
+    "experts_dcq": experts.ExpertsParams, "distill_dcq": distill.DistillParams,
+    "evaluate_distill_dcq": evaluate_synthetic.EvaluateSyntheticParams,
 }
 # The params section each dvc stage reads (train_full/train_dcq are both the `train` stage on other inputs).
 SECTION = {"train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train",
            "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic", "fidelity_baseline": "fidelity", "fidelity_ablation": "fidelity",
            "train_full_seeds": "train", "train_dcq_seeds": "train", "train_baseline_seeds": "train",
            "train_codec": "train", "train_codec_seeds": "train", "fidelity_codec": "fidelity",
-           "train_dcq_variant": "train", "fidelity_dcq_variant": "fidelity"}
+           "train_dcq_variant": "train", "fidelity_dcq_variant": "fidelity",
+           "train_arch_full": "architectures", "train_arch_dcq": "architectures",
+           "experts_dcq": "experts", "distill_dcq": "distill", "evaluate_distill_dcq": "evaluate_synthetic"}
 # `palette.bits` drives dvc.yaml's foreach: each palette/refine/encode stage gets its own q on the
 # command line, so adding a bit depth does not rerun the others.
 # `train.models/seeds/bits` likewise drive the train stages' matrix: each run gets its item on the command line.
-FOREACH_ONLY = {"palette": {"bits"}, "codec": {"codecs", "bits"}, "train": set(train.MATRIX_KEYS), "baseline": {"methods", "bits"},
+FOREACH_ONLY = {"palette": {"bits"}, "codec": {"codecs", "bits"}, "train": set(train.MATRIX_KEYS),
+                "architectures": set(train.MATRIX_KEYS), "baseline": {"methods", "bits"},
                 "prune": {"methods", "bits"}, "distill": {"methods", "ipcs"},
                 "evaluate_synthetic": set(evaluate_synthetic.MATRIX_KEYS)}
 # The base keys an output can depend on; base.executor and base.scheduler never change a byte (tests/test_executor.py),
@@ -71,15 +77,16 @@ BASE_KEYS = {"prepare": {"base.seed"}, "train_full": {"base.device", "base.preci
              "train_ablation": {"base.device", "base.precision"},
              "evaluate_synthetic": {"base.device", "base.precision"},
              "evaluate_dcq_ipc": {"base.device", "base.precision"},
+             "evaluate_distill_dcq": {"base.device", "base.precision"},
              "fidelity": set(), "fidelity_baseline": set(), "fidelity_ablation": set(),
              **{name: {"base.device", "base.precision"}
                 for name in ("train_full_seeds", "train_dcq_seeds", "train_baseline_seeds", "train_codec",
-                             "train_codec_seeds", "train_dcq_variant")},
+                             "train_codec_seeds", "train_dcq_variant", "train_arch_full", "train_arch_dcq")},
              "fidelity_codec": set(), "fidelity_dcq_variant": set()}
 
 
 PIPELINES = ["dvc.yaml", "studies/baselines/dvc.yaml", "studies/ablations/dvc.yaml", "studies/distillation/dvc.yaml",
-             "studies/equal_bytes/dvc.yaml"]
+             "studies/equal_bytes/dvc.yaml", "studies/architectures/dvc.yaml"]
 MAIN_STAGES = {"prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "fidelity",
                "train_full", "train_dcq", "report"}
 # dvc stage -> the stage module its command runs (`dcq <module>`)
@@ -87,7 +94,9 @@ MODULE = {"train_full": "train", "train_dcq": "train", "train_baseline": "train"
           "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic", "fidelity_baseline": "fidelity", "fidelity_ablation": "fidelity",
           "train_full_seeds": "train", "train_dcq_seeds": "train", "train_baseline_seeds": "train",
           "train_codec": "train", "train_codec_seeds": "train", "fidelity_codec": "fidelity",
-          "dcq_variant": "ablate", "train_dcq_variant": "train", "fidelity_dcq_variant": "fidelity"}
+          "dcq_variant": "ablate", "train_dcq_variant": "train", "fidelity_dcq_variant": "fidelity",
+          "train_arch_full": "train", "train_arch_dcq": "train",
+          "experts_dcq": "experts", "distill_dcq": "distill", "evaluate_distill_dcq": "evaluate_synthetic"}
 # The stages that run `dcq ablate` on a params section of variants (checked by their own test below).
 VARIANT_STAGES = {"ablate": "ablate", "dcq_variant": "dcq_variants"}
 
@@ -231,3 +240,21 @@ def test_no_stage_reruns_when_only_the_executor_changes():
     for name, body in load()["stages"].items():
         listed = set(body.get("do", body)["params"])
         assert not listed & {"base", "base.executor", "base.scheduler"}, name
+
+
+@pytest.mark.parametrize("params_file", ["params.yaml", "pipeline/presets/paper.yaml",
+                                         "pipeline/presets/imagenet.yaml"])
+def test_the_issue_15_studies_read_only_what_exists(params_file):
+    """architectures trains registry models on the main job's DCQ stores; distill_sources distils from them. Both
+    sections feed dvc.yaml matrices only, so nothing else would catch a bit depth without a store or a typo."""
+    from pipeline.config import parse_section
+    from pipeline.models.registry import model_names
+
+    params = yaml.safe_load((REPO / params_file).read_text())
+    arch = parse_section(train.TrainParams, params["architectures"], f"{params_file}:architectures")
+    assert set(arch.models) <= set(model_names())
+    assert set(arch.bits) <= set(params["palette"]["bits"])
+    sources = params["distill_sources"]
+    assert set(sources) == {"bits", "methods"}, "distill_sources has keys no stage reads"
+    assert set(sources["bits"]) <= set(params["palette"]["bits"])
+    assert set(sources["methods"]) <= set(distill.METHODS) and "random" not in sources["methods"]

@@ -34,6 +34,7 @@ class BudgetedSet:
     params: dict
     normalization: object | None   # the experts' normalisation a distilled set was made in; None: real pixels
     inputs: Callable[[ExpertStore], tuple]  # (experts) -> (x float (N,C,H,W) in the experts' input space, targets)
+    source_bits: int | None = None  # a distilled set's source: the DCQ store's q it was distilled from; None: full colour
 
 
 def open_budgeted(path: Path) -> BudgetedSet:
@@ -52,7 +53,8 @@ def open_budgeted(path: Path) -> BudgetedSet:
         return BudgetedSet(store.method, None, int(attrs["ipc"]), store.budget, store.stored_bytes,
                            store.representation, store.classes, tuple(attrs["image_size"]),
                            int(attrs["source_images"]), int(attrs["num_images"]), attrs.get("student_lr"),
-                           dict(attrs.get("params", {})), attrs.get("normalization"), inputs)
+                           dict(attrs.get("params", {})), attrs.get("normalization"), inputs,
+                           _source_bits(attrs.get("source_bits"), path))
     if isinstance(store, DCQStore):
         if "ipc" not in attrs or "budget_bytes" not in attrs:
             raise StoreError(f"{path}: a {fmt} store without an IPC budget; only DCQ of a coreset fitted to one "
@@ -67,3 +69,11 @@ def open_budgeted(path: Path) -> BudgetedSet:
                            int(train_set.source_images or len(train_set.labels)), len(train_set.labels), None,
                            train_set.params, None, inputs)
     raise StoreError(f"{path}: format {fmt!r} is neither {SYNTHETIC_FORMAT!r} nor a DCQ store at an IPC budget")
+
+
+def _source_bits(value, path: Path) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 8:
+        raise StoreError(f"{path}: source_bits={value!r} is not a bit depth in 1..8")
+    return value

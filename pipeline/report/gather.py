@@ -146,11 +146,14 @@ def load_timings(timings: Path) -> list[tuple[str, float, bool]]:
 
 
 def run_params(runs: Path) -> dict:
-    """The train section and run items of every checkpoint beside the records (first one per params hash)."""
+    """The train section and run items of every checkpoint beside the records (first one per params hash); the
+    studies that train with their own section (architectures) show theirs in their own table."""
     found: dict[str, dict] = {}
     for ckpt_path in sorted(Path(runs).rglob("*.pt")):
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # plain data only: never unpickle code
         params = ckpt.get("params", {})
+        if "train" not in params:
+            continue
         found.setdefault(json.dumps(params.get("train"), sort_keys=True), {"base": params.get("base"),
                                                                           "train": params.get("train")})
     return next(iter(found.values()), {}) if len(found) == 1 else {f"variant {i}": v for i, v in

@@ -72,9 +72,10 @@ def collect(runs: Path, annotate: Callable[[dict], dict] | None = None) -> list[
         # The train set too: two runs of one variant on different stores are different runs, also when the stores
         # are not on disk to say which ablation made them.
         key = (r["method"], r.get("ablation"), r.get("ipc"), r.get("protocol"), r["bits"], r["model"], r["seed"],
-               r.get("train_set"))
+               r.get("train_set"), r.get("source_bits"))
         if key in seen:
-            raise StoreError(f"{f} and {seen[key]} are the same run {key[:7]}" + (f" on {key[7]}" if key[7] else ""))
+            raise StoreError(f"{f} and {seen[key]} are the same run {key[:7]}" + (f" on {key[7]}" if key[7] else "")
+                             + (f" from DCQ q={key[8]}" if key[8] else ""))
         seen[key] = str(f)
     return sorted(records, key=sort_key)
 
@@ -101,14 +102,16 @@ def summarize(records: list[dict]) -> list[dict]:
     colour."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["model"], r["method"], r.get("ablation"), r.get("ipc"), r.get("protocol"), r["bits"]),
-                          []).append(r)
+        groups.setdefault((r["model"], r["method"], r.get("ablation"), r.get("ipc"), r.get("protocol"), r["bits"],
+                           r.get("source_bits")), []).append(r)
     rows = []
-    for (model, method, ablation, ipc, protocol, bits), runs in groups.items():
+    for (model, method, ablation, ipc, protocol, bits, source_bits), runs in groups.items():
         mean, std = mean_std([r["test_accuracy"] for r in runs])
         rows.append({
             "model": model, "method": method, "ablation": ablation, "ipc": ipc, "protocol": protocol,
-            "series": series_label(method, ablation) if ipc is None else f"{method} (IPC)",
+            "source_bits": source_bits,  # distilled from the DCQ store at this q (None: from full colour)
+            "series": series_label(method, ablation) if ipc is None else
+            f"{method}{'' if source_bits is None else f' [from DCQ q={source_bits}]'} (IPC)",
             "bits": bits, "variant": variant_label(method, bits, ablation, ipc, protocol), "budget_bytes": runs[0].get("budget_bytes"),
             "accounted_bytes": runs[0].get("accounted_bytes", runs[0]["train_bytes"]),
             "on_disk_bytes": runs[0].get("on_disk_bytes"),
@@ -125,7 +128,7 @@ def summarize(records: list[dict]) -> list[dict]:
                      and f["ablation"] is None and f["ipc"] is None), None)
         row["gap_to_full"] = None if full is None else round(row["test_accuracy_mean"] - full["test_accuracy_mean"], 4)
     return sorted(rows, key=lambda r: (r["model"], r["ipc"] or 0, method_order(r["method"]), r["ablation"] or "",
-                                       r["bits"] or 0))
+                                       r["bits"] or 0, -(r["source_bits"] or 25)))
 
 
 def dvc_summary(rows: list[dict]) -> dict:

@@ -11,7 +11,7 @@ import numpy as np
 import yaml
 
 from pipeline.io.dcq_store import DCQStore
-from pipeline.report import document, records, stats
+from pipeline.report import architectures, document, records, stats
 from pipeline.report.gather import store_description
 
 
@@ -30,6 +30,7 @@ STUDIES = {
     "ablations": ("dvc repro studies/ablations/dvc.yaml",
                   lambda r: _ablation(r) and r.get("ipc") is None and r.get("run_group") != "equal_bytes"),
     "distillation": ("dvc repro studies/distillation/dvc.yaml", lambda r: r.get("ipc") is not None),
+    "architectures": ("dvc repro studies/architectures/dvc.yaml", architectures.is_architecture_run),
 }
 
 
@@ -56,6 +57,8 @@ class ReportInputs:
     methods_q: int | None = None
     methods_png: Path | None = None
     sharing_png: Path | None = None
+    architecture_recs: list[dict] = field(default_factory=list)  # the architectures study's (not in recs)
+    architecture_rows: list[dict] = field(default_factory=list)  # their summary
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -81,7 +84,9 @@ def build(inputs: ReportInputs) -> list[document.Block]:
     ablation_recs = [r for r in recs if r.get("ablation") is not None and r.get("ipc") is None]
     ipc_rows = [r for r in rows if r["ipc"] is not None]
     rows = [r for r in rows if r["ablation"] is None and r["ipc"] is None]
-    all_recs, recs = recs, [r for r in recs if r.get("ablation") is None and r.get("ipc") is None]
+    main_recs = recs
+    all_recs, recs = recs + inputs.architecture_recs, [r for r in recs if r.get("ablation") is None
+                                                       and r.get("ipc") is None]
     blocks: list[document.Block] = [("h1", inputs.title)]
     blocks.append(("p", (f"Dataset `{prep.get('source', '?')}` from `{prep.get('root', '?')}`: "
                         f"{len(any_store):,} train images ({prep.get('train_per_class') or 'all'} per class), "
@@ -89,7 +94,8 @@ def build(inputs: ReportInputs) -> list[document.Block]:
                         f"{any_store.image_size[1]} px, {len(any_store.classes)} classes. Teacher "
                         f"`{teacher.get('arch', '?')}`: {teacher.get('test_accuracy', '?')}% test accuracy. "
                         f"{len(all_recs)} run records: {len(recs)} at matched storage, {len(ablation_recs)} DCQ variant or "
-                        f"ablation runs, {len(all_recs) - len(recs) - len(ablation_recs)} distillation evaluations"
+                        f"ablation runs, {len(main_recs) - len(recs) - len(ablation_recs)} distillation evaluations, "
+                        f"{len(inputs.architecture_recs)} of the architectures study"
                         f"{f'; {len(stale)} stale left out' if stale else ''}. Accuracy is the mean ± sample std over "
                         "seeds.")))
     blocks += studies_blocks(all_recs, stale)
@@ -139,11 +145,13 @@ def build(inputs: ReportInputs) -> list[document.Block]:
                         "bits per pixel; a coreset at q keeps q/24 of the images.")))
     blocks += difference_blocks(rows, recs)
     if variant_rows:
-        blocks += variant_blocks(rows, variant_rows, all_recs, inputs.sharing_png)
+        blocks += variant_blocks(rows, variant_rows, main_recs, inputs.sharing_png)
     if ablation_rows:
         blocks += ablation_blocks(rows, ablation_rows, [r for r in ablation_recs if r["ablation"] not in variants])
     if ipc_rows:
         blocks += distillation_blocks(ipc_rows)
+    if inputs.architecture_rows:
+        blocks += architectures.architecture_blocks(inputs.architecture_rows, inputs.architecture_recs, rows, recs)
     blocks.append(("h2", "Accuracy vs storage"))
     blocks.append(("p", ("Left: every quantizer and coreset at matched storage, by bytes on disk (dashed: full colour). "
                         "Right: the distillers and DCQ of a coreset by images-per-class budget. Bars: std over seeds.")))
@@ -265,23 +273,28 @@ def distillation_blocks(ipc_rows: list[dict]) -> list[document.Block]:
                         "Rows marked (train recipe) are the same DCQ stores trained by `train_ablation` with "
                         "`train.recipe` like every other DCQ run. Bytes: the arrays' data uncompressed (what the budget "
                         "counts, one rule for every method; the DCQ store's zstd-compressed size is shown beside). "
-                        "Δ: minus `random` (IPC real images per class) at the same IPC.")))
+                        "Δ: minus `random` (IPC real images per class) at the same IPC. Distilled from: the train "
+                        "set the experts and the distiller read (full colour, or a DCQ store at q bits: "
+                        "`distill_sources` in params.yaml); the test set is the original one in every row.")))
     for model in sorted({r["model"] for r in ipc_rows}):
         ipcs = sorted({r["ipc"] for r in ipc_rows if r["model"] == model})
         random = {i: next((r for r in ipc_rows if r["model"] == model and r["method"] == "random" and r["ipc"] == i),
                           None) for i in ipcs}
         table = []
-        kinds = sorted({(r["method"], r["ablation"], r.get("protocol")) for r in ipc_rows if r["model"] == model},
-                       key=lambda k: (records.method_order(k[0]), k[1] or "", k[2] or ""))
-        for method, ablation, protocol in kinds:
+        kinds = sorted({(r["method"], r["ablation"], r.get("protocol"), r.get("source_bits"))
+                        for r in ipc_rows if r["model"] == model},
+                       key=lambda k: (records.method_order(k[0]), k[1] or "", k[2] or "", -(k[3] or 25)))
+        for method, ablation, protocol, source_bits in kinds:
             family = ("real images (baseline)" if method == "random" else
                       "DCQ of a coreset (ablate)" if ablation else records.family(method))
             how = "distillation protocol" if protocol == "distillation" else "train recipe"
             label = records.series_label(method, ablation) + (f" ({how})" if ablation else "")
-            cells = [label, family]
+            source = "full colour" if source_bits is None else f"DCQ q = {source_bits}"
+            cells = [label, family, source if method not in ("random", "dcq") else "-"]
             for i in ipcs:
                 r = next((r for r in ipc_rows if r["model"] == model and r["method"] == method
-                          and r["ablation"] == ablation and r.get("protocol") == protocol and r["ipc"] == i), None)
+                          and r["ablation"] == ablation and r.get("protocol") == protocol
+                          and r.get("source_bits") == source_bits and r["ipc"] == i), None)
                 if r is not None:
                     r = r | {"train_bytes": r["accounted_bytes"]}
                 budget = f"{r['train_bytes'] / r['budget_bytes']:.0%} of budget, " if r and r.get("budget_bytes") else ""
@@ -291,7 +304,7 @@ def distillation_blocks(ipc_rows: list[dict]) -> list[document.Block]:
                                            f"{budget}{r['train_images']} samples" if r else ""))
             table.append(cells)
         blocks.append(("h3", f"model `{model}`"))
-        blocks.append(("table", ["method", "family"] + [f"IPC {i}" for i in ipcs], table))
+        blocks.append(("table", ["method", "family", "distilled from"] + [f"IPC {i}" for i in ipcs], table))
     return blocks
 
 

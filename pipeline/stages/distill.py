@@ -2,8 +2,8 @@
 
 Reads  `distill:` + `base`; a source train set (any store pipeline/io/train_sets.py reads: full colour or DCQ),
        the expert store (trajectories + the input preprocessing). Method and IPC come from dvc.yaml's matrix.
-Writes `OUT`, a synthetic store (pipeline/io/synthetic_store.py) holding exactly what is accounted, made by the
-       method's registered distiller (pipeline/distill/methods.py: random, mtt, dm, autopalette, mtt_lss).
+Writes `OUT`, a synthetic store (pipeline/io/synthetic_store.py) holding exactly what is accounted (attribute
+       `source_bits`: the source DCQ store's q, when the source is one), made by the method's registered distiller (pipeline/distill/methods.py: random, mtt, dm, autopalette, mtt_lss).
 The store refuses to exceed its budget (IPC x classes x H x W x 3 bytes).
 """
 
@@ -71,6 +71,8 @@ def run(params: DistillParams, base: BaseParams, method: str, ipc: int, train_se
     attrs = {"method": method, "ipc": ipc, "classes": source.classes, "image_size": list(size),
              "normalization": store.attrs["normalization"], "zca": bool(store.attrs.get("zca")),
              "experts": str(experts), "source_images": len(source.labels)}
+    if source.bits is not None:  # distilled from a DCQ store (full-colour sources keep the attributes they had)
+        attrs["source_bits"] = int(source.bits)
     with Timer() as timer:
         bar = tqdm(desc=f"distill {method} ipc={ipc}", unit="it", leave=False)
 

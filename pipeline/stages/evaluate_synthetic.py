@@ -4,8 +4,9 @@ Reads  `evaluate_synthetic:` + `base` (device); the set to evaluate: a synthetic
        store of a coreset at a distillation budget (an `ablate` variant with `coreset.ipc`, so DCQ is trained
        exactly like the distilled sets it is compared with); the expert store (the input preprocessing the sets
        were distilled in: normalisation, optional ZCA) and the prepared store's test split.
-Writes `RECORD`, a run record with the train stage's schema plus `ipc`, `budget_bytes`, `representation` and
-       `protocol: distillation` (the train stage's records have no protocol: they use `train.recipe`):
+Writes `RECORD`, a run record with the train stage's schema plus `ipc`, `budget_bytes`, `representation`,
+       `protocol: distillation` (the train stage's records have no protocol: they use `train.recipe`) and, for a
+       set distilled from a DCQ store instead of full colour, `source_bits` (that store's q):
        a fresh network trained on the synthetic set with DSA (soft labels where the set has them; the learned
        student lr where the distiller learned one), tested on the original test set. `train_bytes` is what the
        synthetic store holds (everything needed to rebuild it), `compression_ratio` is that over the source
@@ -89,6 +90,8 @@ def run(params: EvaluateSyntheticParams, base: BaseParams, seed: int, synthetic:
         "train_set": str(synthetic), "train_set_hash": params_hash(budgeted.params),
         "params_hash": params_hash(used),
     }
+    if budgeted.source_bits is not None:  # distilled from a DCQ store, not from full colour
+        record["source_bits"] = budgeted.source_bits
     write_json(record_out, record)
     summary("evaluate_synthetic", record["train_images"], "training images", record["seconds"],
             method=budgeted.method, ipc=record["ipc"], seed=seed, test_accuracy=f"{test_acc:.2f}%",

@@ -22,7 +22,7 @@ from pipeline.config import BaseParams, require
 from pipeline.errors import StoreError
 from pipeline.io.arrays import disk_bytes, open_group, write_json
 from pipeline.io.atomic import atomic_output
-from pipeline.report import document, figures, gather, records, tables
+from pipeline.report import architectures, document, figures, gather, records, tables
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 
 
@@ -48,9 +48,12 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
         fidelity_png_out: Path | None = None, confusion_png_out: Path | None = None,
         sharing_png_out: Path | None = None) -> dict:
     with Timer() as timer:
-        recs, stale = gather.current(records.collect(runs, annotate=gather.ablation_of))
-        if not recs:
+        every, stale = gather.current(records.collect(runs, annotate=gather.ablation_of))
+        if not every:
             raise StoreError(f"every run record under {runs} is stale (its train set is gone or was rebuilt)")
+        # the architectures study trains other models with its own recipe: its own table, not the main job's
+        arch_recs = [r for r in every if architectures.is_architecture_run(r)]
+        recs = [r for r in every if not architectures.is_architecture_run(r)]
         rows = records.summarize(recs)
         stores = gather.load_stores(recs)
         root = open_group(prepared, "prepared store")
@@ -68,7 +71,8 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
             timings=gather.load_timings(timings), train_params=gather.run_params(runs), teacher=teacher,
             plot_png=plot_png_out, grid_png=grid_png_out, fidelity=gather.load_fidelity(fidelity) if fidelity else {},
             fidelity_png=fidelity_png_out, classes=classes, confusion=confusion, confusion_png=confusion_png_out,
-            methods_q=methods_q, methods_png=methods_png_out, sharing_png=sharing_png_out)
+            methods_q=methods_q, methods_png=methods_png_out, sharing_png=sharing_png_out,
+            architecture_recs=arch_recs, architecture_rows=records.summarize(arch_recs) if arch_recs else [])
         storage_rows = tables.plotted([r for r in rows if r["ipc"] is None], recs)
         figure(plot_png_out, lambda out: figures.accuracy_plot(storage_rows, [r for r in rows if r["ipc"] is not None],
                                                                out))
@@ -86,7 +90,7 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
         figure(sharing_png_out, lambda out: figures.sharing_plot(panels, out) if panels
                else figures.placeholder("no DCQ variants on the sharing axis (studies/equal_bytes)", out))
         blocks = tables.build(inputs)
-        write_json(records_out, recs)
+        write_json(records_out, every)
         write_json(summary_out, records.dvc_summary(rows))
         with atomic_output(plot_data_out) as tmp:
             tmp.write_text(tables.plot_csv(storage_rows))
@@ -94,9 +98,9 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
             tmp.write_text(document.to_markdown(blocks, markdown_out))
         with atomic_output(html_out) as tmp:
             tmp.write_text(document.to_html(blocks, params.title))
-    summary("report", len(recs), "runs", timer.seconds, variants=len(rows), stale=len(stale),
+    summary("report", len(every), "runs", timer.seconds, variants=len(rows), stale=len(stale),
             stores_measured=len(inputs.fidelity), markdown=str(markdown_out))
-    return {"records": recs, "rows": rows, "stale": stale}
+    return {"records": every, "rows": rows, "stale": stale}
 
 
 def command(

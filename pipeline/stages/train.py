@@ -1,6 +1,7 @@
 """train: one network trained on one dataset variant, evaluated on the original test set.
 
-Reads  `train:` (recipe, eval batch size) + `base` (device, precision); a train set (any store
+Reads  `train:` (recipe, eval batch size; `--section architectures`: that section, same keys, for the
+       architectures study) + `base` (device, precision); a train set (any store
        `pipeline/io/train_sets.py` reads: the prepared store's full-colour train split, a DCQ store, ...)
        and the prepared store's test split (never quantized). The run's model and seed come from
        dvc.yaml's matrix over `train.models` x `train.seeds` (and `train.bits` for DCQ).
@@ -29,13 +30,23 @@ from pipeline.io.train_sets import load_split, load_train_set
 from pipeline.models.checkpoint import save_checkpoint
 from pipeline.models.registry import create_model, model_names
 from pipeline.quantize.bitpack import check_bits
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+from pipeline.stages.common import (
+    PARAMS_OPTION,
+    TIMING_OPTION,
+    Timer,
+    read_params,
+    stage_command,
+    summary,
+    user_errors,
+)
 from pipeline.train import distributed
 from pipeline.train.engine import Normalization, Recipe, evaluate, train
 from pipeline.train.packed import PackedImages
 
 # DVC builds one stage per (variant, model, seed) from these lists; each run reads only its own item.
 MATRIX_KEYS = ("models", "seeds", "bits")
+# The params sections a run may read: the main job's and every study's, all parsed as TrainParams.
+SECTIONS = ("train", "architectures")
 
 
 @dataclass(frozen=True)
@@ -77,8 +88,14 @@ def check_compatible(train_set, method: str, bits: int | None, test_size: tuple[
                          f"test set ({test_prepare})")
 
 
+def check_section(section: str) -> None:
+    if section not in SECTIONS:
+        raise ParamsError(f"--section {section!r} is not one of the training sections {list(SECTIONS)}")
+
+
 def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, model_name: str, seed: int,
-        train_path: Path, prepared: Path, checkpoint_out: Path, record_out: Path) -> dict:
+        train_path: Path, prepared: Path, checkpoint_out: Path, record_out: Path, section: str = "train") -> dict:
+    check_section(section)
     if model_name not in model_names():
         raise ParamsError(f"model {model_name!r} is not in the model registry {model_names()}")
     if bits is not None:
@@ -105,7 +122,7 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
                             total_steps=total_steps, world=world)
         test_acc, confusion = evaluate(model, test_x, test_y, norm, runtime, len(train_set.classes),
                                        params.eval_batch_size, world)
-    used = lineage(train_set.params, base=base, train=params) | {"run": {"method": method, "bits": bits,
+    used = lineage(train_set.params, base=base, **{section: params}) | {"run": {"method": method, "bits": bits,
                                                                          "model": model_name, "seed": seed}}
     h = train_set.image_size[0]
     record = {
@@ -149,10 +166,13 @@ def command(
     prepared: Path = typer.Option(..., help="prepared store whose test split is the evaluation set"),
     checkpoint_out: Path = typer.Option(..., "--checkpoint", help="where to write the trained model"),
     record_out: Path = typer.Option(..., "--record", help="where to write the run's metrics record (JSON)"),
+    section: str = typer.Option("train", help=f"params section with the recipe: {' | '.join(SECTIONS)}"),
     params_file: Path = PARAMS_OPTION,
     timing: Path | None = TIMING_OPTION,
 ):
     """Train one model on one dataset variant and test it on the original test set."""
-    base, params = read_params(params_file, "train", TrainParams)
+    with user_errors():
+        check_section(section)
+    base, params = read_params(params_file, section, TrainParams)
     with stage_command(f"train {method}{'' if bits is None else f'@{bits}'} {model} seed {seed}", timing):
-        run(params, base, method, bits, model, seed, train_set, prepared, checkpoint_out, record_out)
+        run(params, base, method, bits, model, seed, train_set, prepared, checkpoint_out, record_out, section)

@@ -159,3 +159,42 @@ def test_the_distiller_registry_is_what_the_stage_and_params_accept():
         methods.get_distiller("gm")
     with pytest.raises(ParamsError, match=r"methods=\['gm'\] are not distillers"):
         distill.DistillParams(methods=["gm"])
+
+
+def test_distilling_from_a_dcq_store_is_recorded_as_its_source(small_run, tmp_path):
+    """Issue 15: experts and MTT read a DCQ store in place of full colour. The synthetic store and the evaluation
+    record carry `source_bits`; a set distilled from full colour carries neither (its bytes stay what they were),
+    and a forged source_bits is refused on open."""
+    import json
+
+    import zarr
+
+    from pipeline.distill.experts import ExpertRecipe, ExpertStore
+    from pipeline.io.dcq_store import DCQStore
+    from pipeline.stages import evaluate_synthetic, experts
+
+    experts_q2 = tmp_path / "experts-q2.zarr"
+    experts.run(experts.ExpertsParams(num_experts=1, recipe=ExpertRecipe(epochs=3, batch_size=32, lr=0.01)), BASE,
+                small_run.dcq(2), small_run.prepared, experts_q2)
+    decoded = DCQStore(small_run.dcq(2)).decode()
+    norm = ExpertStore(experts_q2).attrs["normalization"]  # the experts saw the reconstruction, not the originals
+    assert norm["mean"] == pytest.approx((decoded.reshape(-1, 3) / 255.0).mean(0).tolist(), abs=1e-5)
+    synthetic = tmp_path / "mtt-from-q2.zarr"
+    distill.run(TINY, BASE, "mtt", 1, small_run.dcq(2), experts_q2, synthetic)
+    assert zarr.open_group(str(synthetic), mode="r").attrs["source_bits"] == 2
+    rec = evaluate_synthetic.run(_eval_params(), BASE, 0, synthetic, experts_q2, small_run.prepared,
+                                 tmp_path / "r.json")
+    assert rec["source_bits"] == 2 and json.loads((tmp_path / "r.json").read_text())["source_bits"] == 2
+    assert rec["test_images"] == 80  # the original test set, as for every other IPC row
+
+    from_full = tmp_path / "random-full.zarr"
+    distill.run(TINY, BASE, "random", 1, small_run.prepared, experts_q2, from_full)
+    assert "source_bits" not in zarr.open_group(str(from_full), mode="r").attrs
+    full_rec = evaluate_synthetic.run(_eval_params(), BASE, 0, from_full, experts_q2, small_run.prepared,
+                                      tmp_path / "r2.json")
+    assert "source_bits" not in full_rec
+
+    zarr.open_group(str(synthetic), mode="r+").attrs["source_bits"] = "../q9"
+    with pytest.raises(StoreError, match=r"source_bits='../q9' is not a bit depth in 1..8"):
+        evaluate_synthetic.run(_eval_params(), BASE, 0, synthetic, experts_q2, small_run.prepared,
+                               tmp_path / "r3.json")

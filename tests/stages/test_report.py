@@ -33,7 +33,7 @@ def render(small_run, tmp_path, recs=None):
     runs.mkdir(parents=True)
     for i, r in enumerate(recs if recs is not None else records_for(small_run)):
         folder = runs / r["_group"] if "_group" in r else runs  # a run group: the folder under runs
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{i}.json").write_text(json.dumps({k: v for k, v in r.items() if k != "_group"}))
     timings = tmp_path / "timings"
     timings.mkdir()
@@ -175,19 +175,29 @@ def test_ablations_get_their_own_table_and_leave_the_dcq_rows_alone(small_run, t
 
 def test_distilled_sets_get_an_ipc_table_apart_from_the_matched_storage_one(small_run, tmp_path):
     recs = records_for(small_run)
-    for method, ipc, accs, nbytes in (("random", 1, [14.0, 16.0], 30000), ("mtt", 1, [24.0, 26.0], 30730),
-                                      ("random", 10, [26.0, 28.0], 307000), ("dm", 10, [30.0, 32.0], 307300)):
+    for method, ipc, accs, nbytes, source in (
+            ("random", 1, [14.0, 16.0], 30000, None), ("mtt", 1, [24.0, 26.0], 30730, None),
+            ("random", 10, [26.0, 28.0], 307000, None), ("dm", 10, [30.0, 32.0], 307300, None),
+            ("mtt", 1, [20.0, 22.0], 30730, 2), ("mtt", 1, [22.0, 24.0], 30730, 4)):  # distilled from DCQ stores
         for seed, acc in enumerate(accs):
             recs.append({"method": method, "ipc": ipc, "bits": None, "model": "convnetd3", "seed": seed,
                          "test_accuracy": acc, "compression_ratio": nbytes / 491520, "train_bytes": nbytes,
-                         "budget_bytes": ipc * 10 * 3073, "train_images": 10 * ipc, "protocol": "distillation"})
+                         "budget_bytes": ipc * 10 * 3073, "train_images": 10 * ipc, "protocol": "distillation",
+                         **({} if source is None else {"source_bits": source,
+                                                       "_group": f"distill-mtt-ipc1-from-dcq-q{source}"})})
     paths = render(small_run, tmp_path / "out", recs)
     md = paths["md"].read_text()
     assert "## Dataset distillation at equal storage (images per class)" in md
-    assert re.search(r"\| random \| real images \(baseline\) \| 15.00 ± 1.41 \(30.00 kB, 98% of budget, 10 samples\) "
-                     r"\| 27.00 ± 1.41 \(", md)
-    assert re.search(r"\| mtt \| dataset distillation \| 25.00 ± 1.41, Δ \+10.00 \(.*\) \| - \|", md)
-    assert re.search(r"\| dm \| dataset distillation \| - \| 31.00 ± 1.41, Δ \+4.00 \(", md)
+    assert re.search(r"\| random \| real images \(baseline\) \| - \| 15.00 ± 1.41 \(30.00 kB, 98% of budget, "
+                     r"10 samples\) \| 27.00 ± 1.41 \(", md)
+    # one row per source, full colour first, then DCQ from the most to the fewest bits
+    mtt = re.findall(r"\| mtt \| dataset distillation \| ([^|]+) \| ([^|]+) \| - \|", md)
+    assert [(source, cell.split(" (")[0]) for source, cell in mtt] == [
+        ("full colour", "25.00 ± 1.41, Δ +10.00"), ("DCQ q = 4", "23.00 ± 1.41, Δ +8.00"),
+        ("DCQ q = 2", "21.00 ± 1.41, Δ +6.00")]
+    assert re.search(r"\| dm \| dataset distillation \| full colour \| - \| 31.00 ± 1.41, Δ \+4.00 \(", md)
+    stored = [r for r in json.loads(paths["records"].read_text()) if r["method"] == "mtt"]
+    assert sorted(r.get("source_bits") or 0 for r in stored) == [0, 0, 2, 2, 4, 4]
     # the matched-storage table keeps full colour as its own row and no IPC runs
     table = md.split("## At matched storage")[1].split("## Accuracy by method")[0]
     assert "| random |" not in table and "| mtt |" not in table
@@ -323,3 +333,29 @@ def test_equal_bytes_variants_get_differences_to_dcq_and_the_strongest_rival_and
     assert panels[0]["references"][0]["label"].startswith("median_cut")
     series = {row["series"] for row in csv.DictReader(paths["data"].open())}
     assert "dcq [kN] (convnetd3)" in series  # variants change the bytes: they join the matched-storage plot
+
+
+def test_architecture_runs_get_their_own_table_and_stay_out_of_the_main_ones(small_run, tmp_path):
+    """The architectures study (runs/architectures/...) trains other models with its own recipe: one row per model
+    with the gap to full colour and the ranking of the train sets, the main job's model as the reference, and none
+    of its runs in the matched-storage table, the DVC summary or the per-class matrices."""
+    recs = records_for(small_run)
+    for method, bits, accs in (("full", None, [50.0, 52.0]), ("dcq", 1, [30.0, 32.0]), ("dcq", 2, [41.0, 43.0])):
+        path = small_run.prepared if bits is None else small_run.dcq(bits)
+        for seed, acc in enumerate(accs):
+            recs.append({"method": method, "bits": bits, "model": "resnet18", "seed": seed, "test_accuracy": acc,
+                         "compression_ratio": 0.05, "train_bytes": 1000, "train_set": str(path), "epochs": 1,
+                         "train_images": 160, "train_seconds": 8.0, "confusion": [[1]], "classes": ["a"],
+                         "_group": f"architectures/{method}{bits or ''}"})
+    paths = render(small_run, tmp_path / "out", recs)
+    md = paths["md"].read_text()
+    table = md.split("## Architectures: full colour and DCQ per model")[1].split("\n## ")[0]
+    assert re.search(r"\| `resnet18` \| architectures.recipe \| 51.00 ± 1.41 \| 31.00 ± 1.41 \(-20.00\) \| "
+                     r"42.00 ± 1.41 \(-9.00\) \| full > q2 > q1 \| 0, 1 \| 1 epoch\(s\), 20 img/s \|", table)
+    assert re.search(r"\| `convnetd3` \| train.recipe \(main job\) \| 42.00 ± 2.83 \| 21.00 ± 1.41 \(-21.00\) \| "
+                     r"32.00 ± 2.83 \(-10.00\) \| full > q2 > q1 \|", table)
+    main = md.split("## At matched storage")[1].split("## Architectures")[0]
+    assert "resnet18" not in main
+    assert "| architectures | 6 runs |" in md
+    assert json.loads(paths["summary"].read_text()).keys() == {"full", "dcq-q1", "dcq-q2"}
+    assert sum(r["model"] == "resnet18" for r in json.loads(paths["records"].read_text())) == 6

@@ -120,3 +120,29 @@ def test_cli_train_exits_2_naming_the_culprit(small_run, tmp_path):
     assert "holds 1-bit indices, but the run asks for bits=2" in result.output
     result = CliRunner().invoke(app, [*args[:4], "1", args[5], "mlp", *args[7:]])
     assert result.exit_code == 2 and "model 'mlp' is not in the model registry" in result.output
+
+
+def test_cli_reads_the_architectures_section_and_records_it_under_its_name(small_run, tmp_path):
+    """The architectures study trains with its own recipe: `--section architectures` reads that section (same keys),
+    and the checkpoint's lineage names it, so a reader never mistakes it for the main job's `train` recipe."""
+    from pipeline.cli import app
+
+    params = tmp_path / "params.yaml"
+    params.write_text("base: {seed: 0, device: cpu}\ntrain: {recipe: {epochs: 3, batch_size: 64}}\n"
+                      "architectures: {models: [mobilenetv2], recipe: {epochs: 1, batch_size: 32, compile: false}}\n")
+    args = ["train", "--section", "architectures", "--method", "dcq", "--bits", "1", "--model", "mobilenetv2",
+            "--seed", "0", "--train-set", str(small_run.dcq(1)), "--prepared", str(small_run.prepared),
+            "--checkpoint", str(tmp_path / "m.pt"), "--record", str(tmp_path / "r.json"), "--params", str(params)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    ckpt = torch.load(tmp_path / "m.pt", map_location="cpu", weights_only=True)
+    assert "train" not in ckpt["params"]
+    assert ckpt["params"]["architectures"]["recipe"]["batch_size"] == 32
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert record["model"] == "mobilenetv2" and record["epochs"] == 1 and record["bits"] == 1
+    bad = CliRunner().invoke(app, [args[0], "--section", "scores", *args[3:]])
+    assert bad.exit_code == 2
+    assert "error: --section 'scores' is not one of the training sections ['train', 'architectures']" in bad.output
+    with pytest.raises(ParamsError, match="section 'teacher' is not one of the training sections"):
+        train.run(QUICK, BASE, "dcq", 1, "convnetd3", 0, small_run.dcq(1), small_run.prepared, tmp_path / "x.pt",
+                  tmp_path / "x.json", section="teacher")
