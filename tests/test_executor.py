@@ -33,9 +33,10 @@ def cluster():
 
 
 def test_dask_executor_writes_the_serial_bytes(small_run, tmp_path, cluster, monkeypatch):
-    # small shards, so the 160 images make 5 to 40 tasks per stage, spread over both workers
-    monkeypatch.setattr("pipeline.io.arrays.CHUNK_BYTES", 4096)
-    monkeypatch.setattr("pipeline.io.arrays.SHARD_BYTES", 8192)
+    # small shards, so the 160 images make 5 to 10 tasks per stage (even the 64-byte rows of the CAM-resolution
+    # attention maps), spread over both workers
+    monkeypatch.setattr("pipeline.io.arrays.CHUNK_BYTES", 1024)
+    monkeypatch.setattr("pipeline.io.arrays.SHARD_BYTES", 2048)
     dask = replace(BASE, executor="dask", scheduler=cluster)
     import pipeline.executor as executor
     mapped = []

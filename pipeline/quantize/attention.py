@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
 
 from pipeline.config import require
+from pipeline.errors import StoreError
 
 CAM_METHODS = ("gradcam++", "gradcam", "layercam")
+MAPS = "cam-resolution"  # what an attention store's `cams` hold; older stores (full-size float16 maps) lack `maps`
 
 
 def make_cam(model: nn.Module, target: nn.Module, method: str):
@@ -27,12 +31,33 @@ def make_cam(model: nn.Module, target: nn.Module, method: str):
     return cls(model=model.eval(), target_layers=[target])
 
 
+def keep_cam_resolution(cam):
+    """Make `cam` return each map at the CAM layer's resolution (8x8 for ConvNetD3's last block at 32 px, 7x7 for a
+    ResNet's layer4 at 224 px), min-max scaled as pytorch-grad-cam scales it before resizing: the maps it would
+    upsample, 16-1000x smaller to store. `full_size_cams` turns them into its image-size maps, bit for bit."""
+    cam.get_target_width_height = lambda input_tensor: None  # scale_cam_image(cam, None): scale, no resize
+    cam.aggregate_multi_layers = lambda per_layer: np.concatenate(per_layer, axis=1)[:, 0]  # one target layer
+    return cam
+
+
 def label_cams(cam, x: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-    """float32 (B,H,W) maps in [0,1], each explaining the image's label (not the predicted class)."""
+    """float32 (B,h,w) maps in [0,1], each explaining the image's label (not the predicted class); (h,w) is the
+    image size, or the CAM layer's for a `keep_cam_resolution` CAM."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     targets = [ClassifierOutputTarget(int(y)) for y in labels]
     return cam(input_tensor=x, targets=targets).astype(np.float32)
+
+
+def full_size_cams(low: np.ndarray, height: int, width: int) -> np.ndarray:
+    """float16 (B,H,W) image-size maps from CAM-resolution ones: pytorch-grad-cam's own steps after the scaling
+    (cv2 bilinear resize, then the multi-layer aggregation: max(0), mean over the one layer, min-max scaling),
+    so the maps, and every top-k_gra% selection made from them, equal those of the full-size CAM."""
+    import cv2
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    resized = np.float32([cv2.resize(np.float32(m), (width, height)) for m in low]).reshape(len(low), height, width)
+    return scale_cam_image(np.mean(np.maximum(resized[:, None], 0), axis=1)).astype(np.float32).astype(np.float16)
 
 
 def selected_count(k_gra: float, pixels: int) -> int:
@@ -52,3 +77,21 @@ def top_pixels(cams: torch.Tensor | np.ndarray, k_gra: float) -> torch.Tensor:
     mask = torch.zeros(b, h * w, dtype=torch.bool)
     mask.scatter_(1, order, True)
     return mask.view(b, h, w)
+
+
+def check_maps(root, path: Path) -> tuple[int, int]:
+    """The image size of an attention store's CAM-resolution maps; a clear error for any other store."""
+    if root.attrs.get("maps") != MAPS:
+        raise StoreError(f"{path}: not an attention store of CAM-resolution maps (an older attention stage wrote "
+                         "full-size ones); rerun `dvc repro attention`")
+    h, w = (int(v) for v in root.attrs["image_size"])
+    cams = root["cams"]
+    if cams.ndim != 3 or not (1 <= cams.shape[1] <= h and 1 <= cams.shape[2] <= w):
+        raise StoreError(f"{path}: cams of shape {cams.shape} cannot be the maps of {h}x{w} images")
+    return h, w
+
+
+def image_size_maps(root, path: Path, start: int, stop: int) -> np.ndarray:
+    """float16 (rows, H, W) image-size maps of rows [start, stop) of the attention store `root` (at `path`)."""
+    h, w = check_maps(root, path)
+    return full_size_cams(root["cams"][start:stop], h, w)

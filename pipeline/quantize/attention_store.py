@@ -1,4 +1,6 @@
-"""The attention store: a Grad-CAM++ (or Grad-CAM, LayerCAM) map per train image for its true label."""
+"""The attention store: a Grad-CAM++ (or Grad-CAM, LayerCAM) map per train image for its true label, kept at the CAM
+layer's resolution (`maps: cam-resolution`); `attention.image_size_maps` gives the image-size maps the palette
+ranks."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pipeline.io.arrays import create_rows, iter_blocks, open_group, write_block
 from pipeline.io.atomic import store_output
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.models.layers import get_module
-from pipeline.quantize.attention import label_cams, make_cam
+from pipeline.quantize.attention import MAPS, keep_cam_resolution, label_cams, make_cam
 from pipeline.timing import Timer, summary
 from pipeline.train.engine import to_input
 
@@ -39,7 +41,7 @@ def _cam(teacher: str, layer: str, method: str, device: torch.device):
     model, norm, _ = load_checkpoint(Path(teacher))
     target = get_module(model, layer, "attention.layer")
     model = model.to(device).to(memory_format=torch.channels_last)
-    return make_cam(model, target, method).__enter__(), norm
+    return keep_cam_resolution(make_cam(model, target, method)).__enter__(), norm
 
 
 def attention_block(params: AttentionParams, base: BaseParams, prepared: str, teacher: str, out: str,
@@ -58,7 +60,7 @@ def attention_block(params: AttentionParams, base: BaseParams, prepared: str, te
         with runtime.autocast():
             maps.append(label_cams(cam, x, y))
         correct += int((cam.outputs.argmax(1).cpu() == y).sum())
-    zarr.open_group(out, mode="r+")["cams"][start:stop] = np.concatenate(maps).astype(np.float16)
+    zarr.open_group(out, mode="r+")["cams"][start:stop] = np.concatenate(maps)
     return correct
 
 
@@ -71,13 +73,14 @@ def write_attention(params: AttentionParams, base: BaseParams, prepared: Path, t
     n, h, w, _ = images.shape
     if params.method == "none":
         return write_uniform(params, base, ckpt, n, h, w, out)
+    cam_h, cam_w = cam_resolution(model, params.layer, h, w)
     with Timer() as timer, store_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
-        cams = create_rows(root, "cams", (n, h, w), np.float16)
+        cams = create_rows(root, "cams", (n, cam_h, cam_w), np.float32)
         task = partial(attention_block, params, base, str(prepared), str(teacher), str(tmp))
         correct = sum(map_shards(base, task, n, write_block_size(cams), f"attention {params.method}"))
         root.attrs.update({"params": lineage(ckpt.get("params"), base=base, attention=params),
-                           "teacher_train_accuracy": 100.0 * correct / max(1, n)})
+                           "teacher_train_accuracy": 100.0 * correct / max(1, n), **_layout(h, w)})
     summary("attention", n, "images", timer.seconds, method=params.method, layer=params.layer,
             teacher_train_accuracy=f"{100.0 * correct / max(1, n):.1f}%", runtime=runtime.describe,
             executor=base.executor)
@@ -88,9 +91,28 @@ def write_uniform(params: AttentionParams, base: BaseParams, ckpt: dict, n: int,
     """The no-attention ablation: the same map for every pixel of every image."""
     with Timer() as timer, store_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
-        cams = create_rows(root, "cams", (n, h, w), np.float16)
+        cams = create_rows(root, "cams", (n, 1, 1), np.float32)
         for start, stop in iter_blocks(n, write_block_size(cams)):
-            cams[start:stop] = np.ones((stop - start, h, w), np.float16)
-        root.attrs.update({"params": lineage(ckpt.get("params"), base=base, attention=params)})
+            cams[start:stop] = np.ones((stop - start, 1, 1), np.float32)
+        root.attrs.update({"params": lineage(ckpt.get("params"), base=base, attention=params), **_layout(h, w)})
     summary("attention", n, "images", timer.seconds, method="none (every pixel)")
     return {"images": n, "seconds": timer.seconds}
+
+
+
+def _layout(h: int, w: int) -> dict:
+    return {"maps": MAPS, "image_size": [h, w]}
+
+
+def cam_resolution(model: torch.nn.Module, layer: str, h: int, w: int) -> tuple[int, int]:
+    """(h, w) of the CAM layer's output for an h x w image (one forward pass of a blank image)."""
+    seen = {}
+
+    def note_shape(module, inputs, output):  # returns None: the output passes unchanged
+        seen["shape"] = tuple(output.shape[-2:])
+
+    handle = get_module(model, layer, "attention.layer").register_forward_hook(note_shape)
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, h, w))
+    handle.remove()
+    return int(seen["shape"][0]), int(seen["shape"][1])

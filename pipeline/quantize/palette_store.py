@@ -17,7 +17,7 @@ from pipeline.errors import StoreError
 from pipeline.executor import reduce_shards
 from pipeline.io.arrays import create_small, open_group, write_block_size
 from pipeline.io.atomic import store_output
-from pipeline.quantize.attention import top_pixels
+from pipeline.quantize.attention import check_maps, image_size_maps, top_pixels
 from pipeline.quantize.bitpack import check_bits
 from pipeline.quantize.palette import ClusterColourCounts, ColourCounts, fit_palette_counts
 from pipeline.timing import Timer, summary
@@ -44,7 +44,7 @@ def pool_shard(k_gra: float, prepared: str, attention: str, clusters: str, start
                stop: int) -> ClusterColourCounts:
     """One block of rows: the colour counts of its images' selected (top k_gra%) pixels, by cluster (an executor
     task; the blocks' counts merge exactly)."""
-    cams = zarr.open_group(attention, mode="r")["cams"][start:stop]
+    cams = image_size_maps(zarr.open_group(attention, mode="r"), Path(attention), start, stop)
     block = zarr.open_group(prepared, mode="r")["train/images"][start:stop]
     owner = zarr.open_group(clusters, mode="r")["assignments"][start:stop].astype(np.int64)
     mask = top_pixels(torch.from_numpy(cams.astype(np.float32)), k_gra).numpy()
@@ -67,6 +67,7 @@ def write_palettes(params: PaletteParams, base: BaseParams, bits: int, prepared:
     runtime = resolve_runtime(base.device, base.precision)
     images = open_group(prepared, "prepared store")["train/images"]
     att_root = open_group(attention, "attention store")
+    check_maps(att_root, attention)
     cams = att_root["cams"]
     cluster_root = open_group(clusters, "cluster store")
     assigned = cluster_root["assignments"].shape[0]

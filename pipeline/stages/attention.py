@@ -1,9 +1,10 @@
 """attention: Grad-CAM++ maps of the teacher for every train image, targeting its true label.
 
 Reads  `attention:` + `base`; the prepared store (train/images, train/labels), the teacher checkpoint.
-Writes `OUT` (Zarr group): `cams` float16 (N,H,W) in [0,1] (pytorch-grad-cam's per-image min-max
-       normalised maps, upsampled to the image size). The top-k_gra% pixel selection is made from
-       these by the palette stage (`palette.k_gra`), so changing k_gra does not recompute the CAMs.
+Writes `OUT` (Zarr group): `cams` float32 (N,h,w) in [0,1] at the CAM layer's resolution (pytorch-grad-cam's
+       per-image min-max scaled maps before it resizes them; attrs `maps: cam-resolution`, `image_size`). The
+       palette stage upsamples them exactly as pytorch-grad-cam does and makes the top-k_gra% pixel selection
+       (`palette.k_gra`), so changing k_gra does not recompute the CAMs.
 """
 
 from __future__ import annotations

@@ -6,7 +6,16 @@ from pipeline.device import resolve_runtime
 from pipeline.errors import ParamsError
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.models.layers import get_module
-from pipeline.quantize.attention import label_cams, make_cam, selected_count, top_pixels
+from pipeline.errors import StoreError
+from pipeline.quantize.attention import (
+    full_size_cams,
+    image_size_maps,
+    keep_cam_resolution,
+    label_cams,
+    make_cam,
+    selected_count,
+    top_pixels,
+)
 from pipeline.train.engine import to_input
 
 
@@ -55,6 +64,46 @@ def test_gradcampp_targets_the_label_not_the_prediction(small_run):
         other = ref_cam(input_tensor=x, targets=[ClassifierOutputTarget(int((y + 1) % 10)) for y in labels])
     np.testing.assert_allclose(ours, ref, atol=1e-4)
     assert not np.allclose(ours, other, atol=1e-3)
-    stored = zarr.open_group(str(small_run.attention), mode="r")["cams"][:16].astype(np.float32)
-    np.testing.assert_allclose(stored, as_stage, atol=1e-3)  # float16 storage
+    stored = image_size_maps(zarr.open_group(str(small_run.attention), mode="r"), small_run.attention, 0, 16)
+    np.testing.assert_allclose(stored.astype(np.float32), as_stage, atol=1e-3)  # float16 maps
     assert predicted.shape == labels.shape
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "layercam"])
+def test_cam_resolution_maps_give_the_full_size_maps_and_selections_bit_for_bit(small_run, method):
+    """Issue 14: the attention store keeps each map at the CAM layer's resolution (4x4 for the test teacher's layer4,
+    64x fewer values than 32x32), and upsampling it as pytorch-grad-cam does gives exactly the float16 map the store
+    used to hold, so every top-k_gra% selection, and every palette, is unchanged."""
+    import zarr
+
+    train = zarr.open_group(str(small_run.prepared), mode="r")["train"]
+    x_u8, labels = torch.from_numpy(train["images"][:64]), torch.from_numpy(train["labels"][:64])
+    full_model, norm, _ = load_checkpoint(small_run.teacher)
+    low_model, _, _ = load_checkpoint(small_run.teacher)
+    x = to_input(x_u8, norm)
+    with make_cam(full_model, get_module(full_model, "layer4", "attention.layer"), method) as cam:
+        full = label_cams(cam, x, labels).astype(np.float16)  # what the store held before
+    with keep_cam_resolution(make_cam(low_model, get_module(low_model, "layer4", "attention.layer"), method)) as cam:
+        low = label_cams(cam, x, labels)
+    assert low.shape == (64, 4, 4) and full.shape == (64, 32, 32)
+    upsampled = full_size_cams(low, 32, 32)
+    assert upsampled.dtype == np.float16 and np.array_equal(upsampled, full)
+    for k_gra in (10.0, 50.0, 80.0):
+        assert torch.equal(top_pixels(upsampled, k_gra), top_pixels(full, k_gra))
+
+
+def test_palette_refuses_an_attention_store_of_full_size_maps(small_run, tmp_path):
+    import shutil
+
+    import zarr
+
+    old = tmp_path / "attention-old.zarr"
+    shutil.copytree(small_run.attention, old)
+    root = zarr.open_group(str(old), mode="r+")
+    del root.attrs["maps"]
+    with pytest.raises(StoreError, match="not an attention store of CAM-resolution maps .* rerun `dvc repro attention`"):
+        image_size_maps(root, old, 0, 4)
+    root.attrs["maps"] = "cam-resolution"
+    root.attrs["image_size"] = [2, 2]  # smaller than the maps it holds
+    with pytest.raises(StoreError, match=r"cams of shape \(160, 4, 4\) cannot be the maps of 2x2 images"):
+        image_size_maps(root, old, 0, 4)

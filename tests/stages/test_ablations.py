@@ -12,9 +12,10 @@ from tests.conftest import BASE, SMALL
 def test_attention_none_keeps_every_pixel_whatever_k_gra(small_run, tmp_path):
     flat = tmp_path / "attention-none.zarr"
     attention.run(replace(SMALL["attention"], method="none"), BASE, small_run.prepared, small_run.teacher, flat)
-    cams = zarr.open_group(str(flat), mode="r")["cams"][:]
-    assert (cams == 1).all()
-    n, h, w = cams.shape
+    root = zarr.open_group(str(flat), mode="r")
+    cams = root["cams"][:]
+    assert (cams == 1).all() and cams.shape[1:] == (1, 1)  # one value per image: nothing to rank
+    n, (h, w) = len(cams), root.attrs["image_size"]
     params = replace(SMALL["palette"], k_gra=10.0)
     palette.run(params, BASE, 1, small_run.prepared, small_run.clusters, flat, tmp_path / "none.zarr")
     palette.run(params, BASE, 1, small_run.prepared, small_run.clusters, small_run.attention, tmp_path / "cam.zarr")
