@@ -59,7 +59,7 @@ def main() -> None:
     env = dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=str(REPO))
     p, q = ["--params", str(params_file)], str(args.bits)
     d = {name: str(work / name) for name in ("prepared.zarr", "features.zarr", "clusters.zarr", "attention.zarr",
-                                             "palette.zarr", "refined.zarr", "dcq.zarr")}
+                                             "counts.zarr", "palette.zarr", "refined.zarr", "dcq.zarr")}
     stages = [
         ("prepare", ["prepare", *p, "--out", d["prepared.zarr"]]),
         ("features", ["features", *p, "--prepared", d["prepared.zarr"], "--teacher", str(args.teacher),
@@ -67,8 +67,9 @@ def main() -> None:
         ("cluster", ["cluster", *p, "--features", d["features.zarr"], "--out", d["clusters.zarr"]]),
         ("attention", ["attention", *p, "--prepared", d["prepared.zarr"], "--teacher", str(args.teacher),
                        "--out", d["attention.zarr"]]),
-        ("palette", ["palette", *p, "--bits", q, "--prepared", d["prepared.zarr"], "--clusters", d["clusters.zarr"],
-                     "--attention", d["attention.zarr"], "--out", d["palette.zarr"]]),
+        ("colour_counts", ["colour_counts", *p, "--prepared", d["prepared.zarr"], "--clusters", d["clusters.zarr"],
+                           "--attention", d["attention.zarr"], "--out", d["counts.zarr"]]),
+        ("palette", ["palette", *p, "--bits", q, "--colour-counts", d["counts.zarr"], "--out", d["palette.zarr"]]),
         ("refine", ["refine", *p, "--bits", q, "--prepared", d["prepared.zarr"], "--clusters", d["clusters.zarr"],
                     "--palettes", d["palette.zarr"], "--out", d["refined.zarr"], "--metrics", str(work / "refine.json")]),
         ("encode", ["encode", *p, "--bits", q, "--prepared", d["prepared.zarr"], "--clusters", d["clusters.zarr"],
@@ -88,7 +89,7 @@ def main() -> None:
         r["images_per_second"] = round(n / r["seconds"], 1)
         print(f"{name:10s} {r['seconds']:8.1f} {r['images_per_second']:8.1f} {r['peak_rss_gib']:9.2f}")
     groups = {"features+cluster": ("features", "cluster"), "attention": ("attention",),
-              "palette+refine+encode": ("palette", "refine", "encode")}
+              "palette+refine+encode": ("colour_counts", "palette", "refine", "encode")}
     goals = {"features+cluster": 60, "attention": 240, "palette+refine+encode": 60}
     for group, members in groups.items():
         total = sum(results[m]["seconds"] for m in members)

@@ -15,7 +15,7 @@ from pipeline.io.formats import open_store
 from pipeline.io.verify import verify_store
 from pipeline.stages.common import user_errors
 
-STAGES = ["prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "fidelity", "ablate", "baseline", "codec", "scores", "prune", "evaluate_synthetic",
+STAGES = ["prepare", "teacher", "features", "cluster", "attention", "colour_counts", "palette", "refine", "encode", "fidelity", "ablate", "baseline", "codec", "scores", "prune", "evaluate_synthetic",
           "train", "report", "experts", "distill"]
 
 

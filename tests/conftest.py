@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import BaseParams
-from pipeline.stages import attention, cluster, encode, features, palette, prepare, refine, teacher
+from pipeline.stages import attention, cluster, colour_counts, encode, features, palette, prepare, refine, teacher
 from pipeline.train.engine import Recipe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +47,10 @@ class PipelineRun:
     clusters: Path
     attention: Path
 
+    @property
+    def colour_counts(self) -> Path:
+        return self.root / "colour_counts.zarr"
+
     def palettes(self, q: int) -> Path:
         return self.root / "palettes" / f"q{q}.zarr"
 
@@ -70,8 +74,9 @@ def run_pipeline(root: Path, bits=(1, 2), teacher_checkpoint: Path | None = None
     features.run(p["features"], BASE, r.prepared, r.teacher, r.features)
     cluster.run(p["cluster"], BASE, r.features, r.clusters)
     attention.run(p["attention"], BASE, r.prepared, r.teacher, r.attention)
+    colour_counts.run(p["palette"], BASE, r.prepared, r.clusters, r.attention, r.colour_counts)
     for q in bits:
-        palette.run(p["palette"], BASE, q, r.prepared, r.clusters, r.attention, r.palettes(q))
+        palette.run(p["palette"], BASE, q, r.colour_counts, r.palettes(q))
         refine.run(p["refine"], BASE, q, r.prepared, r.clusters, r.palettes(q), r.refined(q),
                    root / "refined" / f"q{q}.json")
         encode.run(p["encode"], BASE, q, r.prepared, r.clusters, r.refined(q), r.dcq(q))

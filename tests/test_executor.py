@@ -11,7 +11,7 @@ import zarr
 from pipeline.config import to_dict
 from pipeline.errors import ParamsError
 from pipeline.executor import cached, map_shards, spans
-from pipeline.stages import attention, baseline, encode, features, palette, prepare
+from pipeline.stages import attention, baseline, colour_counts, encode, features, palette, prepare
 from tests.conftest import BASE, SMALL
 
 
@@ -47,7 +47,9 @@ def test_dask_executor_writes_the_serial_bytes(small_run, tmp_path, cluster, mon
         prepare.run(SMALL["prepare"], base, out / "prepared.zarr")
         features.run(SMALL["features"], base, small_run.prepared, small_run.teacher, out / "features.zarr")
         attention.run(SMALL["attention"], base, small_run.prepared, small_run.teacher, out / "attention.zarr")
-        palette.run(SMALL["palette"], base, 2, small_run.prepared, small_run.clusters, out / "attention.zarr",
+        colour_counts.run(SMALL["palette"], base, small_run.prepared, small_run.clusters, out / "attention.zarr",
+                          out / "counts.zarr")
+        palette.run(SMALL["palette"], base, 2, out / "counts.zarr",
                     out / "palettes.zarr")
         for assign in ("cluster", "best_palette"):
             encode.run(replace(SMALL["encode"], assign=assign), base, 2, small_run.prepared, small_run.clusters,

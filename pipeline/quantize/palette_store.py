@@ -1,4 +1,5 @@
-"""The palette store: one LAB K-means palette of 2^q colours per cluster from the attention-selected pixels."""
+"""The colour-counts store (how many attention-selected pixels of each colour every cluster has, counted once per
+k_gra and shared by every q) and the palette store: one LAB K-means palette of 2^q colours per cluster from them."""
 
 from __future__ import annotations
 
@@ -52,35 +53,63 @@ def pool_shard(k_gra: float, prepared: str, attention: str, clusters: str, start
     return ClusterColourCounts.of_pixels(block[mask], np.repeat(owner, counts))  # pixels in image-major order
 
 
-def selected_colour_counts(base: BaseParams, prepared: Path, attention: Path, clusters: Path, n: int, k: int,
-                           k_gra: float, block: int) -> list[ColourCounts]:
-    """Colour counts of the selected pixels of every cluster, counted block by block on the executor and reduced
-    as a tree of exact merges."""
-    task = partial(pool_shard, k_gra, str(prepared), str(attention), str(clusters))
-    pooled = reduce_shards(base, task, ClusterColourCounts.merge, n, block, "pool pixels")
-    return pooled.per_cluster(k)
+COUNTS_FORMAT = "colour-counts-v1"
 
 
-def write_palettes(params: PaletteParams, base: BaseParams, bits: int, prepared: Path, clusters: Path, attention: Path,
-        out: Path) -> dict:
-    bits = check_bits(bits, "palette --bits")
-    runtime = resolve_runtime(base.device, base.precision)
+def write_colour_counts(params: PaletteParams, base: BaseParams, prepared: Path, clusters: Path, attention: Path,
+                        out: Path) -> dict:
+    """Count the selected (top `params.k_gra`%) pixels of every image by (cluster, colour), block by block on the
+    executor, into OUT: `keys` int64 (M,) sorted cluster * 2^24 + 0xRRGGBB, `counts` int64 (M,). Only k_gra of
+    `params` is used; every palette@q fits its palettes from this one store."""
     images = open_group(prepared, "prepared store")["train/images"]
     att_root = open_group(attention, "attention store")
     check_maps(att_root, attention)
-    cams = att_root["cams"]
     cluster_root = open_group(clusters, "cluster store")
-    assigned = cluster_root["assignments"].shape[0]
+    n, assigned, mapped = images.shape[0], cluster_root["assignments"].shape[0], att_root["cams"].shape[0]
+    if mapped != n or assigned != n:
+        raise StoreError(f"stores disagree on the number of images: images {n}, cams {mapped}, "
+                         f"cluster assignments {assigned}")
     k = int(cluster_root["centroids"].shape[0])
-    n_colors = 2**bits
     # attention.method none: there is no ranking to cut at k_gra, so every pixel is kept
     k_gra = 100.0 if att_root.attrs["params"].get("attention", {}).get("method") == "none" else params.k_gra
-    n = images.shape[0]
-    if cams.shape[0] != n or assigned != n:
-        raise StoreError(f"stores disagree on the number of images: images {n}, cams {cams.shape[0]}, "
-                         f"cluster assignments {assigned}")
     with Timer() as timer:
-        pooled = selected_colour_counts(base, prepared, attention, clusters, n, k, k_gra, write_block_size(images))
+        task = partial(pool_shard, k_gra, str(prepared), str(attention), str(clusters))
+        pooled = reduce_shards(base, task, ClusterColourCounts.merge, n, write_block_size(images), "pool pixels")
+    with store_output(out) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        root.attrs.update({"format": COUNTS_FORMAT, "clusters": k, "images": n, "k_gra": k_gra,
+                           "params": lineage(cluster_root.attrs["params"], att_root.attrs["params"])})
+        create_small(root, "keys", pooled.keys)
+        create_small(root, "counts", pooled.counts)
+    summary("colour_counts", int(pooled.counts.sum()), "pixels", timer.seconds, clusters=k, k_gra=k_gra,
+            distinct=len(pooled.keys), executor=base.executor)
+    return {"pixels": int(pooled.counts.sum()), "distinct": len(pooled.keys)}
+
+
+def read_colour_counts(path: Path, k_gra: float) -> tuple[list[ColourCounts], dict]:
+    """Every cluster's `ColourCounts` and the store's attributes; a clear error for another store or another
+    k_gra than the palette was asked for."""
+    root = open_group(path, "colour-counts store")
+    attrs = dict(root.attrs)
+    if attrs.get("format") != COUNTS_FORMAT:
+        raise StoreError(f"{path}: format {attrs.get('format')!r} is not {COUNTS_FORMAT!r}")
+    method = attrs["params"].get("attention", {}).get("method")
+    if attrs["k_gra"] != (100.0 if method == "none" else k_gra):
+        raise StoreError(f"{path}: counted with k_gra={attrs['k_gra']}, but palette.k_gra={k_gra}; rerun "
+                         "`dvc repro colour_counts`")
+    keys, counts = root["keys"][:], root["counts"][:]
+    k = int(attrs["clusters"])
+    if keys.shape != counts.shape or (len(keys) and (np.any(np.diff(keys) <= 0) or keys[0] < 0 or keys[-1] >> 24 >= k)):
+        raise StoreError(f"{path}: keys are not sorted distinct (cluster, colour) codes of {k} clusters")
+    return ClusterColourCounts(keys, counts).per_cluster(k), attrs
+
+
+def write_palettes(params: PaletteParams, base: BaseParams, bits: int, colour_counts: Path, out: Path) -> dict:
+    bits = check_bits(bits, "palette --bits")
+    runtime = resolve_runtime(base.device, base.precision)
+    pooled, attrs = read_colour_counts(colour_counts, params.k_gra)
+    k, n_colors = int(attrs["clusters"]), 2**bits
+    with Timer() as timer:
         palettes = np.zeros((k, n_colors, 3), np.float32)
         distinct = np.zeros(k, np.int64)
         for c in tqdm(range(k), desc=f"palette q={bits}", leave=False):
@@ -89,7 +118,7 @@ def write_palettes(params: PaletteParams, base: BaseParams, bits: int, prepared:
     with store_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs.update({"bits": bits, "clusters": k, "color_space": "CIE LAB (D65)",
-                           "params": lineage(cluster_root.attrs["params"], att_root.attrs["params"], base=base, palette=params)})
+                           "params": lineage(attrs["params"], base=base, palette=params)})
         create_small(root, "palettes", palettes)
         create_small(root, "distinct", distinct)
         create_small(root, "pixels", np.array([p.pixels for p in pooled], np.int64))

@@ -20,7 +20,7 @@ from pipeline.io.train_sets import is_prepared_store, store_params
 from pipeline.io.verify import check_store
 from pipeline.report import records
 
-STAGE_ORDER = ["prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "fidelity", "train"]
+STAGE_ORDER = ["prepare", "teacher", "features", "cluster", "attention", "colour_counts", "palette", "refine", "encode", "fidelity", "train"]
 
 
 def current(recs: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -127,7 +127,7 @@ def grid_rows(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 # Timing files the main job (dvc.yaml) writes; every other timing file is a study's.
-MAIN_TIMING = re.compile(r"(prepare|teacher|features|cluster|attention|report|(palette|refine|encode)-q\d+"
+MAIN_TIMING = re.compile(r"(prepare|teacher|features|cluster|attention|colour_counts|report|(palette|refine|encode)-q\d+"
                          r"|fidelity-dcq-q\d+|train-(full|dcq-q\d+)-.*)\.json")
 
 

@@ -39,7 +39,7 @@ from pipeline.quantize.bitpack import check_bits
 from pipeline.quantize.cluster_store import ClusterParams, write_clusters
 from pipeline.quantize.encode_store import EncodeParams, write_dcq
 from pipeline.quantize.feature_store import FeaturesParams, write_features
-from pipeline.quantize.palette_store import PaletteParams, write_palettes
+from pipeline.quantize.palette_store import PaletteParams, write_colour_counts, write_palettes
 from pipeline.quantize.refine_store import RefineParams, write_refined
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, stage_command, summary, user_errors
 
@@ -116,8 +116,9 @@ def run(params: AblateParams, base: BaseParams, defaults: dict[str, Any], name: 
         write_features(cfg["features"], base, prepared, teacher, work / "features.zarr")
         write_clusters(cfg["cluster"], base, work / "features.zarr", work / "clusters.zarr", prepared)
         write_attention(cfg["attention"], base, prepared, teacher, work / "attention.zarr")
-        write_palettes(cfg["palette"], base, bits, prepared, work / "clusters.zarr", work / "attention.zarr",
-                       work / "palettes.zarr")
+        write_colour_counts(cfg["palette"], base, prepared, work / "clusters.zarr", work / "attention.zarr",
+                            work / "counts.zarr")
+        write_palettes(cfg["palette"], base, bits, work / "counts.zarr", work / "palettes.zarr")
         write_refined(cfg["refine"], base, bits, prepared, work / "clusters.zarr", work / "palettes.zarr",
                       work / "refined.zarr", work / "refined.json")
         write_dcq(cfg["encode"], base, bits, prepared, work / "clusters.zarr", work / "refined.zarr",

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import zarr
 
-from pipeline.stages import attention, palette
+from pipeline.stages import attention, colour_counts, palette
 from tests.conftest import BASE, SMALL
 
 
@@ -17,8 +17,9 @@ def test_attention_none_keeps_every_pixel_whatever_k_gra(small_run, tmp_path):
     assert (cams == 1).all() and cams.shape[1:] == (1, 1)  # one value per image: nothing to rank
     n, (h, w) = len(cams), root.attrs["image_size"]
     params = replace(SMALL["palette"], k_gra=10.0)
-    palette.run(params, BASE, 1, small_run.prepared, small_run.clusters, flat, tmp_path / "none.zarr")
-    palette.run(params, BASE, 1, small_run.prepared, small_run.clusters, small_run.attention, tmp_path / "cam.zarr")
+    for name, maps in (("none", flat), ("cam", small_run.attention)):
+        colour_counts.run(params, BASE, small_run.prepared, small_run.clusters, maps, tmp_path / f"{name}-counts.zarr")
+        palette.run(params, BASE, 1, tmp_path / f"{name}-counts.zarr", tmp_path / f"{name}.zarr")
     pooled_all = zarr.open_group(str(tmp_path / "none.zarr"), mode="r")["pixels"][:].sum()
     pooled_top = zarr.open_group(str(tmp_path / "cam.zarr"), mode="r")["pixels"][:].sum()
     assert pooled_all == n * h * w

@@ -1,0 +1,60 @@
+"""colour_counts on real images: the counts every palette@q fits from, and the errors of a wrong store."""
+
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import zarr
+
+from pipeline.errors import StoreError
+from pipeline.quantize.attention import image_size_maps, top_pixels
+from pipeline.quantize.palette_store import read_colour_counts
+from pipeline.stages import colour_counts, palette
+from tests.conftest import BASE, SMALL
+
+
+def test_counts_are_the_selected_pixels_of_every_cluster_and_serve_every_q(small_run, tmp_path):
+    root = zarr.open_group(str(small_run.colour_counts), mode="r")
+    images = zarr.open_group(str(small_run.prepared), mode="r")["train/images"][:]
+    owner = zarr.open_group(str(small_run.clusters), mode="r")["assignments"][:]
+    maps = image_size_maps(zarr.open_group(str(small_run.attention), mode="r"), small_run.attention, 0, len(images))
+    mask = top_pixels(maps, SMALL["palette"].k_gra).numpy()
+    for c in range(SMALL["cluster"].k):  # recounted here from the pixels themselves
+        pixels = images[owner == c][mask[owner == c]]
+        codes, counts = np.unique((pixels[:, 0].astype(np.int64) << 16) | (pixels[:, 1].astype(np.int64) << 8)
+                                  | pixels[:, 2], return_counts=True)
+        keys = root["keys"][:]
+        mine = (keys >> 24) == c
+        assert np.array_equal(keys[mine] & 0xFFFFFF, codes) and np.array_equal(root["counts"][:][mine], counts)
+    assert root.attrs["k_gra"] == SMALL["palette"].k_gra and root.attrs["images"] == len(images)
+    for q in (1, 2):  # both bit depths of the shared run fitted from this one store
+        pooled = zarr.open_group(str(small_run.palettes(q)), mode="r")["pixels"][:]
+        assert pooled.sum() == root["counts"][:].sum()
+
+
+def test_a_palette_of_another_k_gra_or_a_forged_store_is_refused(small_run, tmp_path):
+    with pytest.raises(StoreError, match=r"counted with k_gra=50.0, but palette.k_gra=80.0; rerun"):
+        palette.run(replace(SMALL["palette"], k_gra=80.0), BASE, 1, small_run.colour_counts, tmp_path / "p.zarr")
+    assert not (tmp_path / "p.zarr").exists()
+    forged = tmp_path / "forged.zarr"
+    shutil.copytree(small_run.colour_counts, forged)
+    zarr.open_group(str(forged), mode="r+").attrs["clusters"] = 1  # fewer clusters than the keys name
+    with pytest.raises(StoreError, match="keys are not sorted distinct .* of 1 clusters"):
+        read_colour_counts(forged, SMALL["palette"].k_gra)
+    with pytest.raises(StoreError, match="is not 'colour-counts-v1'"):
+        palette.run(SMALL["palette"], BASE, 1, small_run.attention, tmp_path / "p.zarr")
+
+
+def test_cli_names_the_culprit(small_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    params = tmp_path / "params.yaml"
+    params.write_text("base: {seed: 0, device: cpu}\npalette: {k_gra: 50.0, surprise: 1}\n")
+    result = CliRunner().invoke(app, ["colour_counts", "--prepared", str(small_run.prepared), "--clusters",
+                                      str(small_run.clusters), "--attention", str(small_run.attention), "--out",
+                                      str(tmp_path / "c.zarr"), "--params", str(params)])
+    assert result.exit_code == 2 and "surprise" in result.output
+    assert not (tmp_path / "c.zarr").exists()
