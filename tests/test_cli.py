@@ -25,8 +25,8 @@ def test_export_command(small_run, tmp_path):
 def test_bad_params_exit_2_with_the_culprit(tmp_path, small_run):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"base": {"seed": 0}, "palette": {"k_gra": 140}}))
-    result = runner.invoke(app, ["palette", "--params", str(params), "--bits", "1", "--prepared", "x",
-                                 "--clusters", "x", "--attention", "x", "--out", str(tmp_path / "o")])
+    result = runner.invoke(app, ["palette", "--params", str(params), "--bits", "1", "--colour-counts", "x",
+                                 "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "k_gra=140" in result.output
 
 
