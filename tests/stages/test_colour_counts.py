@@ -10,7 +10,7 @@ import zarr
 from pipeline.errors import StoreError
 from pipeline.quantize.attention import image_size_maps, top_pixels
 from pipeline.quantize.palette_store import read_colour_counts
-from pipeline.stages import colour_counts, palette
+from pipeline.stages import palette
 from tests.conftest import BASE, SMALL
 
 
