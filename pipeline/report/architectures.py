@@ -3,7 +3,7 @@ recipe and the same seeds (records under `runs/architectures/`), beside the main
 
 from __future__ import annotations
 
-from pipeline.report import document
+from pipeline.report import document, records
 
 RUN_GROUP = "architectures"  # the folder under the runs folder that holds the study's records
 
@@ -15,8 +15,7 @@ def is_architecture_run(record: dict) -> bool:
 def _cell(row: dict | None) -> str:
     if row is None:
         return "-"
-    acc = f"{row['test_accuracy_mean']:.2f} ± {row['test_accuracy_std']:.2f}" if row["n"] > 1 else \
-        f"{row['test_accuracy_mean']:.2f} (1 seed)"
+    acc = records.accuracy_text(row)
     gap = "" if row["method"] == "full" or row["gap_to_full"] is None else f" ({row['gap_to_full']:+.2f})"
     return acc + gap
 

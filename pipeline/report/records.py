@@ -131,6 +131,13 @@ def summarize(records: list[dict]) -> list[dict]:
                                        r["bits"] or 0, -(r["source_bits"] or 25)))
 
 
+def accuracy_text(row: dict) -> str:
+    """'mean ± std' over seeds; a single run says so instead of showing a zero spread."""
+    if row["n"] == 1:
+        return f"{row['test_accuracy_mean']:.2f} (1 seed)"
+    return f"{row['test_accuracy_mean']:.2f} ± {row['test_accuracy_std']:.2f}"
+
+
 def dvc_summary(rows: list[dict]) -> dict:
     """What `dvc metrics show/diff` compares across experiments: for the main job's train sets (full colour and DCQ
     at each q), the mean test accuracy and the stored bytes. Keyed by variant; by model too when there are several.

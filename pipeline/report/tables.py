@@ -253,11 +253,7 @@ def compared_cell(row: dict | None, reference: dict | None, extra: str) -> str:
     return f"{accuracy_text(row)}{delta} ({fmt_bytes(row['train_bytes'])}, {extra})"
 
 
-def accuracy_text(row: dict) -> str:
-    """'mean ± std' over seeds; a single run says so instead of showing a zero spread."""
-    if row["n"] == 1:
-        return f"{row['test_accuracy_mean']:.2f} (1 seed)"
-    return f"{row['test_accuracy_mean']:.2f} ± {row['test_accuracy_std']:.2f}"
+accuracy_text = records.accuracy_text
 
 
 def distillation_blocks(ipc_rows: list[dict]) -> list[document.Block]:
