@@ -59,7 +59,8 @@ def main() -> None:
     env = dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=str(REPO))
     p, q = ["--params", str(params_file)], str(args.bits)
     d = {name: str(work / name) for name in ("prepared.zarr", "features.zarr", "clusters.zarr", "attention.zarr",
-                                             "counts.zarr", "palette.zarr", "refined.zarr", "dcq.zarr")}
+                                             "counts.zarr", "palette.zarr")}
+    d["refined.zarr"] = str(work / "refined" / f"q{q}.zarr")  # encode reads q{q}.zarr from a folder
     stages = [
         ("prepare", ["prepare", *p, "--out", d["prepared.zarr"]]),
         ("features", ["features", *p, "--prepared", d["prepared.zarr"], "--teacher", str(args.teacher),
@@ -73,7 +74,7 @@ def main() -> None:
         ("refine", ["refine", *p, "--bits", q, "--prepared", d["prepared.zarr"], "--clusters", d["clusters.zarr"],
                     "--palettes", d["palette.zarr"], "--out", d["refined.zarr"], "--metrics", str(work / "refine.json")]),
         ("encode", ["encode", *p, "--bits", q, "--prepared", d["prepared.zarr"], "--clusters", d["clusters.zarr"],
-                    "--refined", d["refined.zarr"], "--out", d["dcq.zarr"]]),
+                    "--refined", str(work / "refined"), "--out", str(work / "dcq")]),
     ]
     results = {}
     for name, stage_args in stages:

@@ -79,7 +79,7 @@ def run_pipeline(root: Path, bits=(1, 2), teacher_checkpoint: Path | None = None
         palette.run(p["palette"], BASE, q, r.colour_counts, r.palettes(q))
         refine.run(p["refine"], BASE, q, r.prepared, r.clusters, r.palettes(q), r.refined(q),
                    root / "refined" / f"q{q}.json")
-        encode.run(p["encode"], BASE, q, r.prepared, r.clusters, r.refined(q), r.dcq(q))
+    encode.run(p["encode"], BASE, list(bits), r.prepared, r.clusters, root / "refined", root / "dcq")
     return r
 
 

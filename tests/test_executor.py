@@ -52,11 +52,12 @@ def test_dask_executor_writes_the_serial_bytes(small_run, tmp_path, cluster, mon
         palette.run(SMALL["palette"], base, 2, out / "counts.zarr",
                     out / "palettes.zarr")
         for assign in ("cluster", "best_palette"):
-            encode.run(replace(SMALL["encode"], assign=assign), base, 2, small_run.prepared, small_run.clusters,
-                       small_run.refined(2), out / f"dcq-{assign}.zarr")
+            encode.run(replace(SMALL["encode"], assign=assign), base, [1, 2], small_run.prepared, small_run.clusters,
+                       small_run.refined(2).parent, out / f"dcq-{assign}")
         for method in ("median_cut", "libimagequant"):
             baseline.run(baseline.BaselineParams(), base, method, 2, small_run.prepared, out / f"{method}.zarr")
-    for store in ("prepared.zarr", "features.zarr", "attention.zarr", "palettes.zarr", "dcq-cluster.zarr", "dcq-best_palette.zarr", "median_cut.zarr",
+    for store in ("prepared.zarr", "features.zarr", "attention.zarr", "palettes.zarr", "dcq-cluster/q1.zarr", "dcq-cluster/q2.zarr",
+                  "dcq-best_palette/q1.zarr", "dcq-best_palette/q2.zarr", "median_cut.zarr",
                   "libimagequant.zarr"):
         same_store(tmp_path / "serial" / store, tmp_path / "dask" / store)
     assert len(mapped) == 8 and min(mapped) >= 5  # each dask stage ran as that many shard tasks

@@ -127,7 +127,7 @@ def grid_rows(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 # Timing files the main job (dvc.yaml) writes; every other timing file is a study's.
-MAIN_TIMING = re.compile(r"(prepare|teacher|features|cluster|attention|colour_counts|report|(palette|refine|encode)-q\d+"
+MAIN_TIMING = re.compile(r"(prepare|teacher|features|cluster|attention|colour_counts|report|encode|(palette|refine)-q\d+"
                          r"|fidelity-dcq-q\d+|train-(full|dcq-q\d+)-.*)\.json")
 
 

@@ -40,7 +40,7 @@ def command(stage: str, small_run, tmp_path: Path, out: Path) -> list[str]:
     }))
     args = {"prepare": ["prepare", "--out", str(out)],
             "encode": ["encode", "--bits", "2", "--prepared", str(small_run.prepared), "--clusters",
-                       str(small_run.clusters), "--refined", str(small_run.refined(2)), "--out", str(out)],
+                       str(small_run.clusters), "--refined", str(small_run.refined(2).parent), "--out", str(out.parent)],
             "train": ["train", "--method", "dcq", "--bits", "1", "--model", "convnetd3", "--seed", "0",
                       "--train-set", str(small_run.dcq(1)), "--prepared", str(small_run.prepared),
                       "--checkpoint", str(out), "--record", str(out.with_suffix(".json"))]}[stage]

@@ -9,6 +9,7 @@ import pytest
 import zarr
 
 from pipeline.errors import DatasetError, ParamsError, StoreError
+from pipeline.quantize.encode_store import write_dcq
 from pipeline.stages import attention, encode, features, prepare, teacher
 from tests.conftest import BASE, SMALL, run_pipeline
 
@@ -84,11 +85,17 @@ def test_bad_layer_names_are_clear_errors(small_run, tmp_path):
 
 def test_mismatched_bits_and_checkpoints_are_clear_errors(small_run, tmp_path):
     with pytest.raises(StoreError, match="holds 1-bit palettes, encode was asked for 2 bits"):
-        encode.run(SMALL["encode"], BASE, 2, small_run.prepared, small_run.clusters, small_run.refined(1),
-                   tmp_path / "x.zarr")
+        write_dcq(SMALL["encode"], BASE, 2, small_run.prepared, small_run.clusters, small_run.refined(1),
+                  tmp_path / "x.zarr")
     with pytest.raises(ParamsError, match="bits=9 is outside 1..8"):
-        encode.run(SMALL["encode"], BASE, 9, small_run.prepared, small_run.clusters, small_run.refined(1),
-                   tmp_path / "x.zarr")
+        encode.run(SMALL["encode"], BASE, [1, 9], small_run.prepared, small_run.clusters, small_run.refined(1).parent,
+                   tmp_path)
+    with pytest.raises(ParamsError, match=r"bits=\[2, 2\] must name each bit depth once"):
+        encode.run(SMALL["encode"], BASE, [2, 2], small_run.prepared, small_run.clusters, small_run.refined(1).parent,
+                   tmp_path)
+    with pytest.raises(FileNotFoundError, match="refined palette store: no Zarr store at .*q3.zarr"):
+        encode.run(SMALL["encode"], BASE, [1, 3], small_run.prepared, small_run.clusters, small_run.refined(1).parent,
+                   tmp_path)
     with pytest.raises(StoreError, match="checkpoint has arch='resnet18', the params/data need 'resnet34'"):
         teacher.run(replace(SMALL["teacher"], arch="resnet34", checkpoint=str(small_run.teacher)), BASE,
                     small_run.prepared, tmp_path / "t.pt", tmp_path / "t.json")
