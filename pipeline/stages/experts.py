@@ -5,10 +5,16 @@ Reads  `experts:` + `base`; a source train set (any store `pipeline/io/train_set
 Writes `OUT`, an expert store (format in `pipeline/distill/experts.py`): the flat parameters of each of
        `num_experts` networks after every epoch, the preprocessing they saw (normalisation, optional ZCA),
        attrs with the architecture, per-expert test accuracy and the resolved params.
+
+Under `torchrun --nproc_per_node N` the experts are split over the processes (expert e on rank e mod N; each
+expert's training is independent and seeded by e, so the store is the one a single process writes): rank 0
+creates the store in its temporary path, every rank writes its experts' snapshots (one chunk each), and rank 0
+seals and renames it once every rank is done.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +36,7 @@ from pipeline.io.atomic import store_output
 from pipeline.io.train_sets import load_split, load_train_set
 from pipeline.models.registry import create_model, model_names
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+from pipeline.train import distributed
 from pipeline.train.engine import Normalization
 
 
@@ -49,8 +56,18 @@ class ExpertsParams:
         require(self.zca_eps > 0, f"zca_eps={self.zca_eps} must be > 0")
 
 
+def shared_path(path: Path | None, world: distributed.World, max_bytes: int = 4096) -> Path:
+    """Rank 0's temporary store path on every rank (a collective of the path's UTF-8 bytes)."""
+    raw = np.zeros(max_bytes, np.int64)
+    if world.main:
+        encoded = str(path).encode()
+        require(len(encoded) < max_bytes, f"output path longer than {max_bytes} bytes: {path}")
+        raw[:len(encoded)] = np.frombuffer(encoded, np.uint8)
+    return Path(distributed.all_sum(raw, world).astype(np.uint8).tobytes().rstrip(b"\0").decode())
+
+
 def run(params: ExpertsParams, base: BaseParams, train_set: Path, prepared: Path, out: Path) -> dict:
-    runtime = resolve_runtime(base.device, base.precision)
+    world, runtime = distributed.setup(resolve_runtime(base.device, base.precision))
     dev = runtime.device
     source = load_train_set(train_set)
     test_u8, test_y, _ = load_split(prepared, "test")
@@ -64,15 +81,19 @@ def run(params: ExpertsParams, base: BaseParams, train_set: Path, prepared: Path
     spec = param_spec(probe)
     n_params = sum(int(np.prod(s)) for _, s in spec)
     snapshots = params.recipe.epochs + 1
-    accuracies = []
+    mine = [e for e in range(params.num_experts) if e % world.size == world.rank]
+    accuracies = np.zeros(params.num_experts)
     used = lineage(source.params, base=base, experts=params)
-    with Timer() as timer, store_output(out) as tmp:
-        root = zarr.open_group(str(tmp), mode="w")
-        traj = root.create_array("trajectories", shape=(params.num_experts, snapshots, n_params), dtype=np.float32,
-                                 chunks=(1, 1, n_params), fill_value=0, compressors=CHECKSUMMED, config=EVERY_CHUNK)
-        with tqdm(total=params.num_experts * params.recipe.epochs, desc=f"experts {params.arch}", unit="epoch",
+    with Timer() as timer, (store_output(out) if world.main else contextlib.nullcontext()) as tmp:
+        if world.main:
+            root = zarr.open_group(str(tmp), mode="w")
+            root.create_array("trajectories", shape=(params.num_experts, snapshots, n_params), dtype=np.float32,
+                              chunks=(1, 1, n_params), fill_value=0, compressors=CHECKSUMMED, config=EVERY_CHUNK)
+        tmp = shared_path(tmp, world)  # every rank after rank 0 has created the array
+        traj = zarr.open_group(str(tmp), mode="r+")["trajectories"]
+        with tqdm(total=len(mine) * params.recipe.epochs, desc=f"experts {params.arch}", unit="epoch",
                   leave=False) as bar:
-            for e in range(params.num_experts):
+            for e in mine:
                 torch.manual_seed(base.seed * 1000 + e)
                 model = create_model(params.arch, len(source.classes), size).to(dev)
 
@@ -82,19 +103,23 @@ def run(params: ExpertsParams, base: BaseParams, train_set: Path, prepared: Path
                         bar.update(1)
 
                 train_expert(model, x, y, params.recipe, params.dsa, base.seed * 1000 + e, save)
-                accuracies.append(round(real_accuracy(model, x_test, y_test, params.eval_batch_size), 4))
-        if zca is not None:
-            create_small(root, "zca_mean", zca.mean.numpy())
-            create_small(root, "zca_transform", zca.transform.numpy())
-        root.attrs.update({
-            "format": FORMAT, "arch": params.arch, "num_classes": len(source.classes), "image_size": size,
-            "classes": source.classes, "param_spec": [[name, list(shape)] for name, shape in spec],
-            "normalization": norm.to_dict(), "zca": params.zca, "epochs": params.recipe.epochs,
-            "num_experts": params.num_experts, "test_accuracy": accuracies, "source": str(train_set),
-            "source_kind": source.kind, "source_bits": source.bits, "params": used, "params_hash": params_hash(used),
-        })
-    summary("experts", params.num_experts * params.recipe.epochs * len(x), "images", timer.seconds,
-            experts=params.num_experts, test_accuracy=accuracies, runtime=runtime.describe)
+                accuracies[e] = round(real_accuracy(model, x_test, y_test, params.eval_batch_size), 4)
+        accuracies = distributed.all_sum(accuracies, world).tolist()  # also: every rank's snapshots are written
+        if world.main:
+            if zca is not None:
+                create_small(root, "zca_mean", zca.mean.numpy())
+                create_small(root, "zca_transform", zca.transform.numpy())
+            root.attrs.update({
+                "format": FORMAT, "arch": params.arch, "num_classes": len(source.classes), "image_size": size,
+                "classes": source.classes, "param_spec": [[name, list(shape)] for name, shape in spec],
+                "normalization": norm.to_dict(), "zca": params.zca, "epochs": params.recipe.epochs,
+                "num_experts": params.num_experts, "test_accuracy": accuracies, "source": str(train_set),
+                "source_kind": source.kind, "source_bits": source.bits, "params": used, "params_hash": params_hash(used),
+            })
+    distributed.finish(world)
+    summary("experts", len(mine) * params.recipe.epochs * len(x), "images", timer.seconds, experts=len(mine),
+            test_accuracy=[accuracies[e] for e in mine], runtime=runtime.describe,
+            **({"rank": f"{world.rank}/{world.size}"} if world.size > 1 else {}))
     return {"test_accuracy": accuracies, "seconds": timer.seconds}
 
 
