@@ -105,6 +105,8 @@ def main() -> None:
     ap.add_argument("--teacher-epochs", type=int, default=1)
     ap.add_argument("--root", type=Path, default=REPO.parent / "shared" / "data" / "cifar10-jpeg")
     ap.add_argument("--params", type=Path, default=REPO / "params.yaml", help="stage params to start from")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a param (YAML value), e.g. attention.batch_size=8 for 224 px on a small host")
     ap.add_argument("--work", type=Path, default=Path("/tmp/dcq-scale"))
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args()
@@ -125,6 +127,15 @@ def main() -> None:
 
     base_params = yaml.safe_load(args.params.read_text())
     base_params["base"]["device"] = "cpu"
+    for item in args.overrides:
+        key, _, value = item.partition("=")
+        *sections, leaf = key.split(".")
+        node = base_params
+        for section in sections:
+            node = node[section]
+        if leaf not in node:
+            raise SystemExit(f"--set {item}: {key} is not in {args.params}")
+        node[leaf] = yaml.safe_load(value)
 
     def params_for(n: int, run_dir: Path, **teacher) -> list[str]:
         params = json.loads(json.dumps(base_params))
@@ -166,6 +177,7 @@ def main() -> None:
         cells = "".join(f"{by_n[n]['seconds']:>10.1f} s {by_n[n]['peak_rss_mib']:>6.0f} MiB" for n in sizes)
         print(f"{stage:14s}{cells}{ratio:>11.3f}{'' if verdicts[stage] else '  over goal'}")
     record = {"images": label, "sizes": sizes, "image_size": args.image_size, "bits": args.bits,
+              "params": str(args.params), "overrides": args.overrides,
               "cpu_count": os.cpu_count(), "stages": {s: {str(n): v for n, v in r.items()} for s, r in results.items()},
               "within_goal": verdicts}
     out = args.json or work / "scale.json"

@@ -23,7 +23,6 @@ from pipeline.quantize.encode_store import EncodeParams, write_dcq_stores
 from pipeline.quantize.palette_store import PaletteParams
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command, user_errors
 
-
 ALSO_READS = ("palette.bits",)  # the bit depths to encode, read from the palette section (declared once there)
 
 

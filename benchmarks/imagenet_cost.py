@@ -1,0 +1,65 @@
+"""What the DCQ build of ImageNet-1K costs on this CPU, from the per-image rates bench_scale.py measured at 224 px.
+
+Reads a bench_scale.py JSON with two sizes n1 < n2 (run with the ImageNet preset at 224 px). For each stage the
+marginal cost per image is (t2 - t1) / (n2 - n1) and its fixed cost (process start, model load) t1 - n1 x that;
+ImageNet-1K's 1,281,167 train images then cost fixed + N x marginal. Two stages do not scale with N:
+- `refine` optimises images_per_cluster images of each of the k clusters for `steps` steps: its cost at full size
+  is the measured time scaled by the images it would optimise (k x images_per_cluster against the clusters' images
+  at n2) and by the preset's steps against the steps run (`--set refine.steps=...`).
+- `palette` fits K-means on distinct (cluster, colour) counts, which saturate; its time at n2 is kept as it is.
+`palette` and `refine` run once per bit depth of the preset, `encode` writes them all in one pass (counted as the
+measured one-q rate times the number of bit depths: an upper bound).
+
+    python benchmarks/imagenet_cost.py benchmarks/scale_imagenet_224px_cpu.json --bits 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+IMAGENET_TRAIN = 1_281_167
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bench", type=Path, help="bench_scale.py JSON with two sizes")
+    ap.add_argument("--preset", type=Path, default=Path("pipeline/presets/imagenet.yaml"))
+    args = ap.parse_args()
+    bench = json.loads(args.bench.read_text())
+    preset = yaml.safe_load(args.preset.read_text())
+    n1, n2 = bench["sizes"][:2]
+    overrides = dict(item.split("=", 1) for item in bench.get("overrides", []))
+    bits = len(preset["palette"]["bits"])
+    k, per_cluster = preset["cluster"]["k"], preset["refine"]["images_per_cluster"]
+    steps_run = int(overrides.get("refine.steps", preset["refine"]["steps"]))
+    rows, total = [], 0.0
+    for stage, by_n in bench["stages"].items():
+        t1, t2 = by_n[str(n1)]["seconds"], by_n[str(n2)]["seconds"]
+        marginal = max(t2 - t1, 0.0) / (n2 - n1)
+        fixed = max(t1 - n1 * marginal, 0.0)
+        if stage == "refine":
+            scale = (k * per_cluster) / min(n2, k * per_cluster) * preset["refine"]["steps"] / steps_run
+            seconds, how = t2 * scale * bits, f"{t2:.0f} s at N={n2:,} x {scale:.0f} (images, steps) x {bits} q"
+        elif stage == "palette":
+            seconds, how = t2 * bits, f"{t2:.0f} s at N={n2:,} x {bits} q (distinct colours saturate)"
+        else:
+            per_q = bits if stage == "encode" else 1
+            seconds = (fixed + IMAGENET_TRAIN * marginal) * per_q
+            how = f"{1 / marginal:,.1f} img/s marginal" if marginal else "no growth measured"
+            how += f", {fixed:.0f} s fixed" + (f" x {bits} q" if per_q > 1 else "")
+        total += seconds
+        rows.append((stage, seconds, how))
+    print(f"ImageNet-1K DCQ build ({IMAGENET_TRAIN:,} train images, 224 px, {bits} bit depths) on this CPU, from "
+          f"{bench['images']} at N = {n1:,} and {n2:,} ({bench['cpu_count']} cores)")
+    print("| stage | CPU hours | from |\n|---|---|---|")
+    for stage, seconds, how in rows:
+        print(f"| {stage} | {seconds / 3600:,.1f} | {how} |")
+    print(f"| **total** | **{total / 3600:,.1f}** | |")
+
+
+if __name__ == "__main__":
+    main()
