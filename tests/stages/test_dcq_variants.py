@@ -58,9 +58,9 @@ def test_per_image_variant_builds_a_palette_per_image_and_refines_each_on_itself
 
 
 def test_best_palette_picks_the_palette_with_the_least_error_and_costs_no_byte(small_run, tmp_path):
-    out = tmp_path / "best.zarr"
-    encode.run(replace(SMALL["encode"], assign="best_palette"), BASE, 1, small_run.prepared, small_run.clusters,
-               small_run.refined(1), out)
+    encode.run(replace(SMALL["encode"], assign="best_palette"), BASE, [1], small_run.prepared, small_run.clusters,
+               small_run.refined(1).parent, tmp_path)
+    out = tmp_path / "q1.zarr"
     best, main = DCQStore(out), DCQStore(small_run.dcq(1))
     images = zarr.open_group(str(small_run.prepared), mode="r")["train/images"][:]
     errors = _lab_error(images, best.palettes)
