@@ -70,7 +70,10 @@ def test_executor_settings_are_never_part_of_an_outputs_params():
     assert recorded == to_dict(BASE) == {"seed": 0, "device": "cpu", "precision": "auto"}
 
 
-def test_unreachable_scheduler_is_a_one_line_params_error():
+def test_unreachable_scheduler_is_a_one_line_params_error(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    client = distributed.Client  # the stage waits 30 s for a scheduler; the same failure after 2 s here
+    monkeypatch.setattr(distributed, "Client", lambda *args, **kwargs: client(*args, **{**kwargs, "timeout": "2s"}))
     with pytest.raises(ParamsError, match=r"base.scheduler='tcp://127.0.0.1:1': cannot reach the Dask scheduler"):
         map_shards(replace(BASE, executor="dask", scheduler="tcp://127.0.0.1:1"), lambda a, b: a, 10, 5, "x")
 
