@@ -78,14 +78,15 @@ def encode_shard(params: EncodeParams, base: BaseParams, bits: tuple[int, ...], 
     image uses (its cluster's, or with assign: best_palette its best fitting one)."""
     runtime = resolve_runtime(base.device, base.precision)
     palettes_lab = [rgb_to_lab(torch.from_numpy(p)).to(runtime.device) for p in palettes_u8]
-    chunk = torch.from_numpy(zarr.open_group(prepared, mode="r")["train/images"][start:stop]).to(runtime.device)
+    images = zarr.open_group(prepared, mode="r")["train/images"]
     cluster_ids = torch.from_numpy(zarr.open_group(clusters, mode="r")["assignments"][start:stop].astype(np.int64))
     ids = [cluster_ids.to(runtime.device).clone() for _ in bits]  # one per q: best_palette fills each in place
     parts: list[list[np.ndarray]] = [[] for _ in bits]
-    b, h, w, _ = chunk.shape
-    for s in range(0, b, params.batch_size):
-        batch = slice(s, s + params.batch_size)
-        lab = rgb_to_lab(chunk[batch].reshape(-1, h * w, 3))
+    _, h, w, _ = images.shape
+    for s in range(0, stop - start, params.batch_size):  # images read a batch at a time: memory set by batch_size
+        batch = slice(s, min(s + params.batch_size, stop - start))
+        pixels = torch.from_numpy(images[start + batch.start:start + batch.stop]).to(runtime.device)
+        lab = rgb_to_lab(pixels.reshape(-1, h * w, 3))
         for i, q in enumerate(bits):
             if params.assign == "best_palette":
                 ids[i][batch] = best_palettes_lab(lab, palettes_lab[i])
