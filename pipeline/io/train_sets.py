@@ -33,14 +33,16 @@ from pipeline.io.subset_store import FORMAT as SUBSET_FORMAT
 from pipeline.io.subset_store import SubsetStore
 from pipeline.io.verify import check, parsing_attrs, reading
 from pipeline.train.packed import PackedImages
+from pipeline.train.streamed import StreamedImages
 
 
 @dataclass
 class TrainSet:
     path: Path
     kind: str                     # "full" | "dcq" | a baseline or pruning method name
-    images: torch.Tensor | PackedImages  # uint8 (N,H,W,3), exactly the pixels the store rebuilds (packed: decoded
-                                         # per batch from indices + palettes, see pipeline/train/packed.py)
+    images: torch.Tensor | PackedImages | StreamedImages  # uint8 (N,H,W,3), exactly the pixels the store rebuilds
+        # (packed: decoded per batch from indices + palettes, pipeline/train/packed.py; streamed: a full-colour set
+        # read window by window as training reaches it, pipeline/train/streamed.py)
     labels: torch.Tensor          # int64 (N,)
     classes: list[str]
     bits: int | None              # colour-index bits per pixel (pruned sets: the bit depth whose storage they
@@ -81,24 +83,27 @@ def share(n: int, part: tuple[int, int]) -> tuple[int, int]:
     return n * rank // size, n * (rank + 1) // size
 
 
-def load_split(prepared: Path, split: str, part: tuple[int, int] = (0, 1)
-               ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def load_split(prepared: Path, split: str, part: tuple[int, int] = (0, 1), stream: bool = False
+               ) -> tuple[torch.Tensor | StreamedImages, torch.Tensor, dict]:
     """(images uint8 (N,H,W,3), labels int64, store attrs) of one split of a prepared store; `part` (rank,
-    size): only that data-parallel rank's share of the rows."""
+    size): only that data-parallel rank's share of the rows; `stream`: the images are read from the store as they
+    are asked for (`StreamedImages`), only the labels are loaded."""
     root = open_group(prepared, "prepared store")
     if split not in root:
         raise StoreError(f"{prepared}: prepared store has no {split!r} split")
     group = root[split]
     with reading(prepared, "prepared store"):
         start, stop = share(group["labels"].shape[0], part)
-        images, labels = group["images"][start:stop], group["labels"][start:stop].astype(np.int64)
+        labels = group["labels"][start:stop].astype(np.int64)
+        images = StreamedImages(group["images"], (start, stop), source=str(prepared)) if stream \
+            else group["images"][start:stop]
     classes = root.attrs.get("classes")
     check(prepared, isinstance(classes, list) and len(classes) > 0, f"attr classes={classes!r} must list the classes")
-    check(prepared, images.ndim == 4 and images.shape[3] == 3 and labels.shape == (len(images),),
+    check(prepared, len(images.shape) == 4 and images.shape[3] == 3 and labels.shape == (len(images),),
           f"{split}/images is {images.shape}, {split}/labels {labels.shape}: expected (N, H, W, 3) and (N,)")
     check(prepared, len(labels) == 0 or int(labels.max()) < len(classes) and int(labels.min()) >= 0,
           f"{split}/labels holds label {int(labels.max(initial=0))}, attr classes has {len(classes)}")
-    return torch.from_numpy(images), torch.from_numpy(labels), dict(root.attrs)
+    return images if stream else torch.from_numpy(images), torch.from_numpy(labels), dict(root.attrs)
 
 
 def _load_decoded(store: DCQStore | CodecStore, packed: bool = False, part: tuple[int, int] = (0, 1)) -> TrainSet:
@@ -126,8 +131,8 @@ def _load_subset(store: SubsetStore, part: tuple[int, int] = (0, 1)) -> TrainSet
                     dict(store.attrs.get("params", {})), int(store.attrs["source_images"]), len(store.labels))
 
 
-def _load_prepared(path: Path, part: tuple[int, int] = (0, 1)) -> TrainSet:
-    images, labels, attrs = load_split(path, "train", part)
+def _load_prepared(path: Path, part: tuple[int, int] = (0, 1), stream: bool = False) -> TrainSet:
+    images, labels, attrs = load_split(path, "train", part, stream)
     total = open_group(path, "prepared store")["train/labels"].shape[0]
     return TrainSet(path, "full", images, labels, list(attrs["classes"]), None, disk_bytes(path / "train"),
                     dict(attrs.get("params", {})), None, total)
@@ -141,14 +146,16 @@ def store_params(path: str | Path) -> dict | None:
     return dict(zarr.open_group(str(path), mode="r").attrs.get("params", {}))
 
 
-def load_train_set(path: str | Path, packed: bool = False, part: tuple[int, int] = (0, 1)) -> TrainSet:
+def load_train_set(path: str | Path, packed: bool = False, part: tuple[int, int] = (0, 1),
+                   stream: bool = False) -> TrainSet:
     """The train set at `path`; `packed`: a palette-indexed store's images stay packed (`PackedImages`); `part`
-    (rank, size): only that data-parallel rank's share of the rows (bytes and ratio stay the whole set's)."""
+    (rank, size): only that data-parallel rank's share of the rows (bytes and ratio stay the whole set's);
+    `stream`: a full-colour (prepared) set is read as training reaches its rows (`StreamedImages`)."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"train set {path} does not exist")
     if is_prepared_store(path):
-        return _load_prepared(path, part)
+        return _load_prepared(path, part, stream)
     store = open_store(path, INDEXED_FORMATS + (SUBSET_FORMAT, CODEC_FORMAT), "train-set")
     with parsing_attrs(path):
         return _load_subset(store, part) if isinstance(store, SubsetStore) else _load_decoded(store, packed, part)

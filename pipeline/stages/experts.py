@@ -56,16 +56,6 @@ class ExpertsParams:
         require(self.zca_eps > 0, f"zca_eps={self.zca_eps} must be > 0")
 
 
-def shared_path(path: Path | None, world: distributed.World, max_bytes: int = 4096) -> Path:
-    """Rank 0's temporary store path on every rank (a collective of the path's UTF-8 bytes)."""
-    raw = np.zeros(max_bytes, np.int64)
-    if world.main:
-        encoded = str(path).encode()
-        require(len(encoded) < max_bytes, f"output path longer than {max_bytes} bytes: {path}")
-        raw[:len(encoded)] = np.frombuffer(encoded, np.uint8)
-    return Path(distributed.all_sum(raw, world).astype(np.uint8).tobytes().rstrip(b"\0").decode())
-
-
 def run(params: ExpertsParams, base: BaseParams, train_set: Path, prepared: Path, out: Path) -> dict:
     world, runtime = distributed.setup(resolve_runtime(base.device, base.precision))
     dev = runtime.device
@@ -89,7 +79,7 @@ def run(params: ExpertsParams, base: BaseParams, train_set: Path, prepared: Path
             root = zarr.open_group(str(tmp), mode="w")
             root.create_array("trajectories", shape=(params.num_experts, snapshots, n_params), dtype=np.float32,
                               chunks=(1, 1, n_params), fill_value=0, compressors=CHECKSUMMED, config=EVERY_CHUNK)
-        tmp = shared_path(tmp, world)  # every rank after rank 0 has created the array
+        tmp = distributed.shared_path(tmp, world)  # every rank after rank 0 has created the array
         traj = zarr.open_group(str(tmp), mode="r+")["trajectories"]
         with tqdm(total=len(mine) * params.recipe.epochs, desc=f"experts {params.arch}", unit="epoch",
                   leave=False) as bar:

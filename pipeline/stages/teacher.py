@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import typer
 
-from pipeline.config import BaseParams, lineage, params_hash, require
+from pipeline.config import BaseParams, lineage, off_switch, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
 from pipeline.io.arrays import write_json
@@ -27,6 +27,7 @@ from pipeline.models.registry import create_model, model_names
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 from pipeline.train import distributed
 from pipeline.train.engine import Normalization, Recipe, accuracy, evaluate, train
+from pipeline.train.streamed import WindowShuffle
 
 
 @dataclass(frozen=True)
@@ -35,19 +36,25 @@ class TeacherParams:
     checkpoint: str | None = None  # a dcq checkpoint to load instead of training
     recipe: Recipe = field(default_factory=Recipe)
     eval_batch_size: int = 512
+    # > 0: window-shuffled epochs and both splits streamed from the store (as train.stream_window)
+    stream_window: int = off_switch(0)
+    stream_block: int = off_switch(256)
 
     def __post_init__(self):
         require(self.arch in model_names(), f"arch={self.arch!r} is not in the model registry {model_names()}")
         require(self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size} must be >= 1")
+        if self.stream_window:
+            WindowShuffle(self.stream_window, self.stream_block)  # its range checks
 
 
 def run(params: TeacherParams, base: BaseParams, prepared: Path, checkpoint_out: Path, metrics_out: Path) -> dict:
     runtime = resolve_runtime(base.device, base.precision)
     world, runtime = distributed.setup(runtime)  # one process, or this rank of a torchrun job (its rows only)
     part = (world.rank, world.size)
+    shuffle = WindowShuffle(params.stream_window, params.stream_block) if params.stream_window else None
     with Timer() as timer:
-        train_x, train_y, attrs = load_split(prepared, "train", part)
-        test_x, test_y, _ = load_split(prepared, "test", part)
+        train_x, train_y, attrs = load_split(prepared, "train", part, stream=shuffle is not None)
+        test_x, test_y, _ = load_split(prepared, "test", part, stream=shuffle is not None)
         num_classes, size = len(attrs["classes"]), attrs["image_size"]
         if not isinstance(size, int):
             raise StoreError(f"{prepared}: images are {size[0]}x{size[1]}; the model registry builds square-input "
@@ -58,9 +65,10 @@ def run(params: TeacherParams, base: BaseParams, prepared: Path, checkpoint_out:
         else:
             torch.manual_seed(base.seed)
             model = create_model(params.arch, num_classes, size)
-            norm = Normalization.from_totals(distributed.all_sum(Normalization.totals(train_x.numpy()), world))
+            images = train_x if shuffle else train_x.numpy()
+            norm = Normalization.from_totals(distributed.all_sum(Normalization.totals(images), world))
             history = train(model, train_x, train_y, params.recipe, norm, runtime, base.seed,
-                            desc=f"teacher {params.arch}", world=world)
+                            desc=f"teacher {params.arch}", world=world, shuffle=shuffle)
         if world.size == 1:
             test_acc = accuracy(model, test_x, test_y, norm, runtime, params.eval_batch_size)
         else:

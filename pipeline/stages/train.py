@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 import typer
 
-from pipeline.config import BaseParams, lineage, params_hash, require
+from pipeline.config import BaseParams, lineage, off_switch, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import ParamsError, StoreError
 from pipeline.io.arrays import write_json
@@ -42,6 +42,7 @@ from pipeline.stages.common import (
 from pipeline.train import distributed
 from pipeline.train.engine import Normalization, Recipe, evaluate, train
 from pipeline.train.packed import PackedImages
+from pipeline.train.streamed import StreamedImages, WindowShuffle
 
 # DVC builds one stage per (variant, model, seed) from these lists; each run reads only its own item.
 MATRIX_KEYS = ("models", "seeds", "bits")
@@ -59,8 +60,14 @@ class TrainParams:
     # pruning papers) or for recipe.epochs passes over its n images ("epochs": far fewer steps).
     coreset_budget: Literal["iterations", "epochs"] = "iterations"
     eval_batch_size: int = 500
+    # > 0: each epoch's order is window-shuffled (random blocks of stream_block rows, shuffled within windows of
+    # stream_window images) and a full-colour set streams from its store, holding ~3 windows, not the whole set
+    stream_window: int = off_switch(0)
+    stream_block: int = off_switch(256)
 
     def __post_init__(self):
+        if self.stream_window:
+            WindowShuffle(self.stream_window, self.stream_block)  # its range checks
         unknown = [m for m in self.models if m not in model_names()]
         require(not unknown, f"models={unknown} not in the model registry {model_names()}")
         for q in self.bits:
@@ -103,14 +110,17 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
     runtime = resolve_runtime(base.device, base.precision)
     world, runtime = distributed.setup(runtime)  # one process, or this rank of a torchrun job (its rows only)
     part = (world.rank, world.size)
+    shuffle = WindowShuffle(params.stream_window, params.stream_block) if params.stream_window else None
     with Timer() as timer:
-        test_x, test_y, test_attrs = load_split(prepared, "test", part)
-        train_set = load_train_set(train_path, packed=True, part=part)  # indexed sets stay packed: 24/q x less
+        test_x, test_y, test_attrs = load_split(prepared, "test", part, stream=shuffle is not None)
+        train_set = load_train_set(train_path, packed=True, part=part,  # indexed sets stay packed: 24/q x less
+                                   stream=shuffle is not None)
         check_compatible(train_set, method, bits, (int(test_x.shape[1]), int(test_x.shape[2])),
                          list(test_attrs["classes"]), test_attrs.get("params", {}).get("prepare"))
         torch.manual_seed(seed)
         model = create_model(model_name, len(train_set.classes), train_set.image_size[0])
-        images = train_set.images if isinstance(train_set.images, PackedImages) else train_set.images.numpy()
+        images = train_set.images if isinstance(train_set.images, PackedImages | StreamedImages) \
+            else train_set.images.numpy()
         norm = Normalization.from_totals(distributed.all_sum(Normalization.totals(images), world))
         total_steps = None
         if train_set.source_images and params.coreset_budget == "iterations":
@@ -119,7 +129,7 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
         with Timer() as train_timer:
             history = train(model, train_set.images, train_set.labels, params.recipe, norm, runtime, seed,
                             desc=f"{method}{'' if bits is None else f'@{bits}'} {model_name} seed {seed}",
-                            total_steps=total_steps, world=world)
+                            total_steps=total_steps, world=world, shuffle=shuffle)
         test_acc, confusion = evaluate(model, test_x, test_y, norm, runtime, len(train_set.classes),
                                        params.eval_batch_size, world)
     used = lineage(train_set.params, base=base, **{section: params}) | {"run": {"method": method, "bits": bits,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -96,3 +97,14 @@ def finish(world: World) -> None:
     if world.size > 1 and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def shared_path(path: Path | None, world: World, max_bytes: int = 4096) -> Path:
+    """Rank 0's `path` on every rank (a collective of its UTF-8 bytes; no pickled objects cross processes)."""
+    raw = np.zeros(max_bytes, np.int64)
+    if world.main:
+        encoded = str(path).encode()
+        if len(encoded) >= max_bytes:
+            raise ParamsError(f"output path longer than {max_bytes} bytes: {path}")
+        raw[:len(encoded)] = np.frombuffer(encoded, np.uint8)
+    return Path(all_sum(raw, world).astype(np.uint8).tobytes().rstrip(b"\0").decode())

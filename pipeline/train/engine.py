@@ -22,6 +22,7 @@ from tqdm import tqdm
 from pipeline.config import require
 from pipeline.device import Runtime
 from pipeline.train.distributed import ONE_PROCESS, World, all_min, all_sum, local_batch
+from pipeline.train.streamed import StreamedImages, WindowShuffle
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ def train(
     on_batch: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     total_steps: int | None = None,
     world: World = ONE_PROCESS,
+    shuffle: WindowShuffle | None = None,
 ) -> list[dict]:
     """Train `model` in place on uint8 (N,H,W,3) `images`; returns per-epoch loss/accuracy history.
 
@@ -155,7 +157,10 @@ def train(
     per-sample training dynamics (pruning scores).
 
     With a `world` of several processes (torchrun), `images` are this rank's rows: each rank draws its own seeded
-    order and augmentation, takes batch_size / world.size images per step, and DDP averages the gradients."""
+    order and augmentation, takes batch_size / world.size images per step, and DDP averages the gradients.
+
+    `shuffle`: each epoch's order is window-shuffled (pipeline/train/streamed.py) instead of a uniform permutation;
+    `images` may then be `StreamedImages`, which reads each window from its store as the order reaches it."""
     # one process: the same generator as always, so a plain run is what it was before DDP existed
     gen = torch.Generator().manual_seed(seed if world.size == 1 else seed + 1_000_003 * world.rank)
     require(world.size == 1 or on_batch is None, "per-sample callbacks (scores) run in one process only")
@@ -185,7 +190,13 @@ def train(
     step = 0
     bar = tqdm(total=total, desc=desc, unit="step", leave=False)
     for epoch in range(epochs):
-        order = torch.randperm(n, generator=gen).to(runtime.device)
+        if shuffle is None:
+            order = torch.randperm(n, generator=gen)
+        else:
+            order, windows = shuffle.order(n, gen)
+            if isinstance(images, StreamedImages):
+                images.follow(windows, shuffle.block)
+        order = order.to(runtime.device)
         loss_sum, correct = 0.0, 0
         seen = 0
         for start in range(0, min(steps_per_epoch, total - step) * batch, batch):

@@ -122,3 +122,30 @@ def test_metrics_files_are_flat_and_params_travel_with_the_outputs(small_run):
     assert all(not isinstance(v, (dict, list)) for v in refine_metrics.values())
     assert refine_metrics["edge_loss_after"] < refine_metrics["edge_loss_before"]
     assert zarr.open_group(str(small_run.refined(1)), mode="r").attrs["params"]["refine"]["steps"] == 15
+
+
+def test_a_streamed_teacher_trains_the_resident_teacher_in_the_window_order(small_run, tmp_path):
+    """teacher.stream_window > 0: both splits are read from the store as they are reached; the weights are those of
+    the resident train split trained in the same window-shuffled order, and the test accuracy is the same."""
+    import torch
+
+    from pipeline.device import resolve_runtime
+    from pipeline.io.train_sets import load_split
+    from pipeline.models.registry import create_model
+    from pipeline.train.engine import Normalization, accuracy, train
+    from pipeline.train.streamed import WindowShuffle
+
+    params = replace(SMALL["teacher"], stream_window=48, stream_block=16)
+    metrics = teacher.run(params, BASE, small_run.prepared, tmp_path / "model.pt", tmp_path / "metrics.json")
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert saved["params"]["teacher"]["stream_window"] == 48
+    images, labels, _ = load_split(small_run.prepared, "train")
+    test_images, test_labels, _ = load_split(small_run.prepared, "test")
+    torch.manual_seed(BASE.seed)
+    model = create_model(params.arch, 10, 32)
+    norm = Normalization.from_images(images.numpy())
+    runtime = resolve_runtime("cpu", "auto")
+    train(model, images, labels, params.recipe, norm, runtime, BASE.seed, shuffle=WindowShuffle(48, 16))
+    assert all(torch.equal(saved["state_dict"][k], v) for k, v in model.state_dict().items())
+    assert metrics["test_accuracy"] == round(accuracy(model, test_images, test_labels, norm, runtime,
+                                                      params.eval_batch_size), 4)

@@ -28,7 +28,7 @@ def run_quick(small_run, tmp_path, method="dcq", bits=1, model="convnetd3", seed
 def test_training_is_fed_exactly_the_decoded_store(small_run, tmp_path, monkeypatch):
     seen = {}
 
-    def spy(model, images, labels, recipe, norm, runtime, seed, desc="", total_steps=None, world=None):
+    def spy(model, images, labels, recipe, norm, runtime, seed, desc="", total_steps=None, world=None, shuffle=None):
         # every row as the trainer indexes it (a tensor, or a packed set decoded per batch)
         seen["images"], seen["labels"] = images[torch.arange(len(images))], labels.clone()
         return [{"epoch": 1, "loss": 0.0, "train_accuracy": 0.0}]
@@ -61,6 +61,35 @@ def test_full_colour_run_and_bits_null(small_run, tmp_path):
     record = run_quick(small_run, tmp_path, method="full", bits=None)
     assert record["bits"] is None and record["nominal_ratio"] is None
     assert 0.5 < record["compression_ratio"] <= 1.05  # zstd on uint8 pixels barely compresses
+
+
+@pytest.mark.parametrize("method", ["full", "dcq"])
+def test_a_streamed_run_trains_the_resident_sets_weights_in_the_window_order(small_run, tmp_path, method):
+    """stream_window > 0: full colour is read from the store as training reaches it (a DCQ store stays packed), both
+    in the window-shuffled order; the weights are those of the resident images trained in that order."""
+    from pipeline.device import resolve_runtime
+    from pipeline.io.train_sets import load_train_set
+    from pipeline.models.registry import create_model
+    from pipeline.train.engine import Normalization
+    from pipeline.train.engine import train as train_engine
+    from pipeline.train.streamed import WindowShuffle
+
+    bits = None if method == "full" else 2
+    params = replace(QUICK, stream_window=48, stream_block=16)
+    record = run_quick(small_run, tmp_path, method=method, bits=bits, params=params)
+    assert record["train_images"] == 160 and record["test_images"] == 80
+    saved = torch.load(tmp_path / f"{method}{bits}-0.pt", weights_only=True)
+    assert saved["params"]["train"]["stream_window"] == 48 and saved["params"]["train"]["stream_block"] == 16
+    resident = load_train_set(small_run.prepared if method == "full" else small_run.dcq(2))
+    torch.manual_seed(0)
+    model = create_model("convnetd3", 10, 32)
+    train_engine(model, resident.images, resident.labels, params.recipe,
+                 Normalization.from_images(resident.images.numpy()), resolve_runtime("cpu", "auto"), 0,
+                 shuffle=WindowShuffle(48, 16))
+    assert all(torch.equal(saved["state_dict"][k], v) for k, v in model.state_dict().items())
+    run_quick(small_run, tmp_path / "plain")
+    plain = torch.load(tmp_path / "plain" / "dcq1-0.pt", weights_only=True)["params"]["train"]
+    assert "stream_window" not in plain  # off: not in the lineage, so outputs made before it keep their params hash
 
 
 def test_same_seed_is_identical_and_another_seed_differs(small_run, tmp_path):

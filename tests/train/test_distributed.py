@@ -30,11 +30,13 @@ def test_plain_process_is_a_world_of_one(monkeypatch):
     assert from_environment() == World(0, 1, 0)
 
 
-def torchrun(stage_args: list[str], section: str, recipe: dict, tmp_path) -> subprocess.CompletedProcess:
-    """`dcq <stage_args>` under torchrun with 2 CPU processes, with a params file whose `section` recipe is small."""
+def torchrun(stage_args: list[str], section: str, recipe: dict, tmp_path, **keys) -> subprocess.CompletedProcess:
+    """`dcq <stage_args>` under torchrun with 2 CPU processes, with a params file whose `section` recipe is small
+    (and whose `section` has these other `keys`)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["base"]["device"] = "cpu"
     params[section]["recipe"] |= recipe
+    params[section] |= keys
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "pipeline.cli", *stage_args, "--params", str(tmp_path / "params.yaml")]
@@ -60,6 +62,21 @@ def test_torchrun_two_processes_train_one_record(small_run, tmp_path):
     _, _, ckpt = load_checkpoint(out / "model.pt")
     assert ckpt["record"]["test_accuracy"] == record["test_accuracy"]
     assert sorted(p.name for p in out.iterdir()) == ["model.pt", "record.json"]
+
+
+def test_torchrun_two_processes_stream_their_rows_of_full_colour(small_run, tmp_path):
+    out = tmp_path / "run"
+    done = torchrun(["train", "--method", "full", "--model", "convnetd3w64", "--seed", "0",
+                     "--train-set", str(small_run.prepared), "--prepared", str(small_run.prepared),
+                     "--checkpoint", str(out / "model.pt"), "--record", str(out / "record.json")],
+                    "train", {"epochs": 1, "batch_size": 32, "compile": False}, tmp_path,
+                    stream_window=32, stream_block=16)
+    record = json.loads((out / "record.json").read_text())
+    assert record["world_size"] == 2 and record["train_images"] == 160 and record["test_images"] == 80
+    output = done.stdout + done.stderr
+    assert sorted(re.findall(r"rank=(\d/2), rows=(\d+)/160", output)) == [("0/2", "80"), ("1/2", "80")]
+    _, _, ckpt = load_checkpoint(out / "model.pt")
+    assert ckpt["params"]["train"]["stream_window"] == 32
 
 
 def test_torchrun_two_processes_train_the_teacher(small_run, tmp_path):
