@@ -2,6 +2,7 @@
 rows are the stored pixels while at most three windows are held, and training on the streamed set gives the
 weights of the resident set under the same order (real CIFAR-10 prepared store)."""
 
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -88,8 +89,6 @@ def test_training_on_the_streamed_set_gives_the_resident_sets_weights(small_run)
 
 
 def test_a_corrupt_chunk_is_named_when_its_window_is_read(small_run, tmp_path):
-    import shutil
-
     copy = tmp_path / "prepared.zarr"
     shutil.copytree(small_run.prepared, copy)
     shard = next((copy / "train" / "images" / "c").rglob("*"))
