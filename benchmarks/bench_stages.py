@@ -7,7 +7,10 @@ a JSON record.
     python benchmarks/bench_stages.py --teacher data/teacher/model.pt --bits 2 --work /tmp/dcq-bench
 
 Goals on the 2-core CPU (issue 2): features + cluster < 1 min; attention < 4 min; palette + refine +
-encode for one bit depth < 1 min; peak memory < 4 GiB.
+encode for one bit depth < 1 min; peak memory < 4 GiB. Issue 14: the whole DCQ build on 50k images in at most
+3 minutes, and for the two model-bound stages (features, attention) their FLOPs per image (torch's FLOP counter:
+the extractor's forward; the teacher's forward plus the CAM's backward to its layer) and their share of this
+machine's measured fp32 sgemm rate (the practical ceiling for convolutions here).
 """
 
 from __future__ import annotations
@@ -35,6 +38,44 @@ def run_stage(args: list[str], env: dict) -> tuple[float, float]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"stage failed: dcq {' '.join(args)}")
     return seconds, usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
+
+
+def sgemm_rate(size: int = 4096, repeats: int = 5) -> float:
+    """Measured fp32 GFLOP/s of a size^2 matrix product on every thread torch uses."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def model_flops(teacher: Path, params: dict, image_size: int, batch: int = 8) -> dict[str, float]:
+    """FLOPs per image of features (the truncated extractor's forward and the pooling) and of attention (the
+    teacher's forward with the CAM's backward to its layer), counted by torch on a batch of `batch` images."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pipeline.models.checkpoint import load_checkpoint
+    from pipeline.models.layers import get_module, truncated_extractor
+    from pipeline.quantize.attention import label_cams, make_cam
+    from pipeline.quantize.feature_store import pool
+
+    x = torch.randn(batch, 3, image_size, image_size)
+    model, _, _ = load_checkpoint(teacher)
+    f = params["features"]
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        pool(truncated_extractor(model, f["layer"], "features.layer")(x), f["pooling"], f["grid_size"])
+    flops = {"features": counter.get_total_flops() / batch}
+    model, _, _ = load_checkpoint(teacher)
+    cam = make_cam(model, get_module(model, params["attention"]["layer"], "attention.layer"),
+                   params["attention"]["method"])
+    with FlopCounterMode(display=False) as counter:
+        label_cams(cam, x, torch.zeros(batch, dtype=torch.int64))
+    flops["attention"] = counter.get_total_flops() / batch
+    return flops
 
 
 def main() -> None:
@@ -86,9 +127,20 @@ def main() -> None:
     n = zarr.open_group(d["prepared.zarr"], mode="r")["train/images"].shape[0]
     print(f"\n{n:,} train images, {args.bits}-bit, teacher {args.teacher}")
     print(f"{'stage':10s} {'seconds':>8s} {'img/s':>8s} {'peak GiB':>9s}")
+    peak_gflops = sgemm_rate()
+    size = zarr.open_group(d["prepared.zarr"], mode="r")["train/images"].shape[1]
+    flops = model_flops(args.teacher, params, size)
     for name, r in results.items():
         r["images_per_second"] = round(n / r["seconds"], 1)
-        print(f"{name:10s} {r['seconds']:8.1f} {r['images_per_second']:8.1f} {r['peak_rss_gib']:9.2f}")
+        line = f"{name:10s} {r['seconds']:8.1f} {r['images_per_second']:8.1f} {r['peak_rss_gib']:9.2f}"
+        if name in flops:
+            r["mflop_per_image"] = round(flops[name] / 1e6, 2)
+            r["share_of_sgemm"] = round(r["images_per_second"] * flops[name] / 1e9 / peak_gflops, 4)
+            line += (f"   {r['mflop_per_image']:.1f} MFLOP/image, {r['images_per_second'] * flops[name] / 1e9:.1f} "
+                     f"GFLOP/s = {100 * r['share_of_sgemm']:.1f}% of sgemm")
+        print(line)
+    build = sum(r["seconds"] for r in results.values())
+    print(f"DCQ build {build:.1f} s for {n:,} images (goal at 50,000: <= 180 s); sgemm fp32 {peak_gflops:.1f} GFLOP/s")
     groups = {"features+cluster": ("features", "cluster"), "attention": ("attention",),
               "palette+refine+encode": ("colour_counts", "palette", "refine", "encode")}
     goals = {"features+cluster": 60, "attention": 240, "palette+refine+encode": 60}
@@ -97,7 +149,8 @@ def main() -> None:
         print(f"{group:24s} {total:7.1f} s (goal < {goals[group]} s)")
     peak = max(r["peak_rss_gib"] for r in results.values())
     print(f"peak memory {peak:.2f} GiB (goal < 4 GiB)")
-    record = {"images": n, "bits": args.bits, "stages": results, "peak_rss_gib": peak, "cpu_count": os.cpu_count()}
+    record = {"images": n, "bits": args.bits, "stages": results, "peak_rss_gib": peak, "cpu_count": os.cpu_count(),
+              "build_seconds": round(build, 1), "sgemm_gflops": round(peak_gflops, 1)}
     out = args.json or work / "bench.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")

@@ -125,3 +125,28 @@ def format_stores(small_run, scores_store, expert_store, tmp_path_factory) -> di
     return {"dcq-v1": small_run.dcq(1), "palette-per-image-v1": root / "median_cut.zarr",
             "subset-v1": root / "random.zarr", "synthetic-v1": root / "syn.zarr",
             "expert-trajectories-v1": expert_store, "codec-v1": root / "jpeg.zarr"}
+
+
+def _world_entry(rank: int, size: int, init_file: str, fn, args: tuple, out_dir: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from pipeline.train.distributed import World
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
+    try:
+        torch.save(fn(World(rank, size), *args), Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def run_in_world(fn, size: int, tmp_path: Path, *args) -> list:
+    """`fn(world, *args)` in `size` spawned processes joined by gloo (a module-level function returning tensors,
+    lists or dicts of them); every rank's result, loaded without unpickling objects."""
+    import torch
+    import torch.multiprocessing as mp
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    mp.spawn(_world_entry, args=(size, str(tmp_path / "gloo-init"), fn, args, str(tmp_path)), nprocs=size, join=True)
+    return [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(size)]

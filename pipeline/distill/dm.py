@@ -1,16 +1,21 @@
 """Distribution matching (DM, Zhao & Bilen 2023): match per-class mean embeddings of real and synthetic images
-under randomly initialised networks, with the same DSA draw on both sides."""
+under randomly initialised networks, with the same DSA draw on both sides.
+
+Under torchrun every rank draws its own network and real batches (from its share of the real images) each
+iteration and the synthetic set's gradients are averaged over ranks; one process is the algorithm as published."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from pipeline.config import require
 from pipeline.distill.dsa import DSAParams, augment
+from pipeline.train.distributed import ONE_PROCESS, World, all_sum, average_gradients
 
 
 @dataclass(frozen=True)
@@ -47,22 +52,27 @@ def dm_loss(model: nn.Module, real_by_class: list[torch.Tensor], syn: torch.Tens
 
 def distill(make_model: Callable[[int], nn.Module], real_by_class: list[torch.Tensor], synthetic: nn.Module,
             params: DMParams, dsa: DSAParams, seed: int,
-            progress: Callable[[int, float], None] | None = None) -> list[float]:
-    """Optimise `synthetic` (a module returning (images, labels)) in place; a fresh network per iteration."""
+            progress: Callable[[int, float], None] | None = None, world: World = ONE_PROCESS) -> list[float]:
+    """Optimise `synthetic` (a module returning (images, labels)) in place; a fresh network per iteration.
+    Under torchrun `real_by_class` holds this rank's real images and the loss is the mean over ranks."""
     opt = torch.optim.SGD(synthetic.parameters(), lr=params.lr_img, momentum=0.5)
-    gen = torch.Generator().manual_seed(seed)
+    offset = 1_000_000_007 * world.rank  # rank 0 draws what one process draws
+    gen = torch.Generator().manual_seed(seed + offset)
     losses = []
     for it in range(params.iterations):
-        model = make_model(seed * 1_000_003 + it)
+        model = make_model(seed * 1_000_003 + it + offset)
         for p in model.parameters():
             p.requires_grad_(False)
         images, labels = synthetic()
         hard = labels if labels.dtype == torch.int64 else labels.argmax(1)
-        loss = dm_loss(model, real_by_class, images, hard, dsa, seed * 100_003 + it, params.batch_real, gen)
+        loss = dm_loss(model, real_by_class, images, hard, dsa, seed * 100_003 + it + offset, params.batch_real,
+                       gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(list(synthetic.parameters()), world)
         opt.step()
-        losses.append(float(loss.detach()))
+        value = float(loss.detach())
+        losses.append(value if world.size == 1 else float(all_sum(np.array([value]), world)[0]) / world.size)
         if progress is not None:
             progress(it, losses[-1])
     return losses

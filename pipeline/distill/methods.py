@@ -31,6 +31,7 @@ from pipeline.io.synthetic_store import budget_bytes
 from pipeline.io.train_sets import TrainSet
 from pipeline.models.registry import create_model
 from pipeline.registry import Registry
+from pipeline.train.distributed import ONE_PROCESS, World
 
 
 @dataclass
@@ -47,6 +48,7 @@ class DistillContext:
     device: torch.device
     progress: Callable[[int, float], None]
     set_total: Callable[[int], None]
+    world: World = ONE_PROCESS  # under torchrun: this rank (pipeline/train/distributed.py)
 
     @property
     def num_classes(self) -> int:
@@ -161,7 +163,7 @@ def distill_mtt(ctx: DistillContext) -> Distilled:
     rows, synthetic = _pixel_set(ctx)
     ctx.set_total(ctx.params.mtt.iterations)
     lr, losses = mtt.distill(ctx.store, ctx.model, synthetic, ctx.params.mtt, ctx.params.dsa, ctx.seed,
-                             progress=ctx.progress)
+                             progress=ctx.progress, world=ctx.world)
     return _pixels(ctx, rows, ctx.store.to_uint8(synthetic.images), losses, student_lr=float(lr))
 
 
@@ -171,13 +173,19 @@ def distill_dm(ctx: DistillContext) -> Distilled:
     ctx.set_total(ctx.params.dm.iterations)
     dev = ctx.device
     x_all = ctx.store.preprocess(ctx.source.images).to(dev)
-    by_class = [x_all[ctx.source.labels.to(dev) == c] for c in range(ctx.num_classes)]
+    labels = ctx.source.labels.to(dev)
+    by_class = []
+    for c in range(ctx.num_classes):
+        members = x_all[labels == c]
+        first, last = ctx.world.shard(len(members))  # under torchrun each rank matches its share of every class
+        by_class.append(members[first:last])
 
     def make(seed):
         torch.manual_seed(seed)
         return create_model(ctx.params.arch, ctx.num_classes, ctx.size[0]).to(dev)
 
-    losses = dm.distill(make, by_class, synthetic, ctx.params.dm, ctx.params.dsa, ctx.seed, progress=ctx.progress)
+    losses = dm.distill(make, by_class, synthetic, ctx.params.dm, ctx.params.dsa, ctx.seed, progress=ctx.progress,
+                        world=ctx.world)
     return _pixels(ctx, rows, ctx.store.to_uint8(synthetic.images), losses)
 
 
@@ -213,7 +221,7 @@ def distill_autopalette(ctx: DistillContext) -> Distilled:
     optimizers = [torch.optim.SGD([synthetic.base], lr=ctx.params.mtt.lr_img, momentum=0.5), opt_net]
     lr, losses = mtt.distill(store, ctx.model, synthetic, ctx.params.mtt, ctx.params.dsa, ctx.seed,
                              extra_loss=lambda: synthetic.palette_loss(auxiliary), progress=ctx.progress,
-                             optimizers=optimizers)
+                             optimizers=optimizers, world=ctx.world)
     attrs["student_lr"] = float(lr)
     with torch.no_grad():
         base_images = store.to_uint8(synthetic.base).permute(0, 3, 1, 2).float()  # stored-space base
@@ -245,7 +253,7 @@ def distill_mtt_lss(ctx: DistillContext) -> Distilled:
         {"params": [synthetic.U, synthetic.V], "lr": mp.lr_img * p.lr_mappers},
         {"params": [synthetic.label_logits], "lr": p.lr_labels}], momentum=0.5)]
     lr, losses = mtt.distill(ctx.store, ctx.model, synthetic, mp, ctx.params.dsa, ctx.seed, progress=ctx.progress,
-                             start_epoch=schedule, optimizers=optimizers)
+                             start_epoch=schedule, optimizers=optimizers, world=ctx.world)
     _, soft = synthetic()
     attrs = {"student_lr": float(lr),
              "labels_on_class": float((soft.argmax(1).cpu() == source.labels[rows]).float().mean())}

@@ -10,6 +10,10 @@ learning rate, and measure how far the student ends from the expert `expert_epoc
 into the synthetic set's parameters (pixels, palette network, low-rank factors, soft labels) and the lr.
 The synthetic set is any `nn.Module` whose `forward()` returns (images, targets): images float (N,C,H,W) in
 the experts' input space, targets int64 (N,) class ids or float (N,classes) soft labels.
+
+Under torchrun each iteration matches one trajectory segment per rank: every rank draws the same N (expert, start)
+pairs from the seeded generator and takes its own, and the gradients of the synthetic set and of the lr are
+averaged over ranks, so the N copies of the synthetic set stay equal. One process is exactly the algorithm above.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pipeline.config import require
 from pipeline.distill.dsa import DSAParams, augment
 from pipeline.distill.experts import ExpertStore
 from pipeline.distill.params import unflatten
+from pipeline.train.distributed import ONE_PROCESS, World, all_sum, average_gradients
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,10 @@ def distill(store: ExpertStore, model: nn.Module, synthetic: nn.Module, params: 
             seed: int, extra_loss: Callable[[], torch.Tensor] | None = None,
             progress: Callable[[int, float], None] | None = None,
             start_epoch: Callable[[int], int] | None = None,
-            optimizers: list[torch.optim.Optimizer] | None = None) -> tuple[torch.Tensor, list[float]]:
-    """Optimise `synthetic` in place; returns the learned student lr and the matching loss per iteration.
+            optimizers: list[torch.optim.Optimizer] | None = None,
+            world: World = ONE_PROCESS) -> tuple[torch.Tensor, list[float]]:
+    """Optimise `synthetic` in place; returns the learned student lr and the matching loss per iteration (under
+    torchrun: the mean over the ranks' segments).
     `start_epoch(it)` replaces the uniform draw from [0, max_start_epoch) (MTT-LSS's progressive schedule);
     `extra_loss()` is added after the forward pass (AutoPalette's palette losses). `optimizers` update the
     synthetic set's parameters (default: SGD, momentum 0.5, at lr_img for all of them); every trainable
@@ -104,23 +111,28 @@ def distill(store: ExpertStore, model: nn.Module, synthetic: nn.Module, params: 
     opt_lr = torch.optim.SGD([student_lr], lr=params.lr_lr, momentum=0.5)
     rng = np.random.default_rng(seed)
     losses = []
+    learned = [p for opt in (*optimizers, opt_lr) for group in opt.param_groups for p in group["params"]]
     for it in range(params.iterations):
-        expert = int(rng.integers(store.num_experts))
-        t = int(rng.integers(params.max_start_epoch)) if start_epoch is None else int(start_epoch(it))
+        draws = [(int(rng.integers(store.num_experts)),
+                  int(rng.integers(params.max_start_epoch)) if start_epoch is None else int(start_epoch(it)))
+                 for _ in range(world.size)]
+        expert, t = draws[world.rank]
         start = store.snapshot(expert, t).to(device)
         target = store.snapshot(expert, t + params.expert_epochs).to(device)
         images, targets = synthetic()
         loss = match_loss(model, spec, start, target, images, targets, student_lr, params.syn_steps,
-                          params.batch_syn, dsa, seed * 100_003 + it)
+                          params.batch_syn, dsa, seed * 100_003 + it + 1_000_000_007 * world.rank)
         total = loss + (extra_loss() if extra_loss is not None else 0.0)
         for opt in (*optimizers, opt_lr):
             opt.zero_grad(set_to_none=True)
         total.backward()
+        average_gradients(learned, world)
         for opt in (*optimizers, opt_lr):
             opt.step()
         with torch.no_grad():
             student_lr.clamp_(min=1e-6)  # a negative lr would make the student ascend
-        losses.append(float(loss.detach()))
+        value = float(loss.detach())
+        losses.append(value if world.size == 1 else float(all_sum(np.array([value]), world)[0]) / world.size)
         if progress is not None:
             progress(it, losses[-1])
     return student_lr.detach(), losses

@@ -5,6 +5,9 @@ Reads  `distill:` + `base`; a source train set (any store pipeline/io/train_sets
 Writes `OUT`, a synthetic store (pipeline/io/synthetic_store.py) holding exactly what is accounted (attribute
        `source_bits`: the source DCQ store's q, when the source is one), made by the method's registered distiller (pipeline/distill/methods.py: random, mtt, dm, autopalette, mtt_lss).
 The store refuses to exceed its budget (IPC x classes x H x W x 3 bytes).
+Under `torchrun --nproc_per_node N` every rank matches its own trajectory segments (MTT, AutoPalette, MTT-LSS) or
+networks and real batches (DM) and the synthetic set's gradients are averaged; rank 0 writes the store (attrs gain
+`world_size`). One process distils as before.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pipeline.io.synthetic_store import SyntheticStore, write
 from pipeline.io.train_sets import load_train_set
 from pipeline.models.registry import create_model
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+from pipeline.train import distributed
 
 METHODS = tuple(distiller_names())
 
@@ -61,7 +65,7 @@ def run(params: DistillParams, base: BaseParams, method: str, ipc: int, train_se
     distiller = get_distiller(method)
     if ipc < 1:
         raise ParamsError(f"distill --ipc={ipc} must be >= 1")
-    runtime = resolve_runtime(base.device, base.precision)
+    world, runtime = distributed.setup(resolve_runtime(base.device, base.precision))
     source = load_train_set(train_set)
     num_classes, size = len(source.classes), source.image_size
     store = ExpertStore(experts)
@@ -84,18 +88,23 @@ def run(params: DistillParams, base: BaseParams, method: str, ipc: int, train_se
             bar.total = total
 
         made = distiller(DistillContext(params, base.seed, ipc, source, store, model, runtime.device, progress,
-                                        set_total))
+                                        set_total, world))
         bar.close()
     used = lineage(source.params, store.attrs.get("params", {}), base=base, distill=params) | {
         "run": {"method": method, "ipc": ipc}}
     samples = made.arrays["labels"] if "labels" in made.arrays else made.arrays["soft_labels"]  # low_rank: soft
     attrs |= made.attrs | {"num_images": len(samples), "final_loss": made.losses[-1] if made.losses else None,
                            "params": used, "params_hash": params_hash(used)}
-    with store_output(out) as tmp:
-        write(zarr.open_group(str(tmp), mode="w"), made.representation, attrs, **made.arrays)
-        SyntheticStore(tmp).check_budget()
+    if world.size > 1:
+        attrs["world_size"] = world.size
+    if world.main:
+        with store_output(out) as tmp:
+            write(zarr.open_group(str(tmp), mode="w"), made.representation, attrs, **made.arrays)
+            SyntheticStore(tmp).check_budget()
+    distributed.finish(world)
     summary("distill", attrs["num_images"], "synthetic images", timer.seconds, method=method, ipc=ipc,
-            iterations=len(made.losses), runtime=runtime.describe)
+            iterations=len(made.losses), runtime=runtime.describe,
+            **({} if world.size == 1 else {"rank": f"{world.rank}/{world.size}"}))
     return {"method": method, "ipc": ipc, "images": attrs["num_images"], "losses": made.losses,
             "seconds": timer.seconds}
 

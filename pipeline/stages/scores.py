@@ -5,6 +5,9 @@ Writes `OUT` (Zarr group): `aum`, `el2n`, `forgetting`, `entropy` float32 (N,), 
        prepared-store order (definitions in pipeline/prune/dynamics.py); attrs hold the resolved params and
        the proxy's per-epoch history.
 The proxy is trained by the pipeline itself with the same engine as every other run, seeded by base.seed.
+Under `torchrun --nproc_per_node N` the proxy trains data-parallel (pipeline/train/distributed.py): each rank
+holds its share of the rows and records the dynamics of its own rows, the scores are gathered, and rank 0 writes
+the store (attrs gain `world_size`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pipeline.io.train_sets import load_split
 from pipeline.models.registry import create_model, model_names
 from pipeline.prune.dynamics import SCORES, TrainingDynamics
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+from pipeline.train import distributed
 from pipeline.train.engine import Normalization, Recipe, predict, train
 
 
@@ -43,26 +47,31 @@ class ScoresParams:
 
 
 def run(params: ScoresParams, base: BaseParams, prepared: Path, out: Path) -> dict:
-    runtime = resolve_runtime(base.device, base.precision)
+    world, runtime = distributed.setup(resolve_runtime(base.device, base.precision))
     with Timer() as timer:
-        images, labels, attrs = load_split(prepared, "train")
+        images, labels, attrs = load_split(prepared, "train", (world.rank, world.size))
+        num_images = int(distributed.all_sum(np.array([len(labels)], np.int64), world)[0])
         torch.manual_seed(base.seed)
         model = create_model(params.arch, len(attrs["classes"]), int(images.shape[1]))
-        norm = Normalization.from_images(images.numpy())
+        norm = Normalization.from_totals(distributed.all_sum(Normalization.totals(images.numpy()), world))
         dynamics = TrainingDynamics(labels.to(runtime.device), params.recipe.epochs, params.el2n_epochs)
         history = train(model, images, labels, params.recipe, norm, runtime, base.seed,
-                        desc=f"scores proxy {params.arch}", on_batch=dynamics)
-        scores = dynamics.scores(predict(model, images, norm, runtime, params.eval_batch_size))
+                        desc=f"scores proxy {params.arch}", on_batch=dynamics, world=world)
+        mine = dynamics.scores(predict(model, images, norm, runtime, params.eval_batch_size))
+        scores = {name: distributed.all_rows(mine[name], world, num_images) for name in SCORES}
     used = lineage(attrs["params"], base=base, scores=params)
-    with store_output(out) as tmp:
-        root = zarr.open_group(str(tmp), mode="w")
-        root.attrs.update({"params": used, "params_hash": params_hash(used), "history": history,
-                           "num_images": len(labels)})
-        for name in SCORES:
-            create_rows(root, name, (len(labels),), np.float32)[:] = scores[name]
+    if world.main:
+        with store_output(out) as tmp:
+            root = zarr.open_group(str(tmp), mode="w")
+            root.attrs.update({"params": used, "params_hash": params_hash(used), "history": history,
+                               "num_images": num_images} | ({"world_size": world.size} if world.size > 1 else {}))
+            for name in SCORES:
+                create_rows(root, name, (num_images,), np.float32)[:] = scores[name]
+    distributed.finish(world)
     summary("scores", params.recipe.epochs * len(labels), "images", timer.seconds, arch=params.arch,
-            final_train_accuracy=f"{history[-1]['train_accuracy']:.1f}%", runtime=runtime.describe)
-    return {"images": len(labels), "seconds": timer.seconds, "history": history}
+            final_train_accuracy=f"{history[-1]['train_accuracy']:.1f}%", runtime=runtime.describe,
+            **({} if world.size == 1 else {"rank": f"{world.rank}/{world.size}", "rows": f"{len(labels)}/{num_images}"}))
+    return {"images": num_images, "seconds": timer.seconds, "history": history}
 
 
 def command(

@@ -27,7 +27,7 @@ from pipeline.models.registry import create_model, model_names
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 from pipeline.train import distributed
 from pipeline.train.engine import Normalization, Recipe, accuracy, evaluate, train
-from pipeline.train.streamed import WindowShuffle
+from pipeline.train.streamed import window_shuffle
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,14 @@ class TeacherParams:
     def __post_init__(self):
         require(self.arch in model_names(), f"arch={self.arch!r} is not in the model registry {model_names()}")
         require(self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size} must be >= 1")
-        if self.stream_window:
-            WindowShuffle(self.stream_window, self.stream_block)  # its range checks
+        window_shuffle(self.stream_window, self.stream_block)  # its range checks
 
 
 def run(params: TeacherParams, base: BaseParams, prepared: Path, checkpoint_out: Path, metrics_out: Path) -> dict:
     runtime = resolve_runtime(base.device, base.precision)
     world, runtime = distributed.setup(runtime)  # one process, or this rank of a torchrun job (its rows only)
     part = (world.rank, world.size)
-    shuffle = WindowShuffle(params.stream_window, params.stream_block) if params.stream_window else None
+    shuffle = window_shuffle(params.stream_window, params.stream_block)
     with Timer() as timer:
         train_x, train_y, attrs = load_split(prepared, "train", part, stream=shuffle is not None)
         test_x, test_y, _ = load_split(prepared, "test", part, stream=shuffle is not None)

@@ -42,7 +42,7 @@ from pipeline.stages.common import (
 from pipeline.train import distributed
 from pipeline.train.engine import Normalization, Recipe, evaluate, train
 from pipeline.train.packed import PackedImages
-from pipeline.train.streamed import StreamedImages, WindowShuffle
+from pipeline.train.streamed import StreamedImages, window_shuffle
 
 # DVC builds one stage per (variant, model, seed) from these lists; each run reads only its own item.
 MATRIX_KEYS = ("models", "seeds", "bits")
@@ -66,8 +66,7 @@ class TrainParams:
     stream_block: int = off_switch(256)
 
     def __post_init__(self):
-        if self.stream_window:
-            WindowShuffle(self.stream_window, self.stream_block)  # its range checks
+        window_shuffle(self.stream_window, self.stream_block)  # its range checks
         unknown = [m for m in self.models if m not in model_names()]
         require(not unknown, f"models={unknown} not in the model registry {model_names()}")
         for q in self.bits:
@@ -110,7 +109,7 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
     runtime = resolve_runtime(base.device, base.precision)
     world, runtime = distributed.setup(runtime)  # one process, or this rank of a torchrun job (its rows only)
     part = (world.rank, world.size)
-    shuffle = WindowShuffle(params.stream_window, params.stream_block) if params.stream_window else None
+    shuffle = window_shuffle(params.stream_window, params.stream_block)
     with Timer() as timer:
         test_x, test_y, test_attrs = load_split(prepared, "test", part, stream=shuffle is not None)
         train_set = load_train_set(train_path, packed=True, part=part,  # indexed sets stay packed: 24/q x less

@@ -81,6 +81,48 @@ def all_min(value: int, world: World) -> int:
     return int(tensor.item())
 
 
+def all_rows(values: np.ndarray, world: World, total: int) -> np.ndarray:
+    """The whole (total, ...) array on every rank, from each rank's rows: its contiguous share of `total` (summed as
+    float64, so float32 and integer values come back exactly)."""
+    if world.size == 1:
+        return values
+    start, stop = world.shard(total)
+    if len(values) != stop - start:
+        raise ValueError(f"rank {world.rank} holds {len(values)} rows, its share of {total} is {stop - start}")
+    whole = np.zeros((total, *values.shape[1:]), np.float64)
+    whole[start:stop] = values
+    return all_sum(whole, world).astype(values.dtype)
+
+
+def average_gradients(parameters, world: World) -> None:
+    """Replace each gradient by its mean over ranks (one flat all-reduce). Every rank runs the same graph, so the
+    same parameters hold a gradient everywhere; those without one are left alone, as a single process leaves them."""
+    if world.size == 1:
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads]).to(_device())
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat = flat.to(grads[0].device) / world.size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def broadcast_buffers(model: torch.nn.Module, world: World) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank: DDP keeps the parameters equal, but each
+    rank's last forward pass updated its own running statistics, and every rank evaluates with the model rank 0
+    saves."""
+    if world.size == 1:
+        return
+    for buffer in model.buffers():
+        moved = buffer.detach().to(_device())
+        dist.broadcast(moved, src=0)
+        buffer.data.copy_(moved.to(buffer.device))
+
+
 def _device() -> torch.device:
     """Where collectives run: NCCL reduces CUDA tensors only."""
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from pipeline.config import require
 from pipeline.device import Runtime
-from pipeline.train.distributed import ONE_PROCESS, World, all_min, all_sum, local_batch
+from pipeline.train.distributed import ONE_PROCESS, World, all_min, all_sum, broadcast_buffers, local_batch
 from pipeline.train.streamed import StreamedImages, WindowShuffle
 
 
@@ -154,7 +154,8 @@ def train(
     (the last epoch then stops early; the cosine schedule spans the steps).
 
     `on_batch(epoch, sample_indices, logits)` sees every training forward pass (detached logits), for
-    per-sample training dynamics (pruning scores).
+    per-sample training dynamics (pruning scores); under torchrun, this rank's passes over its own rows (indices
+    into `images`).
 
     With a `world` of several processes (torchrun), `images` are this rank's rows: each rank draws its own seeded
     order and augmentation, takes batch_size / world.size images per step, and DDP averages the gradients.
@@ -163,7 +164,6 @@ def train(
     `images` may then be `StreamedImages`, which reads each window from its store as the order reaches it."""
     # one process: the same generator as always, so a plain run is what it was before DDP existed
     gen = torch.Generator().manual_seed(seed if world.size == 1 else seed + 1_000_003 * world.rank)
-    require(world.size == 1 or on_batch is None, "per-sample callbacks (scores) run in one process only")
     model.to(runtime.device).to(memory_format=torch.channels_last).train()
     images = images.to(runtime.device)
     labels = labels.to(runtime.device)
@@ -230,6 +230,7 @@ def train(
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": 100.0 * correct / seen})
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100.0 * correct / seen:.1f}")
     bar.close()
+    broadcast_buffers(model, world)
     model.eval()
     return history
 

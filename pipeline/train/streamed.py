@@ -51,17 +51,23 @@ class WindowShuffle:
         return (torch.cat(parts) if parts else torch.empty(0, dtype=torch.int64)), windows
 
 
+def window_shuffle(window: int, block: int) -> WindowShuffle | None:
+    """The order a stage's `stream_window` / `stream_block` params ask for (checked): None when streaming is off
+    (window 0), the uniform permutation of a resident set."""
+    return WindowShuffle(window, block) if window else None
+
+
 class StreamedImages:
     """uint8 (N,H,W,3) rows [first, last) of a Zarr array, indexable by row tensors like a resident tensor, read
     window by window; `follow` gives it an epoch's windows, `blocks` streams them in order (normalisation)."""
 
     def __init__(self, array, rows: tuple[int, int] | None = None, device: torch.device | str = "cpu",
-                 block: int = 256, source: str = "store"):
+                 block: int = 256, source: str = "store", pool: ThreadPoolExecutor | None = None):
         self.array = array
         self.source = source  # named in the error when a chunk fails to decode
         self.first, self.last = rows or (0, array.shape[0])
         self.device = torch.device(device)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-prefetch")
+        self._pool = pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-prefetch")
         self.follow(None, block)
 
     def __len__(self) -> int:
@@ -72,7 +78,10 @@ class StreamedImages:
         return (len(self), *self.array.shape[1:])
 
     def to(self, device: torch.device | str) -> StreamedImages:
-        moved = StreamedImages(self.array, (self.first, self.last), device, self.block, self.source)
+        """The same rows delivered on `device` (itself when already there), sharing the one prefetch thread."""
+        if torch.device(device) == self.device:
+            return self
+        moved = StreamedImages(self.array, (self.first, self.last), device, self.block, self.source, self._pool)
         moved.follow(self.windows, self.block)
         return moved
 
@@ -106,6 +115,8 @@ class StreamedImages:
         return held
 
     def __getitem__(self, rows) -> torch.Tensor:
+        if isinstance(rows, int | np.integer):  # one image (H,W,3), as a tensor's row
+            return self[[int(rows) + len(self) if rows < 0 else int(rows)]][0]
         if isinstance(rows, slice):
             rows = torch.arange(len(self))[rows]
         rows = torch.as_tensor(rows).cpu().numpy()

@@ -74,3 +74,33 @@ def test_evaluation_protocol_learns_from_real_images(real, small_run):
                        DSAParams(), seed=0)
     assert real_accuracy(model, preprocess(images, norm, None), labels) > 25.0  # learns its train set (chance: 10%)
     assert 0.0 <= real_accuracy(model, preprocess(test_u8, norm, None), test_y) <= 100.0
+
+
+def _dm_in_world(world, prepared):
+    from pipeline.distill.experts import preprocess as to_input
+
+    images, labels, _ = load_split(prepared, "train")
+    norm = Normalization.from_images(images.numpy())
+    x, y = to_input(images, norm, None), labels
+    rows = np.concatenate([np.flatnonzero(labels.numpy() == c)[:1] for c in range(10)])
+    synthetic = PixelSet(to_input(images[rows], norm, None), labels[rows])
+
+    def make(seed):
+        torch.manual_seed(seed)
+        return create_model("convnetd3", 10, 32)
+
+    by_class = [x[y == c][slice(*world.shard(int((y == c).sum())))] for c in range(10)]
+    losses = dm.distill(make, by_class, synthetic, dm.DMParams(iterations=2, batch_real=8),
+                        DSAParams(), seed=5, world=world)
+    return {"images": synthetic.images.detach(), "losses": torch.tensor(losses, dtype=torch.float64)}
+
+
+def test_dm_two_ranks_average_into_one_synthetic_set(small_run, tmp_path):
+    from pipeline.train.distributed import World
+    from tests.conftest import run_in_world
+
+    ranks = run_in_world(_dm_in_world, 2, tmp_path, small_run.prepared)
+    assert torch.equal(ranks[0]["images"], ranks[1]["images"]) and torch.equal(ranks[0]["losses"], ranks[1]["losses"])
+    one = _dm_in_world(World(), small_run.prepared)
+    assert not torch.equal(one["images"], ranks[0]["images"])
+    assert np.isfinite(ranks[0]["losses"].numpy()).all()

@@ -93,3 +93,40 @@ def test_every_synthetic_parameter_needs_an_optimizer(expert_store, small_run):
         mtt.distill(store, create_model("convnetd3", 10, 32), synthetic,
                     mtt.MTTParams(iterations=1, expert_epochs=1, max_start_epoch=1), DSAParams(), 0,
                     optimizers=only_images)
+
+
+TINY = mtt.MTTParams(iterations=2, syn_steps=2, expert_epochs=1, max_start_epoch=3, lr_img=100.0)
+
+
+def _distill_in_world(world, expert_store, prepared):
+    store = ExpertStore(expert_store)
+    images, labels, _ = load_split(prepared, "train")
+    rows = np.concatenate([np.flatnonzero(labels.numpy() == c)[:1] for c in range(10)])
+    synthetic = PixelSet(store.preprocess(images[rows]), labels[rows])
+    lr, losses = mtt.distill(store, create_model("convnetd3", 10, 32), synthetic, TINY, DSAParams(), seed=3,
+                             world=world)
+    return {"images": synthetic.images.detach(), "lr": lr, "losses": torch.tensor(losses, dtype=torch.float64)}
+
+
+def test_two_ranks_match_their_own_segments_and_stay_equal(expert_store, small_run, tmp_path):
+    from pipeline.train.distributed import World
+    from tests.conftest import run_in_world
+
+    ranks = run_in_world(_distill_in_world, 2, tmp_path, expert_store, small_run.prepared)
+    for key in ("images", "lr", "losses"):  # averaged gradients keep the copies equal
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
+    one = _distill_in_world(World(), expert_store, small_run.prepared)
+    assert not torch.equal(one["images"], ranks[0]["images"])  # rank 1's segments moved the set too
+    # the first iteration's loss is the mean of the two segments each rank drew from the shared generator
+    store = ExpertStore(expert_store)
+    rng = np.random.default_rng(3)
+    draws = [(int(rng.integers(store.num_experts)), int(rng.integers(TINY.max_start_epoch))) for _ in range(2)]
+    images, labels, _ = load_split(small_run.prepared, "train")
+    rows = np.concatenate([np.flatnonzero(labels.numpy() == c)[:1] for c in range(10)])
+    x, y = store.preprocess(images[rows]), labels[rows]
+    segments = [float(mtt.match_loss(create_model("convnetd3", 10, 32), store.spec, store.snapshot(e, t),
+                                     store.snapshot(e, t + 1), x, y, torch.tensor(TINY.lr_init), TINY.syn_steps,
+                                     None, DSAParams(), 3 * 100_003 + 1_000_000_007 * rank).detach())
+                for rank, (e, t) in enumerate(draws)]
+    assert float(ranks[0]["losses"][0]) == pytest.approx(np.mean(segments), rel=1e-5)
+    assert float(one["losses"][0]) == pytest.approx(segments[0], rel=1e-5)

@@ -7,13 +7,22 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from pipeline.errors import ParamsError
 from pipeline.models.checkpoint import load_checkpoint
-from pipeline.train.distributed import World, from_environment, local_batch
-from tests.conftest import REPO
+from pipeline.train.distributed import (
+    World,
+    all_rows,
+    average_gradients,
+    broadcast_buffers,
+    from_environment,
+    local_batch,
+)
+from tests.conftest import REPO, run_in_world
 
 
 def test_world_shares_are_contiguous_and_cover_every_row():
@@ -30,13 +39,15 @@ def test_plain_process_is_a_world_of_one(monkeypatch):
     assert from_environment() == World(0, 1, 0)
 
 
-def torchrun(stage_args: list[str], section: str, recipe: dict, tmp_path, **keys) -> subprocess.CompletedProcess:
+def torchrun(stage_args: list[str], section: str, recipe: dict | None, tmp_path, **keys) -> subprocess.CompletedProcess:
     """`dcq <stage_args>` under torchrun with 2 CPU processes, with a params file whose `section` recipe is small
     (and whose `section` has these other `keys`)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["base"]["device"] = "cpu"
-    params[section]["recipe"] |= recipe
-    params[section] |= keys
+    if recipe:
+        params[section]["recipe"] |= recipe
+    for key, value in keys.items():  # a dict updates the section's sub-section
+        params[section][key] = params[section][key] | value if isinstance(value, dict) else value
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "pipeline.cli", *stage_args, "--params", str(tmp_path / "params.yaml")]
@@ -88,3 +99,61 @@ def test_torchrun_two_processes_train_the_teacher(small_run, tmp_path):
     assert metrics["world_size"] == 2 and metrics["train_images"] == 160 and metrics["test_images"] == 80
     assert metrics["epochs"] == 1 and 0 <= metrics["test_accuracy"] <= 100
     load_checkpoint(out / "model.pt")
+
+
+def _collectives(world):
+    learned = torch.nn.Parameter(torch.zeros(3))
+    learned.grad = torch.full((3,), float(world.rank + 1))
+    untouched = torch.nn.Parameter(torch.zeros(2))  # no gradient on any rank
+    average_gradients([learned, untouched], world)
+    start, stop = world.shard(5)
+    rows = all_rows(np.arange(start, stop, dtype=np.float32) * 10, world, 5)
+    norm = torch.nn.BatchNorm1d(2)
+    norm.running_mean.fill_(float(world.rank + 7))
+    broadcast_buffers(norm, world)
+    return {"grad": learned.grad, "untouched": torch.tensor(untouched.grad is None), "rows": torch.from_numpy(rows),
+            "running_mean": norm.running_mean}
+
+
+def test_collectives_average_gather_and_broadcast(tmp_path):
+    for rank, got in enumerate(run_in_world(_collectives, 2, tmp_path)):
+        assert torch.equal(got["grad"], torch.full((3,), 1.5)), rank  # (1 + 2) / 2
+        assert bool(got["untouched"])
+        assert got["rows"].dtype == torch.float32 and got["rows"].tolist() == [0, 10, 20, 30, 40]
+        assert got["running_mean"].tolist() == [7.0, 7.0]  # rank 0's statistics everywhere
+
+
+def test_torchrun_scores_gather_every_rows_dynamics(small_run, tmp_path):
+    import zarr
+
+    out = tmp_path / "scores.zarr"
+    done = torchrun(["scores", "--prepared", str(small_run.prepared), "--out", str(out)], "scores",
+                    {"epochs": 3, "batch_size": 32, "compile": False}, tmp_path, el2n_epochs=2)
+    output = done.stdout + done.stderr
+    assert sorted(re.findall(r"rank=(\d/2), rows=(\d+)/160", output)) == [("0/2", "80"), ("1/2", "80")]
+    root = zarr.open_group(str(out), mode="r")
+    assert root.attrs["world_size"] == 2 and root.attrs["num_images"] == 160 and len(root.attrs["history"]) == 3
+    scores = {name: root[name][:] for name in ("aum", "el2n", "forgetting", "entropy")}
+    for name, values in scores.items():
+        assert values.shape == (160,) and values.dtype == np.float32 and np.isfinite(values).all(), name
+    for half in (slice(0, 80), slice(80, 160)):  # both ranks' rows were scored (a missing share would be zeros)
+        assert np.unique(scores["aum"][half]).size > 40 and (scores["el2n"][half] > 0).all()
+    assert ((0 <= scores["forgetting"]) & (scores["forgetting"] <= 4)).all()
+    assert ((scores["entropy"] >= 0) & (scores["entropy"] <= np.log(10) + 1e-5)).all()
+
+
+@pytest.mark.parametrize("method", ["mtt", "dm"])
+def test_torchrun_distill_writes_one_store(method, small_run, expert_store, tmp_path):
+    from pipeline.io.synthetic_store import SyntheticStore
+
+    out = tmp_path / f"{method}.zarr"
+    done = torchrun(["distill", "--method", method, "--ipc", "1", "--train-set", str(small_run.prepared),
+                     "--experts", str(expert_store), "--out", str(out)], "distill", None, tmp_path,
+                    mtt={"iterations": 2, "syn_steps": 2, "expert_epochs": 1, "max_start_epoch": 2},
+                    dm={"iterations": 2, "batch_real": 8})
+    output = done.stdout + done.stderr
+    assert sorted(re.findall(r"rank=(\d/2)", output)) == ["0/2", "1/2"]
+    store = SyntheticStore(out)
+    assert store.attrs["world_size"] == 2 and store.method == method
+    assert store.images_u8().shape == (10, 32, 32, 3) and np.isfinite(store.attrs["final_loss"])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(method)) == [f"{method}.zarr"]

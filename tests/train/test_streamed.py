@@ -16,7 +16,7 @@ from pipeline.io.train_sets import load_split, load_train_set
 from pipeline.models.registry import create_model
 from pipeline.stages.train import TrainParams
 from pipeline.train.engine import Normalization, Recipe, train
-from pipeline.train.streamed import StreamedImages, WindowShuffle
+from pipeline.train.streamed import StreamedImages, WindowShuffle, window_shuffle
 
 
 @pytest.mark.parametrize("n", [160, 161, 15])
@@ -62,6 +62,17 @@ def test_streamed_rows_are_the_stored_pixels_three_windows_at_most(small_run):
     assert 2 <= most_held <= 3
     assert torch.equal(torch.cat(list(streamed.blocks(64))), resident)
     assert Normalization.from_images(streamed) == Normalization.from_images(resident.numpy())
+
+
+def test_one_row_a_slice_and_a_move_read_like_a_tensor(small_run):
+    resident, _, _ = load_split(small_run.prepared, "train")
+    streamed = load_train_set(small_run.prepared, stream=True).images
+    assert torch.equal(streamed[5], resident[5]) and torch.equal(streamed[-1], resident[-1])
+    assert torch.equal(streamed[10:30], resident[10:30])
+    assert streamed.to("cpu") is streamed  # already there: no second reader
+    with pytest.raises(ParamsError, match="row index out of range"):
+        streamed[len(resident)]
+    assert window_shuffle(0, 256) is None and window_shuffle(512, 256) == WindowShuffle(512, 256)
 
 
 def test_a_rank_streams_only_its_rows(small_run):
