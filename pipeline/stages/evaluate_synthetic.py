@@ -11,6 +11,9 @@ Writes `RECORD`, a run record with the train stage's schema plus `ipc`, `budget_
        student lr where the distiller learned one), tested on the original test set. `train_bytes` is what the
        synthetic store holds (everything needed to rebuild it), `compression_ratio` is that over the source
        train set as raw 24-bit RGB, like every other run.
+Under `torchrun --nproc_per_node N` the test split is divided: every rank trains the same network (a synthetic set
+is a few batches at most, and the protocol's training is replicated, seeded alike), tests its share of the test
+rows, the correct counts are summed and rank 0 writes the record (with `world_size`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import typer
 
@@ -33,6 +37,7 @@ from pipeline.io.arrays import write_json
 from pipeline.io.train_sets import load_split
 from pipeline.models.registry import create_model, model_names
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command, summary
+from pipeline.train import distributed
 
 MATRIX_KEYS = ("seeds", "dcq_variants")
 
@@ -54,13 +59,13 @@ class EvaluateSyntheticParams:
 
 def run(params: EvaluateSyntheticParams, base: BaseParams, seed: int, synthetic: Path, experts: Path,
         prepared: Path, record_out: Path) -> dict:
-    runtime = resolve_runtime(base.device, base.precision)
+    world, runtime = distributed.setup(resolve_runtime(base.device, base.precision))
     dev = runtime.device
     budgeted = open_budgeted(Path(synthetic))
     expert_store = ExpertStore(experts)
     if budgeted.normalization is not None and expert_store.attrs.get("normalization") != budgeted.normalization:
         raise StoreError(f"{synthetic} was distilled with other experts than {experts} (input normalisation differs)")
-    test_u8, test_y, prep_attrs = load_split(prepared, "test")
+    test_u8, test_y, prep_attrs = load_split(prepared, "test", (world.rank, world.size))
     if list(prep_attrs["classes"]) != budgeted.classes:
         raise StoreError(f"{synthetic} classes {budgeted.classes} differ from the test set's {prep_attrs['classes']}")
     h, w = budgeted.image_size
@@ -75,13 +80,18 @@ def run(params: EvaluateSyntheticParams, base: BaseParams, seed: int, synthetic:
     train_seconds = time.perf_counter() - start
     x_test = expert_store.preprocess(test_u8).to(dev)
     test_acc = real_accuracy(model, x_test, test_y.to(dev), params.eval_batch_size)
+    test_images = len(test_y)
+    if world.size > 1:  # the percentage of this rank's rows is an exact count over its rows
+        correct, test_images = (int(v) for v in distributed.all_sum(
+            np.array([round(test_acc * len(test_y) / 100), len(test_y)], np.int64), world))
+        test_acc = 100.0 * correct / max(1, test_images)
     raw = budgeted.source_images * h * w * 3
     used = lineage(budgeted.params, base=base, evaluate_synthetic=params) | {
         "run": {"method": budgeted.method, "ipc": budgeted.ipc, "seed": seed}}
     record = {
         "method": budgeted.method, "ipc": budgeted.ipc, "bits": budgeted.bits, "model": params.arch, "seed": seed,
         "protocol": "distillation",
-        "test_accuracy": round(test_acc, 4), "test_images": int(len(test_y)),
+        "test_accuracy": round(test_acc, 4), "test_images": int(test_images),
         "train_images": budgeted.num_images, "representation": budgeted.representation,
         "train_bytes": int(budgeted.stored_bytes), "budget_bytes": int(budgeted.budget_bytes), "raw_bytes": raw,
         "compression_ratio": round(budgeted.stored_bytes / raw, 6), "epochs": params.recipe.epochs, "steps": steps,
@@ -92,10 +102,15 @@ def run(params: EvaluateSyntheticParams, base: BaseParams, seed: int, synthetic:
     }
     if budgeted.source_bits is not None:  # distilled from a DCQ store, not from full colour
         record["source_bits"] = budgeted.source_bits
-    write_json(record_out, record)
+    if world.size > 1:
+        record["world_size"] = world.size
+    if world.main:
+        write_json(record_out, record)
+    distributed.finish(world)
     summary("evaluate_synthetic", record["train_images"], "training images", record["seconds"],
             method=budgeted.method, ipc=record["ipc"], seed=seed, test_accuracy=f"{test_acc:.2f}%",
-            bytes=budgeted.stored_bytes, budget=record["budget_bytes"])
+            bytes=budgeted.stored_bytes, budget=record["budget_bytes"],
+            **({} if world.size == 1 else {"rank": f"{world.rank}/{world.size}", "rows": f"{len(test_y)}/{test_images}"}))
     return record
 
 

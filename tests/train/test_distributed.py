@@ -157,3 +157,26 @@ def test_torchrun_distill_writes_one_store(method, small_run, expert_store, tmp_
     assert store.attrs["world_size"] == 2 and store.method == method
     assert store.images_u8().shape == (10, 32, 32, 3) and np.isfinite(store.attrs["final_loss"])
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(method)) == [f"{method}.zarr"]
+
+
+def test_torchrun_evaluate_synthetic_splits_the_test_rows(small_run, expert_store, tmp_path):
+    from pipeline.distill.mtt import MTTParams
+    from pipeline.stages import distill
+    from tests.conftest import BASE
+
+    synthetic = tmp_path / "random.zarr"
+    distill.run(distill.DistillParams(mtt=MTTParams(iterations=0)), BASE, "random", 2, small_run.prepared,
+                expert_store, synthetic)
+    args = ["evaluate_synthetic", "--seed", "0", "--synthetic", str(synthetic), "--experts", str(expert_store),
+            "--prepared", str(small_run.prepared)]
+    done = torchrun([*args, "--record", str(tmp_path / "two.json")], "evaluate_synthetic",
+                    {"epochs": 3, "max_steps": 3}, tmp_path)
+    assert sorted(re.findall(r"rank=(\d/2), rows=(\d+)/80", done.stdout + done.stderr)) == [("0/2", "40"), ("1/2", "40")]
+    # one process, one thread, same params: the replicated training and the summed counts give its record
+    one = subprocess.run([sys.executable, "-m", "pipeline.cli", *args, "--record", str(tmp_path / "one.json"),
+                          "--params", str(tmp_path / "params.yaml")], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}, timeout=600, check=False)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two, single = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("two", "one"))
+    assert two.pop("world_size") == 2 and two["test_images"] == single["test_images"] == 80
+    assert two["test_accuracy"] == single["test_accuracy"]
