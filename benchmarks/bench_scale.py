@@ -107,6 +107,8 @@ def main() -> None:
     ap.add_argument("--params", type=Path, default=REPO / "params.yaml", help="stage params to start from")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override a param (YAML value), e.g. attention.batch_size=8 for 224 px on a small host")
+    ap.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES,
+                    help="the stages to run, in pipeline order (each needs the stores of the ones before it)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/dcq-scale"))
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args()
@@ -156,12 +158,13 @@ def main() -> None:
                             "--metrics", str(teacher_dir / "metrics.json")], env)
     print(f"teacher ({args.teacher_images:,} images, {args.teacher_epochs} epoch): {seconds:.0f} s", flush=True)
 
-    results: dict[str, dict[int, dict]] = {stage: {} for stage in STAGES}
+    stages = [stage for stage in STAGES if stage in args.stages]
+    results: dict[str, dict[int, dict]] = {stage: {} for stage in stages}
     for n in sizes:
         run_dir = work / f"n{n}"
         run_dir.mkdir()
         p = params_for(n, run_dir, checkpoint=str(teacher))
-        for stage in STAGES:
+        for stage in stages:
             seconds, peak = run_stage(stage_args(stage, p, run_dir, teacher, args.bits), env)
             results[stage][n] = {"seconds": round(seconds, 1), "peak_rss_mib": round(peak, 1)}
             print(f"N={n:>8,} {stage:14s} {seconds:8.1f} s  peak {peak:8.1f} MiB", flush=True)

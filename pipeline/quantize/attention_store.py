@@ -52,10 +52,11 @@ def attention_block(params: AttentionParams, base: BaseParams, prepared: str, te
     cam, norm = cached(("attention", file_stamp(teacher), params.layer, params.method, str(runtime.device)),
                        lambda: _cam(teacher, params.layer, params.method, runtime.device))
     train = zarr.open_group(prepared, mode="r")["train"]
-    chunk, labels = torch.from_numpy(train["images"][start:stop]), train["labels"][start:stop]
+    images, labels = train["images"], train["labels"][start:stop]
     maps, correct = [], 0
-    for s in range(0, len(chunk), params.batch_size):
-        x = to_input(chunk[s:s + params.batch_size].to(runtime.device), norm)
+    for s in range(0, stop - start, params.batch_size):  # read a batch at a time: memory set by the batch
+        batch = images[start + s:min(stop, start + s + params.batch_size)]
+        x = to_input(torch.from_numpy(batch).to(runtime.device), norm)
         y = torch.from_numpy(labels[s:s + len(x)])
         with runtime.autocast():
             maps.append(label_cams(cam, x, y))

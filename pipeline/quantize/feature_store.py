@@ -56,11 +56,11 @@ def features_block(params: FeaturesParams, base: BaseParams, prepared: str, teac
     runtime = resolve_runtime(base.device, base.precision)
     extractor, norm = cached(("features", file_stamp(teacher), params.layer, str(runtime.device)),
                              lambda: _extractor(teacher, params.layer, runtime.device))
-    chunk = torch.from_numpy(zarr.open_group(prepared, mode="r")["train/images"][start:stop])
+    images = zarr.open_group(prepared, mode="r")["train/images"]
     outs = []
     with torch.no_grad():
-        for s in range(0, len(chunk), params.batch_size):
-            x = to_input(chunk[s:s + params.batch_size].to(runtime.device), norm)
+        for s in range(start, stop, params.batch_size):  # read a batch at a time: memory set by the batch
+            x = to_input(torch.from_numpy(images[s:min(stop, s + params.batch_size)]).to(runtime.device), norm)
             with runtime.autocast():
                 outs.append(pool(extractor(x), params.pooling, params.grid_size).cpu())
     zarr.open_group(out, mode="r+")["features"][start:stop] = torch.cat(outs).numpy()

@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ def test_listing_is_sorted_and_labelled(tiny_folder):
     listing = list_imagefolder(tiny_folder, "train")
     assert listing.classes == ["cat", "ship"]
     assert listing.labels.tolist() == [0, 0, 0, 1, 1, 1]
-    assert [p.parent.name for p in listing.files] == ["cat"] * 3 + ["ship"] * 3
+    assert [Path(p).parent.name for p in listing.files] == ["cat"] * 3 + ["ship"] * 3
 
 
 def test_missing_and_empty_folders(tmp_path, tiny_folder):

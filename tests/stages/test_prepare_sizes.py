@@ -58,3 +58,16 @@ def test_a_non_square_set_is_refused_by_the_teacher_by_name(mixed_folder, tmp_pa
     prepare.run(prepare.PrepareParams(root=str(mixed_folder), image_size=[24, 40], resize="resize"), BASE, out)
     with pytest.raises(StoreError, match="images are 24x40; the model registry builds square-input models"):
         teacher.run(teacher.TeacherParams(), BASE, out, tmp_path / "t.pt", tmp_path / "t.json")
+
+
+@pytest.mark.parametrize("block", [1, 3, 4096])
+def test_sizes_are_checked_block_by_block_across_blocks(block, mixed_folder):
+    from pipeline.io.sources import check_file_sizes, list_imagefolder
+
+    listing = list_imagefolder(mixed_folder, "train")
+    files = {"train": list(reversed(listing.files))}  # the odd 48x40 file comes last, in a later block
+    with pytest.raises(DatasetError, match=r"images differ in size: .*\.jpg is 32x32, .*\.png is 48x40"):
+        check_file_sizes(files, None, "resize", block=block)
+    assert check_file_sizes({"train": listing.files[1:]}, None, "reject", block=block) == (32, 32)
+    with pytest.raises(DatasetError, match=r"\.png: image is 48x40, the dataset's size is 32x32"):
+        check_file_sizes(files, (32, 32), "reject", block=block)
