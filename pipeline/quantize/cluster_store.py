@@ -10,10 +10,10 @@ from typing import Literal
 import numpy as np
 import zarr
 
-from pipeline.config import BaseParams, lineage, require
+from pipeline.config import BaseParams, lineage, off_switch, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import ParamsError, StoreError
-from pipeline.io.arrays import create_rows, create_small, open_group
+from pipeline.io.arrays import create_rows, create_small, iter_blocks, open_group, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.quantize.kmeans import faiss_kmeans
 from pipeline.timing import Timer, summary
@@ -26,9 +26,14 @@ class ClusterParams:
     n_init: int = 3  # faiss nredo: best of n_init seeded runs
     standardize: bool = True  # z-score each feature dimension first, so no channel dominates by scale
     source: Literal["features", "labels", "random", "images"] = "features"
+    # > 0 (source: features): fit K-means on a seeded sample of this many images and assign every image block by
+    # block, so memory is set by the sample and the block, not by N (faiss's guidance: 39-256 points per centroid)
+    train_images: int = off_switch(0)
 
     def __post_init__(self):
         require(self.k >= 1, f"k={self.k} must be >= 1")
+        require(self.train_images == 0 or self.train_images >= self.k,
+                f"train_images={self.train_images} must be 0 (every image) or >= k={self.k}")
         require(self.iterations >= 1, f"iterations={self.iterations} must be >= 1")
         require(self.n_init >= 1, f"n_init={self.n_init} must be >= 1")
 
@@ -52,6 +57,9 @@ def assign_without_kmeans(source: str, k: int, labels: np.ndarray, classes: int,
 def write_clusters(params: ClusterParams, base: BaseParams, features: Path, out: Path, prepared: Path | None = None) -> dict:
     runtime = resolve_runtime(base.device, base.precision)
     feat_root = open_group(features, "features store")
+    n = feat_root["features"].shape[0]
+    if params.source == "features" and 0 < params.train_images < n:
+        return write_sampled_clusters(params, base, feat_root, out, runtime.device.type == "cuda")
     feats = feat_root["features"][:]  # (N,D): K-means needs all of it
     if params.k > len(feats):
         raise ParamsError(f"cluster.k={params.k} is larger than the number of images ({len(feats)})")
@@ -87,4 +95,56 @@ def write_clusters(params: ClusterParams, base: BaseParams, features: Path, out:
         create_small(root, "sizes", sizes.astype(np.int64))
     summary("cluster", len(assign), "images", timer.seconds, k=params.k, source=params.source,
             smallest=int(sizes.min()), largest=int(sizes.max()))
+    return {"sizes": sizes.tolist(), "inertia": inertia}
+
+
+def write_sampled_clusters(params: ClusterParams, base: BaseParams, feat_root, out: Path, gpu: bool,
+                           block: int | None = None) -> dict:
+    """K-means fitted on a seeded sample of `params.train_images` images, then every image assigned to its nearest
+    centroid `block` rows at a time (default: a features shard); the standardization uses the whole set's
+    statistics, accumulated block by block."""
+    import faiss
+
+    feats = feat_root["features"]
+    n, dim = feats.shape
+    block = block or write_block_size(feats)
+    rows = np.sort(np.random.default_rng(base.seed).choice(n, params.train_images, replace=False))
+    with Timer() as timer:
+        totals, picked = np.zeros((3, dim)), []  # count, sum, sum of squares (float64); the sample's rows
+        for start, stop in iter_blocks(n, block):  # one pass: statistics, and the sampled rows of each block
+            part = feats[start:stop]
+            picked.append(part[rows[np.searchsorted(rows, start):np.searchsorted(rows, stop)] - start])
+            part = part.astype(np.float64)
+            totals += [np.full(dim, stop - start), part.sum(0), (part**2).sum(0)]
+        mean = totals[1] / n
+        std = np.sqrt(np.maximum(totals[2] / n - mean**2, 0.0)) if params.standardize else None
+
+        def standardized(x: np.ndarray) -> np.ndarray:
+            x = x.astype(np.float64)
+            return (x if std is None else (x - mean) / np.maximum(std, 1e-6)).astype(np.float32)
+
+        sample = standardized(np.concatenate(picked))
+        centroids, _ = faiss_kmeans(sample, params.k, params.iterations, base.seed, gpu, params.n_init)
+        index = faiss.IndexFlatL2(dim)
+        index.add(centroids)
+        sizes, inertia = np.zeros(params.k, np.int64), 0.0
+        with store_output(out) as tmp:
+            root = zarr.open_group(str(tmp), mode="w")
+            arr = create_rows(root, "assignments", (n,), np.int32)
+            for shard_start, shard_stop in iter_blocks(n, write_block_size(arr)):  # one write per shard (4 B/image)
+                nearest_ids = np.empty(shard_stop - shard_start, np.int32)
+                for start in range(shard_start, shard_stop, block):  # features read a block at a time
+                    stop = min(shard_stop, start + block)
+                    distance, nearest = index.search(standardized(feats[start:stop]), 1)
+                    nearest_ids[start - shard_start:stop - shard_start] = nearest[:, 0]
+                    sizes += np.bincount(nearest[:, 0], minlength=params.k)
+                    inertia += float(distance.astype(np.float64).sum())
+                arr[shard_start:shard_stop] = nearest_ids
+            create_small(root, "centroids", centroids)
+            create_small(root, "sizes", sizes)
+            root.attrs.update({"params": lineage(feat_root.attrs["params"], base=base, cluster=params),
+                               "inertia": inertia, "standardized": params.standardize,
+                               "train_images": params.train_images})
+    summary("cluster", n, "images", timer.seconds, k=params.k, source=params.source,
+            train_images=params.train_images, smallest=int(sizes.min()), largest=int(sizes.max()))
     return {"sizes": sizes.tolist(), "inertia": inertia}
