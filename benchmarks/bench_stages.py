@@ -40,18 +40,6 @@ def run_stage(args: list[str], env: dict) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
 
 
-def sgemm_rate(size: int = 4096, repeats: int = 5) -> float:
-    """Measured fp32 GFLOP/s of a size^2 matrix product on every thread torch uses."""
-    import torch
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
 def model_flops(teacher: Path, params: dict, image_size: int, batch: int = 8) -> dict[str, float]:
     """FLOPs per image of features (the truncated extractor's forward and the pooling) and of attention (the
     teacher's forward with the CAM's backward to its layer), counted by torch on a batch of `batch` images."""
@@ -127,7 +115,10 @@ def main() -> None:
     n = zarr.open_group(d["prepared.zarr"], mode="r")["train/images"].shape[0]
     print(f"\n{n:,} train images, {args.bits}-bit, teacher {args.teacher}")
     print(f"{'stage':10s} {'seconds':>8s} {'img/s':>8s} {'peak GiB':>9s}")
-    peak_gflops = sgemm_rate()
+    import torch
+    from bench_architectures import sgemm_rate  # the same ceiling as the architectures benchmark
+
+    peak_gflops = sgemm_rate(torch.get_num_threads())
     size = zarr.open_group(d["prepared.zarr"], mode="r")["train/images"].shape[1]
     flops = model_flops(args.teacher, params, size)
     for name, r in results.items():
