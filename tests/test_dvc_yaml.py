@@ -34,6 +34,9 @@ from pipeline.stages import (
 )
 from tests.conftest import REPO
 
+# The equal-bytes study's second regime: `dcq train --section regime2` on each contender's store.
+REGIME2_STAGES = ("train_r2_full", "train_r2_dcq", "train_r2_variant", "train_r2_baseline", "train_r2_pruned",
+                  "train_r2_codec", "train_r2_ablation")
 STAGE_PARAMS = {
     "prepare": prepare.PrepareParams, "teacher": teacher.TeacherParams, "features": features.FeaturesParams,
     "cluster": cluster.ClusterParams, "attention": attention.AttentionParams, "palette": palette.PaletteParams,
@@ -52,6 +55,7 @@ STAGE_PARAMS = {
     "train_arch_full": train.TrainParams, "train_arch_dcq": train.TrainParams,
     "experts_dcq": experts.ExpertsParams, "distill_dcq": distill.DistillParams,
     "evaluate_distill_dcq": evaluate_synthetic.EvaluateSyntheticParams,
+    **{name: train.TrainParams for name in REGIME2_STAGES},
 }
 # The params section each dvc stage reads (train_full/train_dcq are both the `train` stage on other inputs).
 SECTION = {"colour_counts": "palette", "train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train",
@@ -60,12 +64,13 @@ SECTION = {"colour_counts": "palette", "train_full": "train", "train_dcq": "trai
            "train_codec": "train", "train_codec_seeds": "train", "fidelity_codec": "fidelity",
            "train_dcq_variant": "train", "fidelity_dcq_variant": "fidelity",
            "train_arch_full": "architectures", "train_arch_dcq": "architectures",
-           "experts_dcq": "experts", "distill_dcq": "distill", "evaluate_distill_dcq": "evaluate_synthetic"}
+           "experts_dcq": "experts", "distill_dcq": "distill", "evaluate_distill_dcq": "evaluate_synthetic",
+           **{name: "regime2" for name in REGIME2_STAGES}}
 # `palette.bits` drives dvc.yaml's foreach: each palette/refine stage gets its own q on the command line, so adding
 # a bit depth does not rerun the others (encode reads it whole: one pass writes every q).
 # `train.models/seeds/bits` likewise drive the train stages' matrix: each run gets its item on the command line.
 FOREACH_ONLY = {"palette": {"bits"}, "codec": {"codecs", "bits"}, "train": set(train.MATRIX_KEYS),
-                "architectures": set(train.MATRIX_KEYS), "baseline": {"methods", "bits"},
+                "architectures": set(train.MATRIX_KEYS), "regime2": set(train.MATRIX_KEYS), "baseline": {"methods", "bits"},
                 "prune": {"methods", "bits"}, "distill": {"methods", "ipcs"},
                 "evaluate_synthetic": set(evaluate_synthetic.MATRIX_KEYS)}
 # The base keys an output can depend on; base.executor and base.scheduler never change a byte (tests/test_executor.py),
@@ -83,7 +88,8 @@ BASE_KEYS = {"prepare": {"base.seed"}, "train_full": {"base.device", "base.preci
              "fidelity": set(), "fidelity_baseline": set(), "fidelity_ablation": set(),
              **{name: {"base.device", "base.precision"}
                 for name in ("train_full_seeds", "train_dcq_seeds", "train_baseline_seeds", "train_codec",
-                             "train_codec_seeds", "train_dcq_variant", "train_arch_full", "train_arch_dcq")},
+                             "train_codec_seeds", "train_dcq_variant", "train_arch_full", "train_arch_dcq")
+                + REGIME2_STAGES},
              "fidelity_codec": set(), "fidelity_dcq_variant": set()}
 
 
@@ -103,7 +109,8 @@ MODULE = {"train_full": "train", "train_dcq": "train", "train_baseline": "train"
           "train_codec": "train", "train_codec_seeds": "train", "fidelity_codec": "fidelity",
           "dcq_variant": "ablate", "train_dcq_variant": "train", "fidelity_dcq_variant": "fidelity",
           "train_arch_full": "train", "train_arch_dcq": "train",
-          "experts_dcq": "experts", "distill_dcq": "distill", "evaluate_distill_dcq": "evaluate_synthetic"}
+          "experts_dcq": "experts", "distill_dcq": "distill", "evaluate_distill_dcq": "evaluate_synthetic",
+          **{name: "train" for name in REGIME2_STAGES}}
 # The stages that run `dcq ablate` on a params section of variants (checked by their own test below).
 VARIANT_STAGES = {"ablate": "ablate", "dcq_variant": "dcq_variants"}
 
@@ -266,3 +273,30 @@ def test_the_issue_15_studies_read_only_what_exists(params_file):
     assert set(sources) == {"bits", "methods"}, "distill_sources has keys no stage reads"
     assert set(sources["bits"]) <= set(params["palette"]["bits"])
     assert set(sources["methods"]) <= set(distill.METHODS) and "random" not in sources["methods"]
+
+
+@pytest.mark.parametrize("params_file", ["params.yaml", "pipeline/presets/paper.yaml",
+                                         "pipeline/presets/imagenet.yaml"])
+def test_the_second_regime_trains_longer_and_only_contenders_that_exist(params_file):
+    """regime2 (issue 17) retrains the headline comparison with more epochs than train.recipe; its contenders are
+    named in equal_bytes and must be stores some stage builds, at bit depths those stages build."""
+    from pipeline.config import parse_section
+
+    params = yaml.safe_load((REPO / params_file).read_text())
+    regime = parse_section(train.TrainParams, params["regime2"], f"{params_file}:regime2")
+    main = parse_section(train.TrainParams, params["train"], f"{params_file}:train")
+    assert regime.recipe.epochs == 4 * main.recipe.epochs
+    assert regime.recipe.batch_size == main.recipe.batch_size and regime.models == main.models
+    assert set(regime.bits) <= set(params["palette"]["bits"])
+    eb = params["equal_bytes"]
+    assert set(eb["regime2_variants"]) <= set(params["dcq_variants"]["variants"])
+    assert set(eb["regime2_bits"]) <= set(params["dcq_variants"]["bits"]) & set(params["baseline"]["bits"]) \
+        & set(params["prune"]["bits"]) & set(params["codec"]["bits"]) & set(regime.bits)
+    assert set(eb["regime2_methods"]) <= set(params["baseline"]["methods"])
+    assert set(eb["regime2_coresets"]) <= set(params["prune"]["methods"])
+    assert set(eb["regime2_codecs"]) <= set(params["codec"]["codecs"])
+    assert set(eb["regime2_ablations"]) <= set(params["ablate"]["variants"])
+    assert set(eb["regime2_ablation_bits"]) <= set(params["ablate"]["bits"]) & set(regime.bits)
+    for name in REGIME2_STAGES:
+        body = load()["stages"][name]
+        assert "--section regime2" in body["cmd"] and "/regime2/" in body["cmd"], name

@@ -55,6 +55,11 @@ def sort_key(record: dict) -> tuple:
             record["bits"] or 0, record["seed"])
 
 
+# Run groups (folders under `runs`) trained with their own recipe: the same (method, seed, train set) there is another
+# run, not a duplicate of the main job's.
+OWN_RECIPE = ("architectures", "regime2")
+
+
 def collect(runs: Path, annotate: Callable[[dict], dict] | None = None) -> list[dict]:
     """Every `*.json` record under `runs`, validated and in a stable order. `annotate(record)` may add keys
     (the report adds `ablation`: the DCQ ablation a run's store was built by, read from the store)."""
@@ -72,7 +77,7 @@ def collect(runs: Path, annotate: Callable[[dict], dict] | None = None) -> list[
         # The train set too: two runs of one variant on different stores are different runs, also when the stores
         # are not on disk to say which ablation made them.
         key = (r["method"], r.get("ablation"), r.get("ipc"), r.get("protocol"), r["bits"], r["model"], r["seed"],
-               r.get("train_set"), r.get("source_bits"))
+               r.get("train_set"), r.get("source_bits"), r["run_group"] if r["run_group"] in OWN_RECIPE else None)
         if key in seen:
             raise StoreError(f"{f} and {seen[key]} are the same run {key[:7]}" + (f" on {key[7]}" if key[7] else "")
                              + (f" from DCQ q={key[8]}" if key[8] else ""))

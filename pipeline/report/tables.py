@@ -11,7 +11,7 @@ import numpy as np
 import yaml
 
 from pipeline.io.dcq_store import DCQStore
-from pipeline.report import architectures, document, records, stats
+from pipeline.report import architectures, document, records, regimes, stats
 from pipeline.report.gather import store_description
 
 
@@ -24,13 +24,15 @@ def _ablation(r: dict) -> bool:
 STUDIES = {
     "baselines": ("dvc repro studies/baselines/dvc.yaml",
                   lambda r: not _ablation(r) and r.get("ipc") is None and r["method"] not in ("full", "dcq")
-                  and r.get("run_group") != "equal_bytes"),
+                  and r.get("run_group") not in ("equal_bytes", regimes.RUN_GROUP)),
     "equal_bytes": ("dvc repro studies/equal_bytes/dvc.yaml",
                     lambda r: r.get("run_group") == "equal_bytes"),
     "ablations": ("dvc repro studies/ablations/dvc.yaml",
-                  lambda r: _ablation(r) and r.get("ipc") is None and r.get("run_group") != "equal_bytes"),
+                  lambda r: _ablation(r) and r.get("ipc") is None
+                  and r.get("run_group") not in ("equal_bytes", regimes.RUN_GROUP)),
     "distillation": ("dvc repro studies/distillation/dvc.yaml", lambda r: r.get("ipc") is not None),
     "architectures": ("dvc repro studies/architectures/dvc.yaml", architectures.is_architecture_run),
+    "second regime": ("dvc repro studies/equal_bytes/dvc.yaml", regimes.is_regime_run),
 }
 
 
@@ -59,6 +61,8 @@ class ReportInputs:
     sharing_png: Path | None = None
     architecture_recs: list[dict] = field(default_factory=list)  # the architectures study's (not in recs)
     architecture_rows: list[dict] = field(default_factory=list)  # their summary
+    regime_recs: list[dict] = field(default_factory=list)  # the second regime's (regime2.recipe; not in recs)
+    regime_rows: list[dict] = field(default_factory=list)
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -85,7 +89,7 @@ def build(inputs: ReportInputs) -> list[document.Block]:
     ipc_rows = [r for r in rows if r["ipc"] is not None]
     rows = [r for r in rows if r["ablation"] is None and r["ipc"] is None]
     main_recs = recs
-    all_recs, recs = recs + inputs.architecture_recs, [r for r in recs if r.get("ablation") is None
+    all_recs, recs = recs + inputs.architecture_recs + inputs.regime_recs, [r for r in recs if r.get("ablation") is None
                                                        and r.get("ipc") is None]
     blocks: list[document.Block] = [("h1", inputs.title)]
     blocks.append(("p", (f"Dataset `{prep.get('source', '?')}` from `{prep.get('root', '?')}`: "
@@ -95,7 +99,8 @@ def build(inputs: ReportInputs) -> list[document.Block]:
                         f"`{teacher.get('arch', '?')}`: {teacher.get('test_accuracy', '?')}% test accuracy. "
                         f"{len(all_recs)} run records: {len(recs)} at matched storage, {len(ablation_recs)} DCQ variant or "
                         f"ablation runs, {len(main_recs) - len(recs) - len(ablation_recs)} distillation evaluations, "
-                        f"{len(inputs.architecture_recs)} of the architectures study"
+                        f"{len(inputs.architecture_recs)} of the architectures study, {len(inputs.regime_recs)} of "
+                        "the second regime"
                         f"{f'; {len(stale)} stale left out' if stale else ''}. Accuracy is the mean ± sample std over "
                         "seeds.")))
     blocks += studies_blocks(all_recs, stale)
@@ -152,6 +157,9 @@ def build(inputs: ReportInputs) -> list[document.Block]:
         blocks += distillation_blocks(ipc_rows)
     if inputs.architecture_rows:
         blocks += architectures.architecture_blocks(inputs.architecture_rows, inputs.architecture_recs, rows, recs)
+    if inputs.regime_rows:
+        blocks += regimes.regime_blocks(inputs.regime_rows, inputs.regime_recs,
+                                        records.summarize(main_recs), main_recs)
     blocks.append(("h2", "Accuracy vs storage"))
     blocks.append(("p", ("Left: every quantizer and coreset at matched storage, by bytes on disk (dashed: full colour). "
                         "Right: the distillers and DCQ of a coreset by images-per-class budget. Bars: std over seeds.")))

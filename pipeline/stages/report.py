@@ -22,7 +22,7 @@ from pipeline.config import BaseParams, require
 from pipeline.errors import StoreError
 from pipeline.io.arrays import disk_bytes, open_group, write_json
 from pipeline.io.atomic import atomic_output
-from pipeline.report import architectures, document, figures, gather, records, tables
+from pipeline.report import architectures, document, figures, gather, records, regimes, tables
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
 
 
@@ -51,9 +51,10 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
         every, stale = gather.current(records.collect(runs, annotate=gather.ablation_of))
         if not every:
             raise StoreError(f"every run record under {runs} is stale (its train set is gone or was rebuilt)")
-        # the architectures study trains other models with its own recipe: its own table, not the main job's
+        # the architectures study and the second regime train with their own recipes: their own tables
         arch_recs = [r for r in every if architectures.is_architecture_run(r)]
-        recs = [r for r in every if not architectures.is_architecture_run(r)]
+        regime_recs = [r for r in every if regimes.is_regime_run(r)]
+        recs = [r for r in every if not architectures.is_architecture_run(r) and not regimes.is_regime_run(r)]
         rows = records.summarize(recs)
         stores = gather.load_stores(recs)
         root = open_group(prepared, "prepared store")
@@ -72,7 +73,8 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
             plot_png=plot_png_out, grid_png=grid_png_out, fidelity=gather.load_fidelity(fidelity) if fidelity else {},
             fidelity_png=fidelity_png_out, classes=classes, confusion=confusion, confusion_png=confusion_png_out,
             methods_q=methods_q, methods_png=methods_png_out, sharing_png=sharing_png_out,
-            architecture_recs=arch_recs, architecture_rows=records.summarize(arch_recs) if arch_recs else [])
+            architecture_recs=arch_recs, architecture_rows=records.summarize(arch_recs) if arch_recs else [],
+            regime_recs=regime_recs, regime_rows=records.summarize(regime_recs) if regime_recs else [])
         storage_rows = tables.plotted([r for r in rows if r["ipc"] is None], recs)
         figure(plot_png_out, lambda out: figures.accuracy_plot(storage_rows, [r for r in rows if r["ipc"] is not None],
                                                                out))

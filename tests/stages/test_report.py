@@ -359,3 +359,46 @@ def test_architecture_runs_get_their_own_table_and_stay_out_of_the_main_ones(sma
     assert "| architectures | 6 runs |" in md
     assert json.loads(paths["summary"].read_text()).keys() == {"full", "dcq-q1", "dcq-q2"}
     assert sum(r["model"] == "resnet18" for r in json.loads(paths["records"].read_text())) == 6
+
+
+def test_second_regime_runs_get_their_own_table_beside_the_main_regime(small_run, tmp_path):
+    """The second regime (runs/regime2/...) retrains the same train sets with the same seeds and a longer recipe:
+    its runs are not duplicates of the main job's, stay out of the main tables, and get one row per train set with
+    both regimes' accuracy, the paired difference to DCQ at the same q in each, and the ranking in each."""
+    recs = records_for(small_run)
+    # main regime at q=2: DCQ 30, 34; full 40, 44. Second regime: DCQ q=2 and full at seeds 0, 1, 2
+    for method, bits, accs in (("full", None, [60.0, 62.0, 61.0]), ("dcq", 2, [45.0, 47.0, 46.0]),
+                               ("dcq", 1, [35.0, 36.0, 38.0])):
+        path = small_run.prepared if bits is None else small_run.dcq(bits)
+        for seed, acc in enumerate(accs):
+            recs.append({"method": method, "bits": bits, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
+                         "compression_ratio": 0.05, "train_bytes": 1000, "train_set": str(path), "epochs": 4,
+                         "_group": f"regime2/{method}{bits or ''}"})
+    paths = render(small_run, tmp_path / "out", recs)
+    md = paths["md"].read_text()
+    table = md.split("## Second regime: 4x the training steps")[1].split("\n## ")[0]
+    assert re.search(r"\| full colour \| - \| convnetd3 \| 1 kB \| 42.00 ± 2.83 \(2 seeds, 1 epochs\) \| "
+                     r"61.00 ± 1.00 \(3 seeds, 4 epochs\) \|", table)
+    assert re.search(r"\| DCQ \| 2 \| convnetd3 \| .* \| 32.00 ± 2.83 \(2 seeds, 1 epochs\) \| "
+                     r"46.00 ± 1.00 \(3 seeds, 4 epochs\) \|", table)
+    assert "q = 2 (convnetd3): main regime full colour > DCQ; second regime full colour > DCQ: the ranking holds" \
+        in table
+    main = md.split("## At matched storage")[1].split("## Second regime")[0]
+    assert "61.00" not in main and "46.00" not in main
+    assert "| second regime | 9 runs |" in md
+    assert json.loads(paths["summary"].read_text())["full"]["accuracy"] == 42.0
+
+
+def test_second_regime_difference_to_dcq_is_paired_and_needs_five_seeds(small_run, tmp_path):
+    from pipeline.report import records, regimes
+
+    recs = [{"method": m, "bits": 2, "model": "m", "seed": s, "test_accuracy": a + s, "ablation": None,
+             "ipc": None, "compression_ratio": 0.1, "train_bytes": 1000, "epochs": 16, "run_group": "regime2"}
+            for m, a in (("dcq", 40.0), ("jpeg", 45.0)) for s in range(3)]
+    blocks = regimes.regime_blocks(records.summarize(recs), recs, [], [])
+    row = next(r for r in blocks[2][2] if r[0] == "`jpeg`")
+    assert row[7].startswith("+5.00 [+5.00, +5.00]") and "fewer than 5 seeds" in row[7]
+    five = recs + [dict(r, seed=r["seed"] + 3, test_accuracy=r["test_accuracy"] + 3) for r in recs[:2]] + \
+        [dict(r, seed=r["seed"] + 3, test_accuracy=r["test_accuracy"] + 3) for r in recs[3:5]]
+    row = next(r for r in regimes.regime_blocks(records.summarize(five), five, [], [])[2][2] if r[0] == "`jpeg`")
+    assert "**established**: higher" in row[7]
