@@ -33,6 +33,13 @@ def _epochs(recs: list[dict], key: tuple) -> str:
     return "/".join(str(e) for e in epochs) or "-"
 
 
+def _accuracy(row: dict, recs: list[dict]) -> str:
+    """'mean ± std (n seeds, e epochs)'."""
+    spread = "" if row["n"] == 1 else f" ± {row['test_accuracy_std']:.2f}"
+    seeds = "1 seed" if row["n"] == 1 else f"{row['n']} seeds"
+    return f"{row['test_accuracy_mean']:.2f}{spread} ({seeds}, {_epochs(recs, _key(row))} epochs)"
+
+
 def _bytes(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB" if n >= 1e3 else f"{n} B"
 
@@ -66,9 +73,7 @@ def regime_blocks(regime_rows: list[dict], regime_recs: list[dict], main_rows: l
         table.append([
             _name(row), "-" if row["bits"] is None else row["bits"], row["model"],
             _bytes(row["train_bytes"]),
-            "-" if before is None else f"{records.accuracy_text(before)} ({before['n']} seeds, "
-                                        f"{_epochs(main_recs, key)} epochs)",
-            f"{records.accuracy_text(row)} ({row['n']} seeds, {_epochs(regime_recs, key)} epochs)",
+            "-" if before is None else _accuracy(before, main_recs), _accuracy(row, regime_recs),
             "" if before is None else diff_cell(main_recs, key), diff_cell(regime_recs, key)])
     for model in sorted({r["model"] for r in regime_rows}):
         for q in sorted({r["bits"] for r in regime_rows if r["model"] == model and r["bits"] is not None}):
