@@ -60,10 +60,19 @@ class ClusterColourCounts:
         return cls(keys, counts.astype(np.int64))
 
     def merge(self, other: ClusterColourCounts) -> ClusterColourCounts:
-        keys, inverse = np.unique(np.concatenate([self.keys, other.keys]), return_inverse=True)
-        counts = np.bincount(inverse.reshape(-1), weights=np.concatenate([self.counts, other.counts]),
-                             minlength=len(keys))
-        return ClusterColourCounts(keys, counts.astype(np.int64))
+        """The exact sum of two counts. The smaller one's new keys are inserted into the larger (both sorted and
+        distinct), so a merge holds its inputs and one output of M entries, not the sort of their concatenation."""
+        big, small = (self, other) if len(self.keys) >= len(other.keys) else (other, self)
+        pos = np.searchsorted(big.keys, small.keys)
+        seen = pos < len(big.keys)
+        seen[seen] = big.keys[pos[seen]] == small.keys[seen]
+        new = ~seen
+        keys = np.insert(big.keys, pos[new], small.keys[new])
+        counts = np.insert(big.counts, pos[new], small.counts[new])
+        # a key already in `big` moved right by the new keys inserted at or before its position
+        at = pos[seen]
+        counts[at + np.searchsorted(pos[new], at, side="right")] += small.counts[seen]
+        return ClusterColourCounts(keys, counts)
 
     def per_cluster(self, k: int) -> list[ColourCounts]:
         """The `ColourCounts` of each of k clusters (views: sorted codes and their counts)."""

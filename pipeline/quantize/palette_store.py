@@ -41,16 +41,30 @@ class PaletteParams:
                 f"max_pixels_per_cluster={self.max_pixels_per_cluster} must be >= 1 or null")
 
 
+# Images counted at a time inside a block: the ranking and key temporaries (~40 bytes per pixel) are set by this,
+# not by the block (a whole output shard, 32,768 images at 32 px).
+POOL_BATCH = 2048
+
+
 def pool_shard(k_gra: float, prepared: str, attention: str, clusters: str, start: int,
                stop: int) -> ClusterColourCounts:
     """One block of rows: the colour counts of its images' selected (top k_gra%) pixels, by cluster (an executor
-    task; the blocks' counts merge exactly)."""
-    cams = image_size_maps(zarr.open_group(attention, mode="r"), Path(attention), start, stop)
-    block = zarr.open_group(prepared, mode="r")["train/images"][start:stop]
-    owner = zarr.open_group(clusters, mode="r")["assignments"][start:stop].astype(np.int64)
-    mask = top_pixels(torch.from_numpy(cams.astype(np.float32)), k_gra).numpy()
-    counts = mask.reshape(len(block), -1).sum(1)
-    return ClusterColourCounts.of_pixels(block[mask], np.repeat(owner, counts))  # pixels in image-major order
+    task; the blocks' counts merge exactly), counted POOL_BATCH images at a time."""
+    att_root = zarr.open_group(attention, mode="r")
+    images = zarr.open_group(prepared, mode="r")["train/images"]
+    assignments = zarr.open_group(clusters, mode="r")["assignments"]
+    total = None
+    for lo in range(start, stop, POOL_BATCH):
+        hi = min(stop, lo + POOL_BATCH)
+        cams = image_size_maps(att_root, Path(attention), lo, hi)
+        block = images[lo:hi]
+        owner = assignments[lo:hi].astype(np.int64)
+        mask = top_pixels(torch.from_numpy(cams.astype(np.float32)), k_gra).numpy()
+        del cams
+        counts = mask.reshape(len(block), -1).sum(1)
+        part = ClusterColourCounts.of_pixels(block[mask], np.repeat(owner, counts))  # pixels in image-major order
+        total = part if total is None else total.merge(part)
+    return total
 
 
 COUNTS_FORMAT = "colour-counts-v1"

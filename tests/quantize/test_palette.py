@@ -60,3 +60,30 @@ def test_colour_counts_pooled_block_by_block_give_the_same_palette(small_run):
     np.testing.assert_array_equal(a[0], b[0])
     assert np.random.default_rng(3).multivariate_hypergeometric(counts.counts, 5000).sum() == 5000
     assert fit_palette_counts(ColourCounts(), 4, 5, 0, None)[1] == 0
+
+
+def test_cluster_colour_counts_merge_is_the_exact_count_of_both_blocks_in_any_order(small_run):
+    """Counts of real pixels by (cluster, colour), merged block by block in any grouping and order, equal one count
+    of all the pixels: sorted distinct keys, the same totals, int64 (the store's arrays byte for byte)."""
+    import zarr
+
+    from pipeline.quantize.palette import ClusterColourCounts
+
+    images = zarr.open_group(str(small_run.prepared), mode="r")["train/images"][:60]
+    owner = np.random.default_rng(0).integers(0, 5, len(images))
+    pixels, clusters = images.reshape(-1, 3), np.repeat(owner, 32 * 32)
+    whole = ClusterColourCounts.of_pixels(pixels, clusters)
+    parts = [ClusterColourCounts.of_pixels(p, c) for p, c in zip(np.array_split(pixels, 7), np.array_split(clusters, 7))]
+    folded = parts[0]
+    for part in parts[1:]:
+        folded = folded.merge(part)
+    tree = (parts[6].merge(parts[0]).merge(parts[3])).merge(parts[1].merge(parts[5]).merge(parts[2].merge(parts[4])))
+    for got in (folded, tree):
+        assert got.keys.dtype == got.counts.dtype == np.int64
+        np.testing.assert_array_equal(got.keys, whole.keys)
+        np.testing.assert_array_equal(got.counts, whole.counts)
+    empty = ClusterColourCounts()
+    assert np.array_equal(empty.merge(whole).keys, whole.keys) and np.array_equal(whole.merge(empty).counts, whole.counts)
+    again = whole.merge(whole)  # every key seen: only the counts add
+    np.testing.assert_array_equal(again.keys, whole.keys)
+    np.testing.assert_array_equal(again.counts, 2 * whole.counts)
