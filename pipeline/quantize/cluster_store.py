@@ -110,14 +110,14 @@ def write_sampled_clusters(params: ClusterParams, base: BaseParams, feat_root, o
     block = block or write_block_size(feats)
     rows = np.sort(np.random.default_rng(base.seed).choice(n, params.train_images, replace=False))
     with Timer() as timer:
-        totals, picked = np.zeros((3, dim)), []  # count, sum, sum of squares (float64); the sample's rows
+        totals, picked = np.zeros((2, dim)), []  # sum, sum of squares (float64); the sample's rows
         for start, stop in iter_blocks(n, block):  # one pass: statistics, and the sampled rows of each block
             part = feats[start:stop]
             picked.append(part[rows[np.searchsorted(rows, start):np.searchsorted(rows, stop)] - start])
             part = part.astype(np.float64)
-            totals += [np.full(dim, stop - start), part.sum(0), (part**2).sum(0)]
-        mean = totals[1] / n
-        std = np.sqrt(np.maximum(totals[2] / n - mean**2, 0.0)) if params.standardize else None
+            totals += [part.sum(0), (part**2).sum(0)]
+        mean = totals[0] / n
+        std = np.sqrt(np.maximum(totals[1] / n - mean**2, 0.0)) if params.standardize else None
 
         def standardized(x: np.ndarray) -> np.ndarray:
             x = x.astype(np.float64)
