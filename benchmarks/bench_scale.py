@@ -8,7 +8,10 @@ changes neither memory nor rates) and loaded by every N.
 
 Each stage runs as its own `dcq` process, started from this small process; its peak RSS is the kernel's (wait4),
 with one malloc arena (MALLOC_ARENA_MAX=1: glibc's per-thread arenas add run-to-run slack that is not the stage's
-data; see tests/test_memory.py).
+data; see tests/test_memory.py) and a fixed mmap threshold (MALLOC_MMAP_THRESHOLD_=131072: glibc otherwise raises
+the threshold to the largest block freed, up to 32 MiB, so later shard-sized buffers come from the heap, whose
+high-water mark crept up with the number of shards: features 1,013 -> 1,141 MiB from 50k to 200k images with the
+default, 988 -> 989 MiB with the threshold fixed; benchmarks/scale_cpu_32px_avx512*.json).
 
     python benchmarks/bench_scale.py --sizes 50000 100000 200000 --image-size 32 --json benchmarks/scale_cpu_32px.json
 
@@ -118,7 +121,7 @@ def main() -> None:
     work = args.work
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    env = dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=str(REPO), MALLOC_ARENA_MAX="1")
+    env = dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=str(REPO), MALLOC_ARENA_MAX="1", MALLOC_MMAP_THRESHOLD_="131072")
 
     start = time.perf_counter()
     folder = work / "images"

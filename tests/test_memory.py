@@ -28,8 +28,10 @@ def peak_rss(args: list[str]) -> int:
     """Peak resident bytes of one `dcq` process (ru_maxrss is in KiB on Linux)."""
     # One malloc arena: glibc gives the decoding threads arenas of their own, whose fragmentation moves the peak by
     # up to ~50 MiB from run to run and drifts up with N (measured: +25..+46 MiB from 2,000 to 8,000 images with the
-    # default arenas, +3..+11 MiB with one). What is measured here is what the stage holds, not the allocator's slack.
-    env = dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=str(REPO), MALLOC_ARENA_MAX="1")
+    # default arenas, +3..+11 MiB with one). A fixed mmap threshold: glibc's moving one lets freed shard-sized
+    # buffers return as heap that is not given back (benchmarks/bench_scale.py). What is measured here is what the
+    # stage holds, not the allocator's slack.
+    env = dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=str(REPO), MALLOC_ARENA_MAX="1", MALLOC_MMAP_THRESHOLD_="131072")
     done = subprocess.run([sys.executable, "-c", LAUNCHER, sys.executable, "-m", "pipeline.cli", *args], env=env,
                           capture_output=True, text=True, check=True)
     exit_code, max_rss_kib = map(int, done.stdout.split())
