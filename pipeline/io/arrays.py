@@ -49,6 +49,13 @@ def create_small(group: zarr.Group, name: str, data: np.ndarray) -> zarr.Array:
     return group.create_array(name, data=np.asarray(data), compressors=CHECKSUMMED, config=EVERY_CHUNK)
 
 
+def open_rows(path: str | Path, name: str) -> zarr.Array:
+    """Array `name` of the store being written at `path`, for one task's block write (an executor task opens it
+    anew). The write config is not stored with an array, and a re-opened one skips every chunk, and so every
+    shard, that equals the fill value: the store would then fail its open check with a missing shard."""
+    return zarr.open_group(str(path), mode="r+")[name].with_config(EVERY_CHUNK)
+
+
 def write_block_size(arr: zarr.Array) -> int:
     """Rows per write so each write fills whole shards (no read-modify-write of a shard)."""
     return arr.shards[0] if arr.shards else arr.chunks[0]

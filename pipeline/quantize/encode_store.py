@@ -21,7 +21,7 @@ from pipeline.config import BaseParams, lineage, off_switch, params_hash, requir
 from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
 from pipeline.executor import map_shards
-from pipeline.io.arrays import create_rows, create_small, open_group, write_block_size
+from pipeline.io.arrays import create_rows, create_small, open_group, open_rows, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.io.dcq_store import FORMAT, smallest_uint
 from pipeline.quantize.bitpack import check_bits, pack, packed_bytes
@@ -92,7 +92,7 @@ def encode_shard(params: EncodeParams, base: BaseParams, bits: tuple[int, ...], 
                 ids[i][batch] = best_palettes_lab(lab, palettes_lab[i])
             parts[i].append(encode_lab(lab, ids[i][batch], palettes_lab[i], q))
     for out, part in zip(outs, parts):
-        zarr.open_group(out, mode="r+")["indices"][start:stop] = np.concatenate(part)
+        open_rows(out, "indices")[start:stop] = np.concatenate(part)
     return [i.cpu().numpy() for i in ids]
 
 

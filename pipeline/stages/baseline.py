@@ -20,7 +20,7 @@ import zarr
 
 from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.executor import map_shards
-from pipeline.io.arrays import create_rows, create_small, open_group, write_block_size
+from pipeline.io.arrays import create_rows, create_small, open_group, open_rows, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.io.dcq_store import PER_IMAGE_FORMAT, smallest_uint
 from pipeline.quantize.bitpack import check_bits, pack, packed_bytes
@@ -48,7 +48,7 @@ def quantize_shard(method: str, bits: int, iterations: int, seed: int, prepared:
     task). Returns their palettes."""
     images = zarr.open_group(prepared, mode="r")["train/images"][start:stop]
     idx, pal = quantize_block(images, method, bits, iterations, seed)
-    zarr.open_group(out, mode="r+")["indices"][start:stop] = pack(idx.reshape(stop - start, -1), bits)
+    open_rows(out, "indices")[start:stop] = pack(idx.reshape(stop - start, -1), bits)
     return pal
 
 

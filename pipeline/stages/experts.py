@@ -31,7 +31,7 @@ from pipeline.distill.evaluate import real_accuracy
 from pipeline.distill.experts import FORMAT, ExpertRecipe, preprocess, train_expert
 from pipeline.distill.params import param_spec
 from pipeline.distill.zca import ZCA
-from pipeline.io.arrays import CHECKSUMMED, EVERY_CHUNK, create_small
+from pipeline.io.arrays import CHECKSUMMED, EVERY_CHUNK, create_small, open_rows
 from pipeline.io.atomic import store_output
 from pipeline.io.train_sets import load_split, load_train_set
 from pipeline.models.registry import create_model, model_names
@@ -80,7 +80,7 @@ def run(params: ExpertsParams, base: BaseParams, train_set: Path, prepared: Path
             root.create_array("trajectories", shape=(params.num_experts, snapshots, n_params), dtype=np.float32,
                               chunks=(1, 1, n_params), fill_value=0, compressors=CHECKSUMMED, config=EVERY_CHUNK)
         tmp = distributed.shared_path(tmp, world)  # every rank after rank 0 has created the array
-        traj = zarr.open_group(str(tmp), mode="r+")["trajectories"]
+        traj = open_rows(tmp, "trajectories")
         with tqdm(total=len(mine) * params.recipe.epochs, desc=f"experts {params.arch}", unit="epoch",
                   leave=False) as bar:
             for e in mine:

@@ -20,7 +20,7 @@ import zarr
 from pipeline.config import BaseParams, off_switch, require, resolved_params
 from pipeline.errors import DatasetError
 from pipeline.executor import map_shards
-from pipeline.io.arrays import create_rows, create_small, write_block_size
+from pipeline.io.arrays import create_rows, create_small, open_rows, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.io.sources import (
     TORCHVISION_SOURCES,
@@ -88,7 +88,7 @@ def select_per_class(labels: np.ndarray, per_class: int | None, seed: int, class
 def decode_shard(size: tuple[int, int], resize: str, out: str, start: int, stop: int,
                  rows: SplitListing) -> int:
     """One shard of rows: decode this block's images (`rows`: its part of the listing) into OUT (an executor task)."""
-    zarr.open_group(out, mode="r+")["images"][start:stop] = decoder(rows, size, resize)(np.arange(stop - start))
+    open_rows(out, "images")[start:stop] = decoder(rows, size, resize)(np.arange(stop - start))
     return stop - start
 
 

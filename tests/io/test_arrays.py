@@ -15,3 +15,25 @@ def test_inner_chunks_hold_several_images_at_large_sizes_and_are_unchanged_at_32
     assert write_block_size(large) == large.shards[0]
     tiny = create_rows(root, "tiny", (5, 224, 224, 3), np.uint8)
     assert tiny.chunks[0] == 5  # never more rows than the array has
+
+
+def test_a_task_block_equal_to_the_fill_value_is_written_and_the_store_verifies(tmp_path, cifar10):
+    """A block write through a re-opened array (as every executor task does) keeps a shard of black images: zarr
+    does not store an array's write config, so a plain re-open would skip it and the store would fail its check."""
+    from PIL import Image
+
+    from pipeline.io.arrays import open_group, open_rows
+    from pipeline.io.verify import seal, verify_store
+
+    real = np.stack([np.asarray(Image.open(p).convert("RGB"))
+                     for p in sorted((cifar10 / "train" / "ship").iterdir())[:60]])
+    path = tmp_path / "s.zarr"
+    images = create_rows(zarr.open_group(str(path), mode="w"), "images", (5500, 32, 32, 3), np.uint8)
+    black_rows = images.shards[0]  # 5,440: the whole first shard is fill value
+    open_rows(path, "images")[:black_rows] = np.zeros((black_rows, 32, 32, 3), np.uint8)
+    open_rows(path, "images")[black_rows:] = real
+    seal(path)
+    assert (path / "images" / "c" / "0" / "0" / "0" / "0").is_file()
+    stored = open_group(path, "test store")["images"]
+    assert not stored[:black_rows].any() and np.array_equal(stored[black_rows:], real)
+    verify_store(path)
