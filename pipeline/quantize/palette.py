@@ -74,16 +74,6 @@ class ClusterColourCounts:
         counts[at + np.searchsorted(pos[new], at, side="right")] += small.counts[seen]
         return ClusterColourCounts(keys, counts)
 
-    def per_cluster(self, k: int) -> list[ColourCounts]:
-        """The `ColourCounts` of each of k clusters (views: sorted codes and their counts)."""
-        bounds = np.searchsorted(self.keys >> 24, np.arange(k + 1))
-        out = []
-        for c in range(k):
-            one = ColourCounts()
-            one.codes = (self.keys[bounds[c]:bounds[c + 1]] & 0xFFFFFF).astype(np.int32)
-            one.counts = self.counts[bounds[c]:bounds[c + 1]]
-            out.append(one)
-        return out
 
 
 def fit_palette_counts(counts: ColourCounts, n_colors: int, iterations: int, seed: int, max_pixels: int | None,

@@ -100,9 +100,47 @@ def write_colour_counts(params: PaletteParams, base: BaseParams, prepared: Path,
     return {"pixels": int(pooled.counts.sum()), "distinct": len(pooled.keys)}
 
 
-def read_colour_counts(path: Path, k_gra: float) -> tuple[list[ColourCounts], dict]:
-    """Every cluster's `ColourCounts` and the store's attributes; a clear error for another store or another
-    k_gra than the palette was asked for."""
+class ClusterCountSlices:
+    """Each cluster's `ColourCounts`, read from a colour-counts store when asked for, one cluster at a time: palette
+    holds one cluster's distinct colours, not every cluster's (the store grows with the distinct (cluster, colour)
+    pairs: 6.4 M at 50k CIFAR images, 11.9 M at 200k). Opening checks the keys block by block (sorted, distinct,
+    cluster ids < k) and finds each cluster's rows and pixel total."""
+
+    def __init__(self, root: zarr.Group, path: Path, k: int, block: int = 1 << 20):
+        self.keys, self.counts, self.k = root["keys"], root["counts"], k
+        if self.keys.shape != self.counts.shape or self.keys.ndim != 1:
+            raise StoreError(f"{path}: keys {self.keys.shape} and counts {self.counts.shape} are not one row each")
+        sizes, pixels, last = np.zeros(k, np.int64), np.zeros(k, np.int64), -1
+        for start in range(0, self.keys.shape[0], block):
+            keys = self.keys[start:start + block]
+            if keys[0] <= last or np.any(np.diff(keys) <= 0) or keys[0] < 0 or keys[-1] >> 24 >= k:
+                raise StoreError(f"{path}: keys are not sorted distinct (cluster, colour) codes of {k} clusters")
+            last, cluster = keys[-1], keys >> 24
+            sizes += np.bincount(cluster, minlength=k)
+            counts = self.counts[start:start + block]
+            # the keys are sorted, so each cluster's rows in this block are one run: exact int64 sums per run
+            first = np.flatnonzero(np.r_[True, cluster[1:] != cluster[:-1]])
+            pixels[cluster[first]] += np.add.reduceat(counts, first)
+        self.bounds = np.r_[0, np.cumsum(sizes)]
+        self.pixels = pixels
+
+    def __len__(self) -> int:
+        return self.k
+
+    def __iter__(self):
+        return (self[c] for c in range(self.k))
+
+    def __getitem__(self, c: int) -> ColourCounts:
+        lo, hi = int(self.bounds[c]), int(self.bounds[c + 1])
+        one = ColourCounts()
+        one.codes = (self.keys[lo:hi] & 0xFFFFFF).astype(np.int32)
+        one.counts = self.counts[lo:hi]
+        return one
+
+
+def read_colour_counts(path: Path, k_gra: float) -> tuple[ClusterCountSlices, dict]:
+    """Every cluster's `ColourCounts` (read one cluster at a time) and the store's attributes; a clear error for
+    another store or another k_gra than the palette was asked for."""
     root = open_group(path, "colour-counts store")
     attrs = dict(root.attrs)
     if attrs.get("format") != COUNTS_FORMAT:
@@ -111,11 +149,7 @@ def read_colour_counts(path: Path, k_gra: float) -> tuple[list[ColourCounts], di
     if attrs["k_gra"] != (100.0 if method == "none" else k_gra):
         raise StoreError(f"{path}: counted with k_gra={attrs['k_gra']}, but palette.k_gra={k_gra}; rerun "
                          "`dvc repro colour_counts`")
-    keys, counts = root["keys"][:], root["counts"][:]
-    k = int(attrs["clusters"])
-    if keys.shape != counts.shape or (len(keys) and (np.any(np.diff(keys) <= 0) or keys[0] < 0 or keys[-1] >> 24 >= k)):
-        raise StoreError(f"{path}: keys are not sorted distinct (cluster, colour) codes of {k} clusters")
-    return ClusterColourCounts(keys, counts).per_cluster(k), attrs
+    return ClusterCountSlices(root, Path(path), int(attrs["clusters"])), attrs
 
 
 def write_palettes(params: PaletteParams, base: BaseParams, bits: int, colour_counts: Path, out: Path) -> dict:
@@ -135,7 +169,7 @@ def write_palettes(params: PaletteParams, base: BaseParams, bits: int, colour_co
                            "params": lineage(attrs["params"], base=base, palette=params)})
         create_small(root, "palettes", palettes)
         create_small(root, "distinct", distinct)
-        create_small(root, "pixels", np.array([p.pixels for p in pooled], np.int64))
-    summary("palette", sum(p.pixels for p in pooled), "pixels", timer.seconds, bits=bits, clusters=k,
+        create_small(root, "pixels", pooled.pixels)
+    summary("palette", int(pooled.pixels.sum()), "pixels", timer.seconds, bits=bits, clusters=k,
             short_clusters=int((distinct < n_colors).sum()))
     return {"palettes": palettes, "distinct": distinct}

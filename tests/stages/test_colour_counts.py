@@ -9,7 +9,7 @@ import zarr
 
 from pipeline.errors import StoreError
 from pipeline.quantize.attention import image_size_maps, top_pixels
-from pipeline.quantize.palette_store import read_colour_counts
+from pipeline.quantize.palette_store import ClusterCountSlices, read_colour_counts
 from pipeline.stages import palette
 from tests.conftest import BASE, SMALL
 
@@ -58,3 +58,26 @@ def test_cli_names_the_culprit(small_run, tmp_path):
                                       str(tmp_path / "c.zarr"), "--params", str(params)])
     assert result.exit_code == 2 and "surprise" in result.output
     assert not (tmp_path / "c.zarr").exists()
+
+
+def test_palette_reads_one_cluster_at_a_time_block_by_block_and_gets_the_whole_split(small_run):
+    root = zarr.open_group(str(small_run.colour_counts), mode="r")
+    keys, counts = root["keys"][:], root["counts"][:]
+    k = SMALL["cluster"].k
+    slices = ClusterCountSlices(root, small_run.colour_counts, k, block=257)  # many blocks; clusters span them
+    assert len(keys) > 10 * 257 and len(slices) == k
+    for c, one in enumerate(slices):
+        mine = (keys >> 24) == c
+        assert np.array_equal(one.codes, (keys[mine] & 0xFFFFFF).astype(np.int32))
+        assert np.array_equal(one.counts, counts[mine]) and slices.pixels[c] == counts[mine].sum()
+    assert slices.pixels.dtype == np.int64 and slices.pixels.sum() == counts.sum()
+
+
+def test_keys_out_of_order_across_a_block_boundary_are_refused(small_run, tmp_path):
+    forged = tmp_path / "forged.zarr"
+    shutil.copytree(small_run.colour_counts, forged)
+    root = zarr.open_group(str(forged), mode="r+")
+    keys = root["keys"][:]
+    root["keys"][256:258] = keys[[257, 256]]  # each block of 257 still sorted; the boundary is not
+    with pytest.raises(StoreError, match="keys are not sorted distinct"):
+        ClusterCountSlices(zarr.open_group(str(forged), mode="r"), forged, SMALL["cluster"].k, block=257)
