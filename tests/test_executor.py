@@ -1,5 +1,5 @@
-"""The Dask executor writes the same bytes as the serial one: prepare, features, attention, palette (a tree of
-merged colour counts), encode and the per-image
+"""The Dask executor writes the same bytes as the serial one: prepare, features, attention, colour counts (each task
+spills its block's counts, one merge), palette, encode and the per-image
 baselines on real CIFAR-10 images, mapped over their output shards by a 2-worker LocalCluster, against the serial run's stores."""
 
 from dataclasses import replace
@@ -37,6 +37,9 @@ def test_dask_executor_writes_the_serial_bytes(small_run, tmp_path, cluster, mon
     # attention maps), spread over both workers
     monkeypatch.setattr("pipeline.io.arrays.CHUNK_BYTES", 1024)
     monkeypatch.setattr("pipeline.io.arrays.SHARD_BYTES", 2048)
+    # colour_counts reads the fixture's prepared store: one counting task per 16 of its images
+    monkeypatch.setattr("pipeline.quantize.palette_store.TASK_PIXELS", 1)
+    monkeypatch.setattr("pipeline.quantize.palette_store.write_block_size", lambda arr: 16)
     dask = replace(BASE, executor="dask", scheduler=cluster)
     import pipeline.executor as executor
     mapped = []
@@ -60,7 +63,7 @@ def test_dask_executor_writes_the_serial_bytes(small_run, tmp_path, cluster, mon
                   "dcq-best_palette/q1.zarr", "dcq-best_palette/q2.zarr", "median_cut.zarr",
                   "libimagequant.zarr"):
         same_store(tmp_path / "serial" / store, tmp_path / "dask" / store)
-    assert len(mapped) == 8 and min(mapped) >= 5  # each dask stage ran as that many shard tasks
+    assert len(mapped) == 9 and min(mapped) >= 5  # each dask stage ran as that many shard tasks
     shards = zarr.open_group(str(tmp_path / "dask" / "attention.zarr"), mode="r")["cams"].shards[0]
     assert 160 // shards >= 4
 

@@ -75,6 +75,34 @@ class ClusterColourCounts:
         return ClusterColourCounts(keys, counts)
 
 
+def merge_sorted_runs(runs: list[tuple[np.ndarray, np.ndarray]], chunk: int):
+    """The exact sum of several counts, each (keys, counts) sorted by distinct key (arrays or read-only memory maps),
+    yielded as consecutive sorted distinct (keys, counts) pieces. Each round reads at most `chunk` keys of every
+    run, and everything up to the smallest key at which some run's read stops is final: memory is set by the
+    number of runs times `chunk`, not by their total length."""
+    positions = [0] * len(runs)
+    while True:
+        live = [i for i, (keys, _) in enumerate(runs) if positions[i] < len(keys)]
+        if not live:
+            return
+        ends = {i: min(positions[i] + chunk, len(runs[i][0])) for i in live}
+        cut = [int(runs[i][0][ends[i] - 1]) for i in live if ends[i] < len(runs[i][0])]
+        frontier = min(cut) if cut else None  # None: every run ends within this round
+        keys_taken, counts_taken = [], []
+        for i in live:
+            keys = np.asarray(runs[i][0][positions[i]:ends[i]])
+            take = len(keys) if frontier is None else int(np.searchsorted(keys, frontier, side="right"))
+            keys_taken.append(keys[:take])
+            counts_taken.append(np.asarray(runs[i][1][positions[i]:positions[i] + take]))
+            positions[i] += take
+        keys = np.concatenate(keys_taken)
+        counts = np.concatenate(counts_taken).astype(np.int64)
+        order = np.argsort(keys, kind="stable")
+        keys, counts = keys[order], counts[order]
+        first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        yield keys[first].astype(np.int64), np.add.reduceat(counts, first)
+
+
 
 def fit_palette_counts(counts: ColourCounts, n_colors: int, iterations: int, seed: int, max_pixels: int | None,
                        use_gpu: bool = False) -> tuple[np.ndarray, int]:

@@ -3,6 +3,9 @@ k_gra and shared by every q) and the palette store: one LAB K-means palette of 2
 
 from __future__ import annotations
 
+import os
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -15,12 +18,12 @@ from tqdm import tqdm
 from pipeline.config import BaseParams, lineage, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
-from pipeline.executor import reduce_shards
-from pipeline.io.arrays import create_small, open_group, write_block_size
-from pipeline.io.atomic import store_output
+from pipeline.executor import map_shards, spans
+from pipeline.io.arrays import CHECKSUMMED, EVERY_CHUNK, create_small, open_group, write_block_size
+from pipeline.io.atomic import remove_stale_siblings, store_output
 from pipeline.quantize.attention import check_maps, image_size_maps, top_pixels
 from pipeline.quantize.bitpack import check_bits
-from pipeline.quantize.palette import ClusterColourCounts, ColourCounts, fit_palette_counts
+from pipeline.quantize.palette import ClusterColourCounts, ColourCounts, fit_palette_counts, merge_sorted_runs
 from pipeline.timing import Timer, summary
 
 
@@ -42,18 +45,25 @@ class PaletteParams:
 
 
 # Images counted at a time inside a block: the ranking and key temporaries (~40 bytes per pixel) are set by this,
-# not by the block (a whole output shard, 32,768 images at 32 px).
+# not by the block.
 POOL_BATCH = 2048
+# Pixels per counting task, rounded to whole image shards: 32,768 images (one shard) at 32 px, 666 at 224 px,
+# where a shard holds 111 images and one task per shard would leave thousands of spilled runs to merge.
+TASK_PIXELS = 1 << 25
+# Keys read per merge round, over all the spilled runs: the merge's memory (~50 bytes per key of temporaries).
+MERGE_KEYS = 1 << 21
+# Rows per chunk of the keys and counts arrays (8 MiB of int64): they are written as the merge yields them.
+COUNT_CHUNK = 1 << 20
 
 
 def pool_shard(k_gra: float, prepared: str, attention: str, clusters: str, start: int,
                stop: int) -> ClusterColourCounts:
-    """One block of rows: the colour counts of its images' selected (top k_gra%) pixels, by cluster (an executor
-    task; the blocks' counts merge exactly), counted POOL_BATCH images at a time."""
+    """One block of rows: the colour counts of its images' selected (top k_gra%) pixels, by cluster, counted
+    POOL_BATCH images at a time."""
     att_root = zarr.open_group(attention, mode="r")
     images = zarr.open_group(prepared, mode="r")["train/images"]
     assignments = zarr.open_group(clusters, mode="r")["assignments"]
-    total = None
+    total = ClusterColourCounts()
     for lo in range(start, stop, POOL_BATCH):
         hi = min(stop, lo + POOL_BATCH)
         cams = image_size_maps(att_root, Path(attention), lo, hi)
@@ -63,8 +73,74 @@ def pool_shard(k_gra: float, prepared: str, attention: str, clusters: str, start
         del cams
         counts = mask.reshape(len(block), -1).sum(1)
         part = ClusterColourCounts.of_pixels(block[mask], np.repeat(owner, counts))  # pixels in image-major order
-        total = part if total is None else total.merge(part)
+        total = total.merge(part)
     return total
+
+
+def spill_shard(k_gra: float, prepared: str, attention: str, clusters: str, spill: str, start: int,
+                stop: int) -> int:
+    """An executor task: count one block (`pool_shard`) and save its sorted counts as a run in `spill` (a
+    directory every worker sees) for the merge; returns the run's length."""
+    part = pool_shard(k_gra, prepared, attention, clusters, start, stop)
+    for name, data in (("keys", part.keys), ("counts", part.counts)):
+        with open(Path(spill) / f"{start:012d}.{name}.npy", "wb") as f:
+            np.save(f, data, allow_pickle=False)
+    return len(part.keys)
+
+
+def task_rows(images: zarr.Array) -> int:
+    shard = write_block_size(images)
+    pixels_per_shard = shard * int(np.prod(images.shape[1:3]))
+    return shard * max(1, TASK_PIXELS // max(1, pixels_per_shard))
+
+
+class SpilledRun:
+    """A spilled int64 .npy run read a slice at a time from the file (a memory map would count every page the
+    merge has read in the process's resident memory until the kernel drops it)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            self.offset = f.tell()
+        if dtype != np.int64 or len(shape) != 1 or fortran:
+            raise StoreError(f"{path}: a spilled run must be 1-D int64, not {dtype} {shape}")
+        self.length = shape[0]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index):
+        one = isinstance(index, (int, np.integer))
+        lo, hi, _ = (slice(index, index + 1) if one else index).indices(self.length)
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + 8 * lo)
+            data = np.fromfile(f, np.int64, max(0, hi - lo))
+        return data[0] if one else data
+
+
+class _Appender:
+    """Rows appended to a 1-D Zarr array whose length is not known in advance, written a whole chunk at a time."""
+
+    def __init__(self, group: zarr.Group, name: str):
+        self.array = group.create_array(name, shape=(0,), dtype=np.int64, chunks=(COUNT_CHUNK,), fill_value=0,
+                                        compressors=CHECKSUMMED, config=EVERY_CHUNK)
+        self.pending: list[np.ndarray] = []
+        self.held = 0
+
+    def add(self, rows: np.ndarray, final: bool = False) -> None:
+        self.pending.append(rows)
+        self.held += len(rows)
+        if self.held < COUNT_CHUNK and not final:
+            return
+        data = np.concatenate(self.pending)
+        keep = len(data) if final else len(data) // COUNT_CHUNK * COUNT_CHUNK
+        start = self.array.shape[0]
+        self.array.resize((start + keep,))
+        self.array[start:start + keep] = data[:keep]
+        self.pending, self.held = [data[keep:]], len(data) - keep
 
 
 COUNTS_FORMAT = "colour-counts-v1"
@@ -72,9 +148,12 @@ COUNTS_FORMAT = "colour-counts-v1"
 
 def write_colour_counts(params: PaletteParams, base: BaseParams, prepared: Path, clusters: Path, attention: Path,
                         out: Path) -> dict:
-    """Count the selected (top `params.k_gra`%) pixels of every image by (cluster, colour), block by block on the
-    executor, into OUT: `keys` int64 (M,) sorted cluster * 2^24 + 0xRRGGBB, `counts` int64 (M,). Only k_gra of
-    `params` is used; every palette@q fits its palettes from this one store."""
+    """Count the selected (top `params.k_gra`%) pixels of every image by (cluster, colour) into OUT: `keys` int64
+    (M,) sorted cluster * 2^24 + 0xRRGGBB, `counts` int64 (M,). Each block is counted on the executor and spilled
+    as a sorted run next to OUT; the runs are then merged a few keys of each at a time and written as they come, so
+    no process holds all M pairs (they grow with the data: 6.4 M at 50k CIFAR images, 11.9 M at 200k). Only k_gra
+    of `params` is used; every palette@q fits its palettes from this one store."""
+    out = Path(out)
     images = open_group(prepared, "prepared store")["train/images"]
     att_root = open_group(attention, "attention store")
     check_maps(att_root, attention)
@@ -86,18 +165,41 @@ def write_colour_counts(params: PaletteParams, base: BaseParams, prepared: Path,
     k = int(cluster_root["centroids"].shape[0])
     # attention.method none: there is no ranking to cut at k_gra, so every pixel is kept
     k_gra = 100.0 if att_root.attrs["params"].get("attention", {}).get("method") == "none" else params.k_gra
-    with Timer() as timer:
-        task = partial(pool_shard, k_gra, str(prepared), str(attention), str(clusters))
-        pooled = reduce_shards(base, task, ClusterColourCounts.merge, n, write_block_size(images), "pool pixels")
-    with store_output(out) as tmp:
+    pixels = distinct = 0
+    with Timer() as timer, store_output(out) as tmp, spill_dir(out) as spill:
+        task = partial(spill_shard, k_gra, str(prepared), str(attention), str(clusters), str(spill))
+        rows = task_rows(images)
+        blocks = spans(n, rows)
+        map_shards(base, task, n, rows, "count pixels")
+        runs = [tuple(SpilledRun(spill / f"{start:012d}.{name}.npy") for name in ("keys", "counts"))
+                for start, _ in blocks]
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs.update({"format": COUNTS_FORMAT, "clusters": k, "images": n, "k_gra": k_gra,
                            "params": lineage(cluster_root.attrs["params"], att_root.attrs["params"])})
-        create_small(root, "keys", pooled.keys)
-        create_small(root, "counts", pooled.counts)
-    summary("colour_counts", int(pooled.counts.sum()), "pixels", timer.seconds, clusters=k, k_gra=k_gra,
-            distinct=len(pooled.keys), executor=base.executor)
-    return {"pixels": int(pooled.counts.sum()), "distinct": len(pooled.keys)}
+        keys_out, counts_out = _Appender(root, "keys"), _Appender(root, "counts")
+        for keys, counts in merge_sorted_runs(runs, max(4096, MERGE_KEYS // len(runs))):
+            keys_out.add(keys)
+            counts_out.add(counts)
+            pixels, distinct = pixels + int(counts.sum()), distinct + len(keys)
+        keys_out.add(np.zeros(0, np.int64), final=True)
+        counts_out.add(np.zeros(0, np.int64), final=True)
+    summary("colour_counts", pixels, "pixels", timer.seconds, clusters=k, k_gra=k_gra, distinct=distinct,
+            runs=len(blocks), executor=base.executor)
+    return {"pixels": pixels, "distinct": distinct, "runs": len(blocks)}
+
+
+@contextmanager
+def spill_dir(out: Path):
+    """`.NAME.work-PID` next to OUT for the spilled runs, removed afterwards (a killed run's is removed by the
+    next run that writes OUT, see pipeline/io/atomic.py)."""
+    path = out.with_name(f".{out.name}.work-{os.getpid()}")
+    remove_stale_siblings(out)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class ClusterCountSlices:

@@ -5,8 +5,9 @@ Reads  `palette:` (k_gra only) + `base`; the prepared store (train/images), the 
 Writes `OUT` (Zarr group, format `colour-counts-v1`): `keys` int64 (M,) sorted cluster * 2^24 + 0xRRGGBB and
        `counts` int64 (M,) pixels of that colour among the top k_gra% pixels of the cluster's images; attrs
        `clusters`, `images`, `k_gra` and the lineage of the cluster and attention stores. Every palette@q fits its
-       palettes from this one store, so the images are read once whatever the number of bit depths; the counts
-       merge exactly, so the blocks are counted on the executor and reduced as a tree.
+       palettes from this one store, so the images are read once whatever the number of bit depths. The blocks are
+       counted on the executor, each spilled as a sorted run next to OUT and merged a few keys of every run at a
+       time, so no process holds all the (cluster, colour) pairs.
 """
 
 from __future__ import annotations

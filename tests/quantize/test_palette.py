@@ -87,3 +87,27 @@ def test_cluster_colour_counts_merge_is_the_exact_count_of_both_blocks_in_any_or
     again = whole.merge(whole)  # every key seen: only the counts add
     np.testing.assert_array_equal(again.keys, whole.keys)
     np.testing.assert_array_equal(again.counts, 2 * whole.counts)
+
+
+def test_merging_spilled_runs_a_few_keys_at_a_time_is_the_exact_count_of_all_of_them(small_run):
+    """Runs of real pixels' counts merged `chunk` keys of each at a time (chunks far smaller than the runs, and
+    runs of very different lengths) give the one count of all the pixels, in consecutive sorted pieces."""
+    import zarr
+
+    from pipeline.quantize.palette import ClusterColourCounts, merge_sorted_runs
+
+    images = zarr.open_group(str(small_run.prepared), mode="r")["train/images"][:60]
+    owner = np.random.default_rng(1).integers(0, 5, len(images))
+    pixels, clusters = images.reshape(-1, 3), np.repeat(owner, 32 * 32)
+    whole = ClusterColourCounts.of_pixels(pixels, clusters)
+    cuts = [0, 100, 5000, 5001, 30000, len(pixels)]
+    runs = [ClusterColourCounts.of_pixels(pixels[a:b], clusters[a:b]) for a, b in zip(cuts, cuts[1:])]
+    runs.append(ClusterColourCounts())  # a block with nothing selected
+    for chunk in (1, 7, 1000, 10**6):
+        pieces = list(merge_sorted_runs([(r.keys, r.counts) for r in runs], chunk))
+        keys = np.concatenate([k for k, _ in pieces])
+        assert all(len(k) for k, _ in pieces) and np.all(np.diff(keys) > 0)
+        np.testing.assert_array_equal(keys, whole.keys)
+        np.testing.assert_array_equal(np.concatenate([c for _, c in pieces]), whole.counts)
+        assert keys.dtype == np.int64 and pieces[0][1].dtype == np.int64
+    assert list(merge_sorted_runs([], 5)) == [] and list(merge_sorted_runs([(whole.keys[:0], whole.counts[:0])], 5)) == []
