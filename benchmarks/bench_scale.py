@@ -121,7 +121,8 @@ def main() -> None:
     work = args.work
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    env = dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=str(REPO), MALLOC_ARENA_MAX="1", MALLOC_MMAP_THRESHOLD_="131072")
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))  # keep a --target site
+    env = dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=pythonpath, MALLOC_ARENA_MAX="1", MALLOC_MMAP_THRESHOLD_="131072")
 
     start = time.perf_counter()
     folder = work / "images"

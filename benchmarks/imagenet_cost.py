@@ -11,7 +11,12 @@ ImageNet-1K's 1,281,167 train images then cost fixed + N x marginal. Where the g
 `palette` and `refine` run once per bit depth of the preset, `encode` writes them all in one pass (counted as the
 measured one-q rate times the number of bit depths: an upper bound).
 
-    python benchmarks/imagenet_cost.py benchmarks/scale_imagenet_224px_cpu.json --bits 6
+    python benchmarks/imagenet_cost.py benchmarks/scale_imagenet_224px_cpu.json
+    python benchmarks/imagenet_cost.py scale_imagenet_224px_h100.json --workers 1 8   (a bench run on one GPU)
+
+`--workers`: one column per number of Dask workers (one per GPU with dask-cuda), each as fast as the benchmark's
+machine: the per-image stages (prepare, features, cluster's assignment, attention, colour_counts' counting, encode)
+divide by it; palette and refine work cluster by cluster in one process and do not.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from pathlib import Path
 import yaml
 
 IMAGENET_TRAIN = 1_281_167
+PER_CLUSTER = ("palette", "refine")  # one process, cluster by cluster: not divided among workers
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bench", type=Path, help="bench_scale.py JSON with two sizes")
     ap.add_argument("--preset", type=Path, default=Path("pipeline/presets/imagenet.yaml"))
+    ap.add_argument("--workers", type=int, nargs="+", default=[1], help="a column per number of workers")
     args = ap.parse_args()
     bench = json.loads(args.bench.read_text())
     preset = yaml.safe_load(args.preset.read_text())
@@ -37,7 +44,7 @@ def main() -> None:
     bits = len(preset["palette"]["bits"])
     k, per_cluster = preset["cluster"]["k"], preset["refine"]["images_per_cluster"]
     steps_run = int(overrides.get("refine.steps", preset["refine"]["steps"]))
-    rows, total = [], 0.0
+    rows = []
     for stage, by_n in bench["stages"].items():
         t1, t2 = by_n[str(n1)]["seconds"], by_n[str(n2)]["seconds"]
         marginal = max(t2 - t1, 0.0) / (n2 - n1)
@@ -56,14 +63,18 @@ def main() -> None:
             how = (f"<= {t2:.1f} s / {n2:,} images (no growth measurable at these N: an upper bound)" if bound
                    else f"{1 / marginal:,.1f} img/s marginal, {fixed:.0f} s fixed")
             how += f" x {bits} q" if per_q > 1 else ""
-        total += seconds
         rows.append((stage, seconds, how))
-    print(f"ImageNet-1K DCQ build ({IMAGENET_TRAIN:,} train images, 224 px, {bits} bit depths) on this CPU, from "
-          f"{bench['images']} at N = {n1:,} and {n2:,} ({bench['cpu_count']} cores)")
-    print("| stage | CPU hours | from |\n|---|---|---|")
+    print(f"ImageNet-1K DCQ build ({IMAGENET_TRAIN:,} train images, 224 px, {bits} bit depths) on the benchmark's "
+          f"machine, from {bench['images']} at N = {n1:,} and {n2:,} ({bench['cpu_count']} cores; overrides "
+          f"{bench.get('overrides', [])})")
+    heads = [f"hours, {w} worker{'s' if w > 1 else ''}" for w in args.workers]
+    print("| stage | " + " | ".join(heads) + " | from |\n|---|" + "---|" * len(heads) + "---|")
+    totals = [0.0] * len(args.workers)
     for stage, seconds, how in rows:
-        print(f"| {stage} | {seconds / 3600:,.1f} | {how} |")
-    print(f"| **total** | **{total / 3600:,.1f}** | |")
+        split = [seconds if stage in PER_CLUSTER else seconds / w for w in args.workers]
+        totals = [t + x for t, x in zip(totals, split)]
+        print(f"| {stage} | " + " | ".join(f"{x / 3600:,.2f}" for x in split) + f" | {how} |")
+    print("| **total** | " + " | ".join(f"**{t / 3600:,.2f}**" for t in totals) + " | |")
 
 
 if __name__ == "__main__":

@@ -111,3 +111,31 @@ def test_merging_spilled_runs_a_few_keys_at_a_time_is_the_exact_count_of_all_of_
         np.testing.assert_array_equal(np.concatenate([c for _, c in pieces]), whole.counts)
         assert keys.dtype == np.int64 and pieces[0][1].dtype == np.int64
     assert list(merge_sorted_runs([], 5)) == [] and list(merge_sorted_runs([(whole.keys[:0], whole.counts[:0])], 5)) == []
+
+
+def test_the_merge_reads_at_most_chunk_keys_of_a_run_at_a_time(small_run):
+    """The merge's memory is runs x chunk: every slice it asks a run for is at most `chunk` keys long."""
+    import zarr
+
+    from pipeline.quantize.palette import ClusterColourCounts, merge_sorted_runs
+
+    class Recorded:
+        def __init__(self, data):
+            self.data, self.longest = data, 0
+
+        def __len__(self):
+            return len(self.data)
+
+        def __getitem__(self, index):
+            if isinstance(index, slice):
+                self.longest = max(self.longest, len(range(*index.indices(len(self.data)))))
+            return self.data[index]
+
+    images = zarr.open_group(str(small_run.prepared), mode="r")["train/images"][:40]
+    pixels = images.reshape(-1, 3)
+    clusters = np.repeat(np.arange(len(images)) % 3, 32 * 32)
+    runs = [ClusterColourCounts.of_pixels(p, c) for p, c in zip(np.array_split(pixels, 4), np.array_split(clusters, 4))]
+    wrapped = [(Recorded(r.keys), Recorded(r.counts)) for r in runs]
+    total = sum(len(k) for k, _ in merge_sorted_runs(wrapped, 100))
+    assert total == len(ClusterColourCounts.of_pixels(pixels, clusters).keys)
+    assert all(len(k) > 1000 for k, _ in wrapped) and max(max(k.longest, c.longest) for k, c in wrapped) == 100
