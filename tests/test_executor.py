@@ -38,7 +38,6 @@ def test_dask_executor_writes_the_serial_bytes(small_run, tmp_path, cluster, mon
     monkeypatch.setattr("pipeline.io.arrays.CHUNK_BYTES", 1024)
     monkeypatch.setattr("pipeline.io.arrays.SHARD_BYTES", 2048)
     # colour_counts reads the fixture's prepared store: one counting task per 16 of its images
-    monkeypatch.setattr("pipeline.quantize.palette_store.TASK_PIXELS", 1)
     monkeypatch.setattr("pipeline.quantize.palette_store.write_block_size", lambda arr: 16)
     dask = replace(BASE, executor="dask", scheduler=cluster)
     import pipeline.executor as executor

@@ -44,13 +44,12 @@ class PaletteParams:
                 f"max_pixels_per_cluster={self.max_pixels_per_cluster} must be >= 1 or null")
 
 
-# Images counted at a time inside a block: the ranking and key temporaries (~40 bytes per pixel) are set by this,
-# not by the block.
-POOL_BATCH = 2048
-# Pixels per counting task, rounded to whole image shards: 32,768 images (one shard) at 32 px, 666 at 224 px,
-# where a shard holds 111 images and one task per shard would leave thousands of spilled runs to merge.
-TASK_PIXELS = 1 << 25
-# Keys read per merge round, over all the spilled runs: the merge's memory (~50 bytes per key of temporaries).
+# Pixels ranked and keyed at a time inside a task (2,048 images at 32 px, 41 at 224 px): the ranking and key
+# temporaries (~40 bytes per pixel) are set by this, not by the task's block (one image shard).
+POOL_PIXELS = 1 << 21
+# Spilled runs merged at once, and keys read per merge round over all of them: the merge holds about
+# MERGE_KEYS x 50 bytes whatever the number of runs (more runs than FAN_IN are merged in passes, on disk).
+FAN_IN = 64
 MERGE_KEYS = 1 << 21
 # Rows per chunk of the keys and counts arrays (8 MiB of int64): they are written as the merge yields them.
 COUNT_CHUNK = 1 << 20
@@ -59,13 +58,14 @@ COUNT_CHUNK = 1 << 20
 def pool_shard(k_gra: float, prepared: str, attention: str, clusters: str, start: int,
                stop: int) -> ClusterColourCounts:
     """One block of rows: the colour counts of its images' selected (top k_gra%) pixels, by cluster, counted
-    POOL_BATCH images at a time."""
+    POOL_PIXELS pixels at a time."""
     att_root = zarr.open_group(attention, mode="r")
     images = zarr.open_group(prepared, mode="r")["train/images"]
     assignments = zarr.open_group(clusters, mode="r")["assignments"]
+    batch = max(1, POOL_PIXELS // int(np.prod(images.shape[1:3])))
     total = ClusterColourCounts()
-    for lo in range(start, stop, POOL_BATCH):
-        hi = min(stop, lo + POOL_BATCH)
+    for lo in range(start, stop, batch):
+        hi = min(stop, lo + batch)
         cams = image_size_maps(att_root, Path(attention), lo, hi)
         block = images[lo:hi]
         owner = assignments[lo:hi].astype(np.int64)
@@ -82,32 +82,26 @@ def spill_shard(k_gra: float, prepared: str, attention: str, clusters: str, spil
     """An executor task: count one block (`pool_shard`) and save its sorted counts as a run in `spill` (a
     directory every worker sees) for the merge; returns the run's length."""
     part = pool_shard(k_gra, prepared, attention, clusters, start, stop)
-    for name, data in (("keys", part.keys), ("counts", part.counts)):
-        with open(Path(spill) / f"{start:012d}.{name}.npy", "wb") as f:
-            np.save(f, data, allow_pickle=False)
+    keys, counts = run_paths(Path(spill), f"{start:012d}")
+    part.keys.astype("<i8").tofile(keys)
+    part.counts.astype("<i8").tofile(counts)
     return len(part.keys)
 
 
-def task_rows(images: zarr.Array) -> int:
-    shard = write_block_size(images)
-    pixels_per_shard = shard * int(np.prod(images.shape[1:3]))
-    return shard * max(1, TASK_PIXELS // max(1, pixels_per_shard))
+def run_paths(spill: Path, name: str) -> tuple[Path, Path]:
+    return spill / f"{name}.keys.i64", spill / f"{name}.counts.i64"
 
 
 class SpilledRun:
-    """A spilled int64 .npy run read a slice at a time from the file (a memory map would count every page the
-    merge has read in the process's resident memory until the kernel drops it)."""
+    """A spilled run of little-endian int64, read a slice at a time from its file (a memory map would count every
+    page the merge has read in the process's resident memory until the kernel drops it)."""
 
     def __init__(self, path: Path):
         self.path = path
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read_header(f)
-            self.offset = f.tell()
-        if dtype != np.int64 or len(shape) != 1 or fortran:
-            raise StoreError(f"{path}: a spilled run must be 1-D int64, not {dtype} {shape}")
-        self.length = shape[0]
+        size = path.stat().st_size
+        if size % 8:
+            raise StoreError(f"{path}: a spilled run must hold whole int64 values, not {size} bytes")
+        self.length = size // 8
 
     def __len__(self) -> int:
         return self.length
@@ -116,9 +110,34 @@ class SpilledRun:
         one = isinstance(index, (int, np.integer))
         lo, hi, _ = (slice(index, index + 1) if one else index).indices(self.length)
         with open(self.path, "rb") as f:
-            f.seek(self.offset + 8 * lo)
-            data = np.fromfile(f, np.int64, max(0, hi - lo))
+            f.seek(8 * lo)
+            data = np.fromfile(f, "<i8", max(0, hi - lo)).astype(np.int64)
         return data[0] if one else data
+
+
+def merge_spilled(spill: Path, names: list[str]):
+    """The merged (keys, counts) pieces of the named runs; with more runs than FAN_IN, groups of FAN_IN are first
+    merged into new runs on disk (each pass reads and writes every key once), so memory stays MERGE_KEYS."""
+    level = 0
+    while len(names) > FAN_IN:
+        merged = []
+        for g in range(0, len(names), FAN_IN):
+            group, name = names[g:g + FAN_IN], f"pass{level}-{g:012d}"
+            keys_path, counts_path = run_paths(spill, name)
+            with open(keys_path, "wb") as keys_file, open(counts_path, "wb") as counts_file:
+                for keys, counts in merge_sorted_runs(open_runs(spill, group), max(1, MERGE_KEYS // len(group))):
+                    keys.astype("<i8").tofile(keys_file)
+                    counts.astype("<i8").tofile(counts_file)
+            for old in group:
+                for path in run_paths(spill, old):
+                    path.unlink()
+            merged.append(name)
+        names, level = merged, level + 1
+    return merge_sorted_runs(open_runs(spill, names), max(1, MERGE_KEYS // max(1, len(names))))
+
+
+def open_runs(spill: Path, names: list[str]) -> list[tuple[SpilledRun, SpilledRun]]:
+    return [tuple(SpilledRun(path) for path in run_paths(spill, name)) for name in names]
 
 
 class _Appender:
@@ -149,8 +168,9 @@ COUNTS_FORMAT = "colour-counts-v1"
 def write_colour_counts(params: PaletteParams, base: BaseParams, prepared: Path, clusters: Path, attention: Path,
                         out: Path) -> dict:
     """Count the selected (top `params.k_gra`%) pixels of every image by (cluster, colour) into OUT: `keys` int64
-    (M,) sorted cluster * 2^24 + 0xRRGGBB, `counts` int64 (M,). Each block is counted on the executor and spilled
-    as a sorted run next to OUT; the runs are then merged a few keys of each at a time and written as they come, so
+    (M,) sorted cluster * 2^24 + 0xRRGGBB, `counts` int64 (M,). Each image shard is counted on the executor and
+    spilled as a sorted run next to OUT; the runs are then merged a few keys of each at a time (in passes of FAN_IN
+    runs) and written as they come, so
     no process holds all M pairs (they grow with the data: 6.4 M at 50k CIFAR images, 11.9 M at 200k). Only k_gra
     of `params` is used; every palette@q fits its palettes from this one store."""
     out = Path(out)
@@ -168,16 +188,14 @@ def write_colour_counts(params: PaletteParams, base: BaseParams, prepared: Path,
     pixels = distinct = 0
     with Timer() as timer, store_output(out) as tmp, spill_dir(out) as spill:
         task = partial(spill_shard, k_gra, str(prepared), str(attention), str(clusters), str(spill))
-        rows = task_rows(images)
+        rows = write_block_size(images)
         blocks = spans(n, rows)
         map_shards(base, task, n, rows, "count pixels")
-        runs = [tuple(SpilledRun(spill / f"{start:012d}.{name}.npy") for name in ("keys", "counts"))
-                for start, _ in blocks]
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs.update({"format": COUNTS_FORMAT, "clusters": k, "images": n, "k_gra": k_gra,
                            "params": lineage(cluster_root.attrs["params"], att_root.attrs["params"])})
         keys_out, counts_out = _Appender(root, "keys"), _Appender(root, "counts")
-        for keys, counts in merge_sorted_runs(runs, max(4096, MERGE_KEYS // len(runs))):
+        for keys, counts in merge_spilled(spill, [f"{start:012d}" for start, _ in blocks]):
             keys_out.add(keys)
             counts_out.add(counts)
             pixels, distinct = pixels + int(counts.sum()), distinct + len(keys)

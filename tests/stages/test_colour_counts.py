@@ -84,15 +84,15 @@ def test_keys_out_of_order_across_a_block_boundary_are_refused(small_run, tmp_pa
 
 
 def test_many_spilled_runs_merge_into_the_one_block_store(small_run, tmp_path, monkeypatch):
-    """One counting task per 8 images, merged 64 keys of each run at a time and written 1,000 rows per chunk: the
-    same keys and counts as the main fixture's one-task store, and the spilled runs are gone."""
+    """One counting task per 8 images (20 runs), merged 3 runs at a time in passes on disk, 64 keys per round, and
+    written 1,000 rows per chunk: the same keys and counts as the main fixture's one-task store, and the spilled
+    runs are gone."""
     from pipeline.stages import colour_counts
 
-    monkeypatch.setattr("pipeline.io.arrays.SHARD_BYTES", 8 * 32 * 32 * 3)
-    monkeypatch.setattr("pipeline.io.arrays.CHUNK_BYTES", 8 * 32 * 32 * 3)
-    monkeypatch.setattr("pipeline.quantize.palette_store.TASK_PIXELS", 1)
+    monkeypatch.setattr("pipeline.quantize.palette_store.FAN_IN", 3)
     monkeypatch.setattr("pipeline.quantize.palette_store.MERGE_KEYS", 64)
     monkeypatch.setattr("pipeline.quantize.palette_store.COUNT_CHUNK", 1000)
+    monkeypatch.setattr("pipeline.quantize.palette_store.POOL_PIXELS", 3 * 32 * 32)
     monkeypatch.setattr("pipeline.quantize.palette_store.write_block_size", lambda arr: 8)
     out = tmp_path / "counts.zarr"
     summary = colour_counts.run(SMALL["palette"], BASE, small_run.prepared, small_run.clusters, small_run.attention, out)
@@ -105,12 +105,12 @@ def test_many_spilled_runs_merge_into_the_one_block_store(small_run, tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["counts.zarr"]  # no spill directory left behind
 
 
-def test_a_spilled_run_that_is_not_int64_is_refused(tmp_path):
+def test_a_spilled_run_is_read_a_slice_at_a_time_and_a_torn_one_is_refused(tmp_path):
     from pipeline.quantize.palette_store import SpilledRun
 
-    np.save(tmp_path / "ok.npy", np.arange(10, dtype=np.int64))
-    run = SpilledRun(tmp_path / "ok.npy")
+    np.arange(10, dtype="<i8").tofile(tmp_path / "ok.i64")
+    run = SpilledRun(tmp_path / "ok.i64")
     assert len(run) == 10 and run[3] == 3 and list(run[8:20]) == [8, 9] and len(run[10:12]) == 0
-    np.save(tmp_path / "bad.npy", np.arange(10, dtype=np.float64))
-    with pytest.raises(StoreError, match=r"bad.npy: a spilled run must be 1-D int64"):
-        SpilledRun(tmp_path / "bad.npy")
+    (tmp_path / "torn.i64").write_bytes(np.arange(10, dtype="<i8").tobytes()[:-3])
+    with pytest.raises(StoreError, match=r"torn.i64: a spilled run must hold whole int64 values, not 77 bytes"):
+        SpilledRun(tmp_path / "torn.i64")
