@@ -73,30 +73,6 @@ def map_shards(base: BaseParams, task: Callable[..., T], n: int, block: int, des
     return _map_dask(base.scheduler, task, blocks, [extra(a, b) for a, b in blocks], n, desc, unit)
 
 
-def reduce_shards(base: BaseParams, task: Callable[[int, int], T], combine: Callable[[T, T], T], n: int, block: int,
-                  desc: str, unit: str = "img") -> T:
-    """combine() over task(start, stop) of every block: folded as blocks finish on the serial executor (one
-    partial result in memory), a binary tree of combine tasks on Dask. `combine` must be exact and associative
-    (merging counts), so the result does not depend on the executor."""
-    blocks = spans(n, block)
-    if base.executor == "serial":
-        result = None
-        with tqdm(total=n, desc=desc, unit=unit, leave=False) as bar:
-            for start, stop in blocks:
-                part = task(start, stop)
-                result = part if result is None else combine(result, part)
-                bar.update(stop - start)
-        return result
-    if base.executor != "dask":
-        raise ParamsError(f"base.executor={base.executor!r} must be serial or dask")
-    with _client(base.scheduler) as client:
-        level = [client.submit(task, start, stop, pure=False) for start, stop in blocks]
-        while len(level) > 1:
-            level = [client.submit(combine, *level[i:i + 2], pure=False) if i + 1 < len(level) else level[i]
-                     for i in range(0, len(level), 2)]
-        return level[0].result()
-
-
 def _map_dask(scheduler: str | None, task, blocks: list[tuple[int, int]], extras: list[tuple], n: int, desc: str,
               unit: str) -> list:
     from distributed import as_completed

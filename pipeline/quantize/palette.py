@@ -76,7 +76,7 @@ class ClusterColourCounts:
 
 
 def merge_sorted_runs(runs: list[tuple[np.ndarray, np.ndarray]], chunk: int):
-    """The exact sum of several counts, each (keys, counts) sorted by distinct key (arrays or read-only memory maps),
+    """The exact sum of several counts, each (keys, counts) sorted by distinct key (arrays, or runs on disk sliced like them),
     yielded as consecutive sorted distinct (keys, counts) pieces. Each round reads at most `chunk` keys of every
     run, and everything up to the smallest key at which some run's read stops is final: memory is set by the
     number of runs times `chunk`, not by their total length."""

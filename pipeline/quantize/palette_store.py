@@ -170,9 +170,9 @@ def write_colour_counts(params: PaletteParams, base: BaseParams, prepared: Path,
     """Count the selected (top `params.k_gra`%) pixels of every image by (cluster, colour) into OUT: `keys` int64
     (M,) sorted cluster * 2^24 + 0xRRGGBB, `counts` int64 (M,). Each image shard is counted on the executor and
     spilled as a sorted run next to OUT; the runs are then merged a few keys of each at a time (in passes of FAN_IN
-    runs) and written as they come, so
-    no process holds all M pairs (they grow with the data: 6.4 M at 50k CIFAR images, 11.9 M at 200k). Only k_gra
-    of `params` is used; every palette@q fits its palettes from this one store."""
+    runs) and written as they come, so no process holds all M pairs (they grow with the data: 6.4 M at 50k CIFAR
+    images, 11.9 M at 200k). Only k_gra of `params` is used; every palette@q fits its palettes from this one
+    store."""
     out = Path(out)
     images = open_group(prepared, "prepared store")["train/images"]
     att_root = open_group(attention, "attention store")
