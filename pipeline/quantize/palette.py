@@ -48,7 +48,7 @@ class ColourCounts:
 class ClusterColourCounts:
     """Colour counts of every cluster at once: sorted unique keys cluster * 2^24 + 0xRRGGBB and their pixel counts.
     Memory grows with the distinct (cluster, colour) pairs, not with the pixels; two partial counts (two blocks
-    of images) merge exactly (`merge`), so blocks can be counted anywhere and reduced as a tree."""
+    of images) merge exactly (`merge`; many sorted runs of them: `merge_sorted_runs`)."""
 
     def __init__(self, keys: np.ndarray | None = None, counts: np.ndarray | None = None):
         self.keys = np.zeros(0, np.int64) if keys is None else keys
