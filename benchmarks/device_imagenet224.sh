@@ -4,6 +4,7 @@
 # bench_scale.py runs every DCQ stage of pipeline/presets/imagenet.yaml (ResNet-34, ImageNet stem, 224 px) on
 # CIFAR-10 upsampled to 224 px at two sizes, then imagenet_cost.py turns the rates into ImageNet-1K hours.
 # Usage there: OUT=dir N1=2000 N2=6000 bash benchmarks/device_imagenet224.sh   (about 6 min on an H100)
+# Dry run on a CPU: OUT=/tmp/d SKIP_PIP=1 N1=20 N2=40 STEPS=2 TEACHER=40 PATH=.venv/bin:$PATH bash benchmarks/device_imagenet224.sh
 set -u
 exec > >(tee -a $OUT/log.txt) 2>&1
 [ -n "${SKIP_PIP:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -12,5 +13,5 @@ export PYTHONPATH=$PWD:/tmp/site TQDM_DISABLE=1 PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; nproc
 python3 benchmarks/bench_scale.py --sizes ${N1:-2000} ${N2:-6000} --image-size 224 --params pipeline/presets/imagenet.yaml \
   --set base.device=auto --set prepare.test_split=test --set refine.steps=${STEPS:-30} \
-  --teacher-images 2000 --teacher-epochs 1 --work /tmp/scale224 --json $OUT/scale_imagenet_224px_gpu.json
+  --teacher-images ${TEACHER:-2000} --teacher-epochs 1 --work /tmp/scale224 --json $OUT/scale_imagenet_224px_gpu.json
 python3 benchmarks/imagenet_cost.py $OUT/scale_imagenet_224px_gpu.json --workers 1 8 | tee $OUT/cost.md
