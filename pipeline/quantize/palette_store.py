@@ -20,7 +20,7 @@ from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
 from pipeline.executor import map_shards, spans
 from pipeline.io.arrays import CHECKSUMMED, EVERY_CHUNK, create_small, open_group, write_block_size
-from pipeline.io.atomic import remove_stale_siblings, store_output
+from pipeline.io.atomic import store_output
 from pipeline.quantize.attention import check_maps, image_size_maps, top_pixels
 from pipeline.quantize.bitpack import check_bits
 from pipeline.quantize.palette import ClusterColourCounts, ColourCounts, fit_palette_counts, merge_sorted_runs
@@ -83,8 +83,8 @@ def spill_shard(k_gra: float, prepared: str, attention: str, clusters: str, spil
     directory every worker sees) for the merge; returns the run's length."""
     part = pool_shard(k_gra, prepared, attention, clusters, start, stop)
     keys, counts = run_paths(Path(spill), f"{start:012d}")
-    part.keys.astype("<i8").tofile(keys)
-    part.counts.astype("<i8").tofile(counts)
+    np.asarray(part.keys, "<i8").tofile(keys)
+    np.asarray(part.counts, "<i8").tofile(counts)
     return len(part.keys)
 
 
@@ -126,8 +126,8 @@ def merge_spilled(spill: Path, names: list[str]):
             keys_path, counts_path = run_paths(spill, name)
             with open(keys_path, "wb") as keys_file, open(counts_path, "wb") as counts_file:
                 for keys, counts in merge_sorted_runs(open_runs(spill, group), max(1, MERGE_KEYS // len(group))):
-                    keys.astype("<i8").tofile(keys_file)
-                    counts.astype("<i8").tofile(counts_file)
+                    np.asarray(keys, "<i8").tofile(keys_file)
+                    np.asarray(counts, "<i8").tofile(counts_file)
             for old in group:
                 for path in run_paths(spill, old):
                     path.unlink()
@@ -149,11 +149,16 @@ class _Appender:
         self.pending: list[np.ndarray] = []
         self.held = 0
 
-    def add(self, rows: np.ndarray, final: bool = False) -> None:
+    def add(self, rows: np.ndarray) -> None:
         self.pending.append(rows)
         self.held += len(rows)
-        if self.held < COUNT_CHUNK and not final:
-            return
+        if self.held >= COUNT_CHUNK:
+            self._write(final=False)
+
+    def close(self) -> None:
+        self._write(final=True)
+
+    def _write(self, final: bool) -> None:
         data = np.concatenate(self.pending)
         keep = len(data) if final else len(data) // COUNT_CHUNK * COUNT_CHUNK
         start = self.array.shape[0]
@@ -199,8 +204,8 @@ def write_colour_counts(params: PaletteParams, base: BaseParams, prepared: Path,
             keys_out.add(keys)
             counts_out.add(counts)
             pixels, distinct = pixels + int(counts.sum()), distinct + len(keys)
-        keys_out.add(np.zeros(0, np.int64), final=True)
-        counts_out.add(np.zeros(0, np.int64), final=True)
+        keys_out.close()
+        counts_out.close()
     summary("colour_counts", pixels, "pixels", timer.seconds, clusters=k, k_gra=k_gra, distinct=distinct,
             runs=len(blocks), executor=base.executor)
     return {"pixels": pixels, "distinct": distinct, "runs": len(blocks)}
@@ -209,9 +214,8 @@ def write_colour_counts(params: PaletteParams, base: BaseParams, prepared: Path,
 @contextmanager
 def spill_dir(out: Path):
     """`.NAME.work-PID` next to OUT for the spilled runs, removed afterwards (a killed run's is removed by the
-    next run that writes OUT, see pipeline/io/atomic.py)."""
+    next run's `store_output(OUT)`, which clears stale siblings: pipeline/io/atomic.py)."""
     path = out.with_name(f".{out.name}.work-{os.getpid()}")
-    remove_stale_siblings(out)
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     try:
