@@ -66,6 +66,25 @@ def iter_blocks(n: int, block: int) -> Iterator[tuple[int, int]]:
         yield start, min(n, start + block)
 
 
+def take_rows(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
+    """arr[rows] for sorted, distinct row indices, read one inner chunk of rows at a time. zarr's
+    get_orthogonal_selection with an index array held ~50x its result in temporaries (9.7 GB of peak for 199 MB of
+    224 px images)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size and (np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= arr.shape[0]):
+        raise ValueError(f"take_rows needs sorted distinct rows within [0, {arr.shape[0]})")
+    out = np.empty((len(rows), *arr.shape[1:]), arr.dtype)
+    if not rows.size:
+        return out
+    step = arr.chunks[0]
+    chunk_of = rows // step
+    bounds = np.flatnonzero(np.diff(chunk_of)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(rows)]):
+        first = int(chunk_of[lo]) * step
+        out[lo:hi] = arr[first:min(arr.shape[0], first + step)][rows[lo:hi] - first]
+    return out
+
+
 def open_group(path: str | Path, what: str) -> zarr.Group:
     """A stage's input store, read-only, after the cheap checks of pipeline/io/verify.py."""
     path = Path(path)

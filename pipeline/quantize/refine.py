@@ -12,6 +12,12 @@ I_quant^i): the edge term alone does not care where a flat region's colour lands
 addition of ours, not the paper's; off by default). After each step the palette is projected back into the sRGB gamut
 (LAB -> clipped RGB -> LAB) so that what is optimised can be stored. Each cluster keeps the palette
 with the lowest loss seen, so refinement never makes a cluster worse.
+
+A step's autograd graph holds ~30 image-sized tensors. Up to STEP_PIXELS pixels (all clusters' sampled images
+together: every CIFAR-10 setting, 1.3-10 M) the step runs on all images at once, as it always has. Above it (the
+ImageNet preset: 20 x 256 images at 224 px, 257 M pixels, ~100 GB at once) the images are split into chunks of at
+most STEP_PIXELS pixels and each chunk's share of the loss is backpropagated in turn, summing the same gradient
+(up to float rounding) in memory set by the chunk.
 """
 
 from __future__ import annotations
@@ -23,6 +29,15 @@ from pipeline.quantize.color import lab_to_rgb, rgb_to_lab
 from pipeline.quantize.palette import nearest
 
 _EPS = 1e-6  # keeps sqrt differentiable where an image is flat
+STEP_PIXELS = 1 << 24  # above this many pixels a refinement step runs in chunks of images (module docstring)
+
+
+def image_chunks(images_lab: torch.Tensor, max_pixels: int | None = None) -> list[slice]:
+    """Slices of the image axis of (G,B,3,H,W) images, each with at most `max_pixels` (default STEP_PIXELS) pixels
+    over the G groups (at least one image per group); a single slice, the whole axis, when all of them fit."""
+    g, b, _, h, w = images_lab.shape
+    per = max(1, (STEP_PIXELS if max_pixels is None else max_pixels) // max(1, g * h * w))
+    return [slice(start, min(b, start + per)) for start in range(0, b, per)]
 
 
 def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
@@ -37,9 +52,15 @@ def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(gx**2 + gy**2 + _EPS)
 
 
-def edge_maps(images_lab: torch.Tensor) -> torch.Tensor:
-    """G(I) per channel for groups of images: (G,B,3,H,W) -> (G,B,3,H,W)."""
+def edge_maps(images_lab: torch.Tensor, chunks: list[slice] | None = None) -> torch.Tensor:
+    """G(I) per channel for groups of images: (G,B,3,H,W) -> (G,B,3,H,W); with several `chunks`, computed a chunk at a
+    time into one output (the same values: the map is per image)."""
     g, b, c, h, w = images_lab.shape
+    if chunks is not None and len(chunks) > 1:
+        out = torch.empty_like(images_lab)
+        for part in chunks:
+            out[:, part] = edge_maps(images_lab[:, part])
+        return out
     return sobel_magnitude(images_lab.reshape(g * b, c, h, w)).reshape(g, b, c, h, w)
 
 
@@ -75,10 +96,34 @@ def refine_loss(images_lab: torch.Tensor, orig_edges: torch.Tensor, quant_lab: t
     return loss
 
 
+def chunked_loss(images_lab: torch.Tensor, orig_edges: torch.Tensor, palettes: torch.Tensor, weights: torch.Tensor,
+                 fidelity_weight: float, chunks: list[slice], backward: bool) -> torch.Tensor:
+    """`refine_loss` of the quantized images summed chunk by chunk: each chunk's squared errors over all of the
+    images' pixels, backpropagated (into `palettes`' grad) before the next chunk is quantized when `backward`.
+    Returns the detached (G,) loss."""
+    g, b, _, h, w = images_lab.shape
+    total = torch.zeros(g, device=images_lab.device)
+    weights = weights.to(images_lab.device, torch.float32)
+    for part in chunks:
+        imgs, quant = images_lab[:, part], quantize(images_lab[:, part], palettes)
+        sums = ((orig_edges[:, part] - edge_maps(quant)) ** 2).sum(dim=(1, 3, 4)) * weights  # (G,3)
+        loss = sums.sum(1)
+        if fidelity_weight > 0:
+            loss = loss + fidelity_weight * ((imgs - quant) ** 2).sum(dim=(1, 3, 4)).sum(1)
+        loss = loss / (b * h * w)
+        if backward:
+            loss.sum().backward()
+        total += loss.detach()
+    return total
+
+
 @torch.no_grad()
 def evaluate(images_lab: torch.Tensor, palettes: torch.Tensor, weights: torch.Tensor,
              orig_edges: torch.Tensor | None = None, fidelity_weight: float = 0.0) -> torch.Tensor:
-    orig_edges = edge_maps(images_lab) if orig_edges is None else orig_edges
+    chunks = image_chunks(images_lab)
+    orig_edges = edge_maps(images_lab, chunks) if orig_edges is None else orig_edges
+    if len(chunks) > 1:
+        return chunked_loss(images_lab, orig_edges, palettes, weights, fidelity_weight, chunks, backward=False)
     return refine_loss(images_lab, orig_edges, quantize(images_lab, palettes), weights, fidelity_weight)
 
 
@@ -88,24 +133,30 @@ def refine_palettes(images_lab: torch.Tensor, palettes_lab: torch.Tensor, weight
     """Refine (C,K,3) palettes on (C,B,3,H,W) LAB images (B sampled images per cluster).
 
     Returns (best palettes, loss before, loss after) with losses (C,). `active` (C,) bool marks the
-    clusters that have images; the others are returned unchanged.
+    clusters that have images; the others are returned unchanged. Above STEP_PIXELS pixels each step runs in chunks.
     """
     palettes_lab = palettes_lab.float()
     active = torch.ones(len(palettes_lab), dtype=torch.bool) if active is None else active
     param = torch.nn.Parameter(palettes_lab.clone())
     opt = torch.optim.Adam([param], lr=lr)
     best = palettes_lab.clone()
-    orig_edges = edge_maps(images_lab)
+    chunks = image_chunks(images_lab)
+    orig_edges = edge_maps(images_lab, chunks)
     before = evaluate(images_lab, palettes_lab, weights, orig_edges, fidelity_weight)
     best_loss = before.clone()
     for _ in range(steps):
-        loss = refine_loss(images_lab, orig_edges, quantize(images_lab, param), weights, fidelity_weight)
+        if len(chunks) > 1:
+            opt.zero_grad(set_to_none=True)
+            loss = chunked_loss(images_lab, orig_edges, param, weights, fidelity_weight, chunks, backward=True)
+        else:
+            loss = refine_loss(images_lab, orig_edges, quantize(images_lab, param), weights, fidelity_weight)
         with torch.no_grad():
             better = (loss < best_loss) & active.to(loss.device)
             best[better] = param.detach()[better]
             best_loss = torch.where(better, loss.detach(), best_loss)
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
+        if len(chunks) == 1:
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
         opt.step()
         with torch.no_grad():
             param.copy_(project_to_gamut(param))

@@ -13,11 +13,11 @@ from tqdm import tqdm
 from pipeline.config import BaseParams, lineage, off_switch, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
-from pipeline.io.arrays import create_small, open_group, write_json
+from pipeline.io.arrays import create_small, open_group, take_rows, write_json
 from pipeline.io.atomic import store_output
 from pipeline.quantize.bitpack import check_bits
 from pipeline.quantize.color import lab_to_rgb_u8, rgb_to_lab
-from pipeline.quantize.refine import evaluate, refine_palettes
+from pipeline.quantize.refine import STEP_PIXELS, evaluate, refine_palettes
 from pipeline.timing import Timer, summary
 
 
@@ -54,10 +54,18 @@ def sample_cluster_images(images, assignments: np.ndarray, k: int, per_cluster: 
         active[c] = True
         rows[c] = rng.choice(members, per_cluster, replace=len(members) < per_cluster)
     unique, inverse = np.unique(rows, return_inverse=True)
-    block = images.get_orthogonal_selection((unique,))  # one read, sorted rows
-    lab = rgb_to_lab(torch.from_numpy(block[inverse.reshape(-1)])).permute(0, 3, 1, 2)
-    _, _, h, w = lab.shape
-    return lab.reshape(k, per_cluster, 3, h, w).contiguous(), torch.from_numpy(active)
+    block = take_rows(images, unique)
+    _, h, w, _ = block.shape
+    if k * per_cluster * h * w <= STEP_PIXELS:
+        lab = rgb_to_lab(torch.from_numpy(block[inverse.reshape(-1)])).permute(0, 3, 1, 2)
+        return lab.reshape(k, per_cluster, 3, h, w).contiguous(), torch.from_numpy(active)
+    # converted a chunk of images at a time: rgb_to_lab's float temporaries are ~10 copies of its input
+    lab = torch.empty(k * per_cluster, 3, h, w)
+    order = inverse.reshape(-1)
+    step = max(1, STEP_PIXELS // (h * w))
+    for start in range(0, len(order), step):
+        lab[start:start + step] = rgb_to_lab(torch.from_numpy(block[order[start:start + step]])).permute(0, 3, 1, 2)
+    return lab.reshape(k, per_cluster, 3, h, w), torch.from_numpy(active)
 
 
 def stored_lab(palettes_lab: torch.Tensor) -> torch.Tensor:

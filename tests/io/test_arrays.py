@@ -3,7 +3,9 @@
 import numpy as np
 import zarr
 
-from pipeline.io.arrays import create_rows, write_block_size
+import pytest
+
+from pipeline.io.arrays import create_rows, take_rows, write_block_size
 
 
 def test_inner_chunks_hold_several_images_at_large_sizes_and_are_unchanged_at_32px(tmp_path):
@@ -37,3 +39,21 @@ def test_a_task_block_equal_to_the_fill_value_is_written_and_the_store_verifies(
     stored = open_group(path, "test store")["images"]
     assert not stored[:black_rows].any() and np.array_equal(stored[black_rows:], real)
     verify_store(path)
+
+
+def test_take_rows_equals_numpy_indexing_on_real_images(tmp_path, cifar10):
+    """Rows in one chunk, across chunk and shard edges, the first and the last: the values numpy's indexing gives."""
+    from PIL import Image
+
+    real = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted((cifar10 / "train" / "cat").iterdir())[:300]])
+    arr = create_rows(zarr.open_group(str(tmp_path / "s.zarr"), mode="w"), "images", real.shape, np.uint8)
+    arr[:] = real
+    arr = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["images"]
+    assert arr.chunks[0] == 85
+    for rows in ([0], [299], [3, 4, 84, 85, 86, 170, 299], np.arange(300), np.arange(0, 300, 7), []):
+        rows = np.asarray(rows, dtype=np.int64)
+        taken = take_rows(arr, rows)
+        assert taken.shape == (len(rows), 32, 32, 3) and np.array_equal(taken, real[rows])
+    for bad in ([5, 5], [7, 3], [-1], [300]):
+        with pytest.raises(ValueError, match="sorted distinct rows"):
+            take_rows(arr, np.asarray(bad))
