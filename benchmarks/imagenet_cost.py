@@ -4,14 +4,19 @@ Reads a bench_scale.py JSON with two sizes n1 < n2 (run with the ImageNet preset
 marginal cost per image is (t2 - t1) / (n2 - n1) and its fixed cost (process start, model load) t1 - n1 x that;
 ImageNet-1K's 1,281,167 train images then cost fixed + N x marginal. Where the growth from n1 to n2 is within
 10% of t2 (run-to-run noise at such small N), t2 / n2 per image is used instead: an upper bound. Two stages do not scale with N:
-- `refine` optimises images_per_cluster images of each of the k clusters for `steps` steps: its cost at full size
-  is the measured time scaled by the images it would optimise (k x images_per_cluster against the clusters' images
-  at n2) and by the preset's steps against the steps run (`--set refine.steps=...`).
-- `palette` fits K-means on distinct (cluster, colour) counts, which saturate; its time at n2 is kept as it is.
+- `refine` optimises images_per_cluster images of each of the k clusters for `steps` steps. With `--refine` (a
+  bench_refine_memory.py JSON at 224 px) it costs k x images_per_cluster x (steps x the measured seconds per
+  image-step + the measured overhead per image); otherwise the bench_scale time scaled by the images it would
+  optimise (k x images_per_cluster against the clusters' images at n2) and by the preset's steps against the steps
+  run (`--set refine.steps=...`), which also scales the loss evaluations by the steps (an upper bound).
+- `palette` fits K-means on distinct (cluster, colour) counts, which saturate at k x 2^24; its time at n2 is kept as
+  it is (a lower bound while they grow).
 `palette` and `refine` run once per bit depth of the preset, `encode` writes them all in one pass (counted as the
 measured one-q rate times the number of bit depths: an upper bound).
 
     python benchmarks/imagenet_cost.py benchmarks/scale_imagenet_224px_cpu.json
+    python benchmarks/imagenet_cost.py benchmarks/scale_imagenet_224px_avx512.json \
+        --refine benchmarks/refine_memory_224px_avx512.json --workers 1 8
     python benchmarks/imagenet_cost.py scale_imagenet_224px_h100.json --workers 1 8   (a bench run on one GPU)
 
 `--workers`: one column per number of Dask workers (one per GPU with dask-cuda), each as fast as the benchmark's
@@ -36,8 +41,10 @@ def main() -> None:
     ap.add_argument("bench", type=Path, help="bench_scale.py JSON with two sizes")
     ap.add_argument("--preset", type=Path, default=Path("pipeline/presets/imagenet.yaml"))
     ap.add_argument("--workers", type=int, nargs="+", default=[1], help="a column per number of workers")
+    ap.add_argument("--refine", type=Path, default=None, help="bench_refine_memory.py JSON: refine's measured rates")
     args = ap.parse_args()
     bench = json.loads(args.bench.read_text())
+    refine_rate = json.loads(args.refine.read_text())["rate"] if args.refine else None
     preset = yaml.safe_load(args.preset.read_text())
     n1, n2 = bench["sizes"][:2]
     overrides = dict(item.split("=", 1) for item in bench.get("overrides", []))
@@ -52,11 +59,17 @@ def main() -> None:
         bound = t2 - t1 < 0.1 * t2  # growth within run-to-run noise at these N: bound it by t2 / n2 instead
         if bound:
             marginal, fixed = t2 / n2, 0.0
-        if stage == "refine":
+        if stage == "refine" and refine_rate is not None:
+            images, steps = k * per_cluster, preset["refine"]["steps"]
+            per_image = steps * refine_rate["seconds_per_image_step"] + refine_rate["overhead_seconds_per_image"]
+            seconds = images * per_image * bits
+            how = (f"{images:,} images x ({steps} steps x {1000 * refine_rate['seconds_per_image_step']:.1f} ms + "
+                   f"{1000 * refine_rate['overhead_seconds_per_image']:.0f} ms) x {bits} q (`--refine`)")
+        elif stage == "refine":
             scale = (k * per_cluster) / min(n2, k * per_cluster) * preset["refine"]["steps"] / steps_run
             seconds, how = t2 * scale * bits, f"{t2:.0f} s at N={n2:,} x {scale:.0f} (images, steps) x {bits} q"
         elif stage == "palette":
-            seconds, how = t2 * bits, f"{t2:.0f} s at N={n2:,} x {bits} q (distinct colours saturate)"
+            seconds, how = t2 * bits, f"{t2:.0f} s at N={n2:,} x {bits} q (a lower bound until the distinct colours saturate)"
         else:
             per_q = bits if stage == "encode" else 1
             seconds = (fixed + IMAGENET_TRAIN * marginal) * per_q
