@@ -19,9 +19,11 @@ measured one-q rate times the number of bit depths: an upper bound).
         --refine benchmarks/refine_memory_224px_avx512.json --workers 1 8
     python benchmarks/imagenet_cost.py scale_imagenet_224px_h100.json --workers 1 8   (a bench run on one GPU)
 
-`--workers`: one column per number of Dask workers (one per GPU with dask-cuda), each as fast as the benchmark's
-machine: the per-image stages (prepare, features, cluster's assignment, attention, colour_counts' counting, encode)
-divide by it; palette and refine work cluster by cluster in one process and do not.
+`--workers`: one column per number of workers (Dask workers, one per GPU with dask-cuda; torchrun processes for
+refine), each as fast as the benchmark's machine: the per-image stages (prepare, features, cluster's assignment,
+attention, colour_counts' counting, encode) divide by it, and so does refine, whose sampled images are split among
+torchrun processes (each step sums a (k, 2^q, 3) gradient over them); palette fits cluster by cluster in one
+process and does not.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 import yaml
 
 IMAGENET_TRAIN = 1_281_167
-PER_CLUSTER = ("palette", "refine")  # one process, cluster by cluster: not divided among workers
+PER_CLUSTER = ("palette",)  # one process, cluster by cluster: not divided among workers
 
 
 def main() -> None:

@@ -17,7 +17,9 @@ A step's autograd graph holds ~30 image-sized tensors. Up to STEP_PIXELS pixels 
 together: every CIFAR-10 setting, 1.3-10 M) the step runs on all images at once, as it always has. Above it (the
 ImageNet preset: 20 x 256 images at 224 px, 257 M pixels, ~100 GB at once) the images are split into chunks of at
 most STEP_PIXELS pixels and each chunk's share of the loss is backpropagated in turn, summing the same gradient
-(up to float rounding) in memory set by the chunk.
+(up to float rounding) in memory set by the chunk. Under torchrun the image axis is split among the processes the
+same way: each rank holds and scores its share of every cluster's images, the squared errors and gradients are summed
+over ranks, and every rank takes the same Adam step.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 
 from pipeline.quantize.color import lab_to_rgb, rgb_to_lab
 from pipeline.quantize.palette import nearest
+from pipeline.train.distributed import ONE_PROCESS, World, all_sum_
 
 _EPS = 1e-6  # keeps sqrt differentiable where an image is flat
 STEP_PIXELS = 1 << 24  # above this many pixels a refinement step runs in chunks of images (module docstring)
@@ -97,11 +100,13 @@ def refine_loss(images_lab: torch.Tensor, orig_edges: torch.Tensor, quant_lab: t
 
 
 def chunked_loss(images_lab: torch.Tensor, orig_edges: torch.Tensor, palettes: torch.Tensor, weights: torch.Tensor,
-                 fidelity_weight: float, chunks: list[slice], backward: bool) -> torch.Tensor:
+                 fidelity_weight: float, chunks: list[slice], backward: bool, total_images: int | None = None
+                 ) -> torch.Tensor:
     """`refine_loss` of the quantized images summed chunk by chunk: each chunk's squared errors over all of the
-    images' pixels, backpropagated (into `palettes`' grad) before the next chunk is quantized when `backward`.
-    Returns the detached (G,) loss."""
+    images' pixels (`total_images` per group, over every rank; default: these), backpropagated (into `palettes`'
+    grad) before the next chunk is quantized when `backward`. Returns the detached (G,) loss."""
     g, b, _, h, w = images_lab.shape
+    b = b if total_images is None else total_images
     total = torch.zeros(g, device=images_lab.device)
     weights = weights.to(images_lab.device, torch.float32)
     for part in chunks:
@@ -117,11 +122,22 @@ def chunked_loss(images_lab: torch.Tensor, orig_edges: torch.Tensor, palettes: t
     return total
 
 
+def total_images(images_lab: torch.Tensor, world: World) -> int:
+    """Images per group over every rank (each holds its share of the image axis)."""
+    return int(all_sum_(torch.tensor([images_lab.shape[1]], dtype=torch.float64), world).item())
+
+
 @torch.no_grad()
 def evaluate(images_lab: torch.Tensor, palettes: torch.Tensor, weights: torch.Tensor,
-             orig_edges: torch.Tensor | None = None, fidelity_weight: float = 0.0) -> torch.Tensor:
+             orig_edges: torch.Tensor | None = None, fidelity_weight: float = 0.0,
+             world: World = ONE_PROCESS) -> torch.Tensor:
+    """The (G,) loss of `palettes`; under torchrun, of every rank's images together (the same on every rank)."""
     chunks = image_chunks(images_lab)
     orig_edges = edge_maps(images_lab, chunks) if orig_edges is None else orig_edges
+    if world.size > 1:
+        loss = chunked_loss(images_lab, orig_edges, palettes, weights, fidelity_weight, chunks, backward=False,
+                            total_images=total_images(images_lab, world))
+        return all_sum_(loss, world)
     if len(chunks) > 1:
         return chunked_loss(images_lab, orig_edges, palettes, weights, fidelity_weight, chunks, backward=False)
     return refine_loss(images_lab, orig_edges, quantize(images_lab, palettes), weights, fidelity_weight)
@@ -129,11 +145,14 @@ def evaluate(images_lab: torch.Tensor, palettes: torch.Tensor, weights: torch.Te
 
 def refine_palettes(images_lab: torch.Tensor, palettes_lab: torch.Tensor, weights: torch.Tensor, steps: int,
                     lr: float, active: torch.Tensor | None = None, progress=None,
-                    fidelity_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    fidelity_weight: float = 0.0, world: World = ONE_PROCESS
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Refine (C,K,3) palettes on (C,B,3,H,W) LAB images (B sampled images per cluster).
 
     Returns (best palettes, loss before, loss after) with losses (C,). `active` (C,) bool marks the
     clusters that have images; the others are returned unchanged. Above STEP_PIXELS pixels each step runs in chunks.
+    Under torchrun (`world`), `images_lab` is this rank's share of each group's images and every rank returns the
+    same palettes and losses.
     """
     palettes_lab = palettes_lab.float()
     active = torch.ones(len(palettes_lab), dtype=torch.bool) if active is None else active
@@ -141,20 +160,25 @@ def refine_palettes(images_lab: torch.Tensor, palettes_lab: torch.Tensor, weight
     opt = torch.optim.Adam([param], lr=lr)
     best = palettes_lab.clone()
     chunks = image_chunks(images_lab)
+    shared = world.size > 1
+    count = total_images(images_lab, world) if shared else None
     orig_edges = edge_maps(images_lab, chunks)
-    before = evaluate(images_lab, palettes_lab, weights, orig_edges, fidelity_weight)
+    before = evaluate(images_lab, palettes_lab, weights, orig_edges, fidelity_weight, world)
     best_loss = before.clone()
     for _ in range(steps):
-        if len(chunks) > 1:
-            opt.zero_grad(set_to_none=True)
-            loss = chunked_loss(images_lab, orig_edges, param, weights, fidelity_weight, chunks, backward=True)
+        if shared or len(chunks) > 1:
+            param.grad = torch.zeros_like(param)  # a rank with no images of its own still joins the sum
+            loss = chunked_loss(images_lab, orig_edges, param, weights, fidelity_weight, chunks, backward=True,
+                                total_images=count)
+            all_sum_(param.grad, world)
+            all_sum_(loss, world)
         else:
             loss = refine_loss(images_lab, orig_edges, quantize(images_lab, param), weights, fidelity_weight)
         with torch.no_grad():
             better = (loss < best_loss) & active.to(loss.device)
             best[better] = param.detach()[better]
             best_loss = torch.where(better, loss.detach(), best_loss)
-        if len(chunks) == 1:
+        if not (shared or len(chunks) > 1):
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
         opt.step()
@@ -162,7 +186,7 @@ def refine_palettes(images_lab: torch.Tensor, palettes_lab: torch.Tensor, weight
             param.copy_(project_to_gamut(param))
         if progress is not None:
             progress(1)
-    final = evaluate(images_lab, param.detach(), weights, orig_edges, fidelity_weight)
+    final = evaluate(images_lab, param.detach(), weights, orig_edges, fidelity_weight, world)
     better = (final < best_loss) & active.to(final.device)
     best[better] = param.detach()[better]
     best_loss = torch.where(better, final, best_loss)

@@ -17,8 +17,9 @@ from pipeline.io.arrays import create_small, open_group, take_rows, write_json
 from pipeline.io.atomic import store_output
 from pipeline.quantize.bitpack import check_bits
 from pipeline.quantize.color import lab_to_rgb_u8, rgb_to_lab
-from pipeline.quantize.refine import STEP_PIXELS, evaluate, refine_palettes
+from pipeline.quantize.refine import STEP_PIXELS, evaluate, refine_palettes, total_images
 from pipeline.timing import Timer, summary
+from pipeline.train import distributed
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,12 @@ class RefineParams:
         require(self.images_per_cluster >= 1, f"images_per_cluster={self.images_per_cluster} must be >= 1")
 
 
-def sample_cluster_images(images, assignments: np.ndarray, k: int, per_cluster: int, seed: int):
+def sample_cluster_images(images, assignments: np.ndarray, k: int, per_cluster: int, seed: int,
+                          share: tuple[int, int] = (0, 1)):
     """(k, B, 3, H, W) LAB images, B images drawn per cluster (with replacement only when a cluster
     is smaller than B), and a (k,) bool mask of non-empty clusters. B is `per_cluster`, or the largest cluster's
-    size when every cluster is smaller (one image per cluster: B = 1, not `per_cluster` copies of it)."""
+    size when every cluster is smaller (one image per cluster: B = 1, not `per_cluster` copies of it). With `share`
+    (rank, ranks) only that rank's contiguous part of each cluster's B draws is read and returned."""
     rng = np.random.default_rng(seed)
     per_cluster = min(per_cluster, int(np.bincount(assignments, minlength=k).max(initial=1)))
     rows = np.zeros((k, per_cluster), np.int64)
@@ -53,6 +56,9 @@ def sample_cluster_images(images, assignments: np.ndarray, k: int, per_cluster: 
             continue
         active[c] = True
         rows[c] = rng.choice(members, per_cluster, replace=len(members) < per_cluster)
+    rank, ranks = share
+    rows = rows[:, per_cluster * rank // ranks:per_cluster * (rank + 1) // ranks]
+    per_cluster = rows.shape[1]
     unique, inverse = np.unique(rows, return_inverse=True)
     block = take_rows(images, unique)
     _, h, w, _ = block.shape
@@ -75,8 +81,10 @@ def stored_lab(palettes_lab: torch.Tensor) -> torch.Tensor:
 
 def write_refined(params: RefineParams, base: BaseParams, bits: int, prepared: Path, clusters: Path, palettes: Path,
         out: Path, metrics_out: Path) -> dict:
+    """Refine the palettes of `palettes` and write them to `out`. Under torchrun each process holds and scores its share
+    of every cluster's sampled images (refine.py), and rank 0 writes the same store."""
     bits = check_bits(bits, "refine --bits")
-    runtime = resolve_runtime(base.device, base.precision)
+    world, runtime = distributed.setup(resolve_runtime(base.device, base.precision))
     images = open_group(prepared, "prepared store")["train/images"]
     assignments = open_group(clusters, "cluster store")["assignments"][:].astype(np.int64)
     pal_root = open_group(palettes, "palette store")
@@ -86,19 +94,20 @@ def write_refined(params: RefineParams, base: BaseParams, bits: int, prepared: P
     k = kmeans.shape[0]
     torch.manual_seed(base.seed)
     with Timer() as timer:
-        imgs, active = sample_cluster_images(images, assignments, k, params.images_per_cluster, base.seed)
+        imgs, active = sample_cluster_images(images, assignments, k, params.images_per_cluster, base.seed,
+                                             (world.rank, world.size))
         imgs, kmeans_d = imgs.to(runtime.device), kmeans.to(runtime.device)
         weights = torch.tensor(params.weights, dtype=torch.float32)
         start = stored_lab(kmeans_d)
         if params.enabled and params.steps > 0:
             with tqdm(total=params.steps, desc=f"refine q={bits}", leave=False) as bar:
                 refined, before, _ = refine_palettes(imgs, start, weights, params.steps, params.lr, active, bar.update,
-                                                     params.fidelity_weight)
+                                                     params.fidelity_weight, world)
             refined = stored_lab(refined)
         else:
             refined = start
-            before = evaluate(imgs, start, weights, fidelity_weight=params.fidelity_weight)
-        after = evaluate(imgs, refined, weights, fidelity_weight=params.fidelity_weight)
+            before = evaluate(imgs, start, weights, fidelity_weight=params.fidelity_weight, world=world)
+        after = evaluate(imgs, refined, weights, fidelity_weight=params.fidelity_weight, world=world)
         keep_kmeans = after >= before
         refined = torch.where(keep_kmeans[:, None, None], start, refined).cpu()
         after = torch.where(keep_kmeans, before, after).cpu()
@@ -112,14 +121,18 @@ def write_refined(params: RefineParams, base: BaseParams, bits: int, prepared: P
         "clusters_improved": int((after < before)[act].sum()), "seconds": round(timer.seconds, 2),
         "params_hash": params_hash(used),
     }
-    with store_output(out) as tmp:
-        root = zarr.open_group(str(tmp), mode="w")
-        root.attrs.update({"bits": bits, "clusters": k, "color_space": "CIE LAB (D65)", "params": used})
-        create_small(root, "palettes", refined.numpy().astype(np.float32))
-        create_small(root, "loss_before", before.numpy().astype(np.float32))
-        create_small(root, "loss_after", after.numpy().astype(np.float32))
-    write_json(metrics_out, metrics)
-    summary("refine", int(act.sum()) * imgs.shape[1], "images", timer.seconds, bits=bits,
+    per_cluster = total_images(imgs, world)
+    if world.main:
+        with store_output(out) as tmp:
+            root = zarr.open_group(str(tmp), mode="w")
+            root.attrs.update({"bits": bits, "clusters": k, "color_space": "CIE LAB (D65)", "params": used})
+            create_small(root, "palettes", refined.numpy().astype(np.float32))
+            create_small(root, "loss_before", before.numpy().astype(np.float32))
+            create_small(root, "loss_after", after.numpy().astype(np.float32))
+        write_json(metrics_out, metrics)
+    distributed.finish(world)
+    summary("refine", int(act.sum()) * per_cluster, "images", timer.seconds, bits=bits,
             edge_loss=f"{metrics['edge_loss_before']:.3f}->{metrics['edge_loss_after']:.3f}",
-            improved=f"{metrics['clusters_improved']}/{int(act.sum())}")
+            improved=f"{metrics['clusters_improved']}/{int(act.sum())}",
+            **({} if world.size == 1 else {"rank": f"{world.rank}/{world.size}", "images_here": imgs.shape[1]}))
     return metrics

@@ -73,6 +73,17 @@ def all_sum(values: np.ndarray, world: World) -> np.ndarray:
     return tensor.cpu().numpy()
 
 
+def all_sum_(tensor: torch.Tensor, world: World) -> torch.Tensor:
+    """Sum `tensor` over ranks in place (the same values on every rank) and return it; one process: unchanged."""
+    if world.size == 1:
+        return tensor
+    moved = tensor.to(_device())
+    dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+    if moved is not tensor:
+        tensor.copy_(moved)
+    return tensor
+
+
 def all_min(value: int, world: World) -> int:
     if world.size == 1:
         return value
