@@ -13,9 +13,10 @@ addition of ours, not the paper's; off by default). After each step the palette 
 (LAB -> clipped RGB -> LAB) so that what is optimised can be stored. Each cluster keeps the palette
 with the lowest loss seen, so refinement never makes a cluster worse.
 
-A step's autograd graph holds ~30 image-sized tensors. Up to STEP_PIXELS pixels (all clusters' sampled images
-together: every CIFAR-10 setting, 1.3-10 M) the step runs on all images at once, as it always has. Above it (the
-ImageNet preset: 20 x 256 images at 224 px, 257 M pixels, ~100 GB at once) the images are split into chunks of at
+A step's autograd graph holds about ten float tensors the size of the sampled images. Up to STEP_PIXELS pixels (all
+clusters' sampled images together: every CIFAR-10 setting, 1.3-10 M) the step runs on all images at once, as it always
+has. Above it (the ImageNet preset: 20 x 256 images at 224 px, 257 M pixels, ~35 GB at once; measured by
+benchmarks/bench_refine_memory.py) the images are split into chunks of at
 most STEP_PIXELS pixels and each chunk's share of the loss is backpropagated in turn, summing the same gradient
 (up to float rounding) in memory set by the chunk. Under torchrun the image axis is split among the processes the
 same way: each rank holds and scores its share of every cluster's images, the squared errors and gradients are summed

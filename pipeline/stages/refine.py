@@ -8,7 +8,9 @@ Writes `OUT` (Zarr group): `palettes` float32 (k, 2^q, 3) refined LAB palettes, 
 
 `images_per_cluster` images are drawn (seeded) from every cluster and the palettes are optimised on
 them full-batch. A cluster whose refined palette, once rounded to uint8 RGB, is not better than its
-K-means palette keeps the K-means palette. `enabled: false` is the no-refinement ablation.
+K-means palette keeps the K-means palette. `enabled: false` is the no-refinement ablation. Above 2^24 sampled pixels a
+step runs in chunks of images; under `torchrun --nproc_per_node N` each process holds its share of every cluster's
+images and rank 0 writes the outputs (pipeline/quantize/refine.py).
 """
 
 from __future__ import annotations
