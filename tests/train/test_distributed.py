@@ -206,3 +206,19 @@ def test_torchrun_two_processes_refine_the_palettes_of_one_process(small_run, tm
     diff = np.abs(b["palettes"][:] - a["palettes"][:])
     assert diff.max() < 2.0 and (diff > 1e-4).mean() < 0.1, (diff.max(), (diff > 1e-4).mean())
     assert json.loads((two / "q2.json").read_text())["clusters"] == json.loads((one / "q2.json").read_text())["clusters"]
+
+
+def test_torchrun_refine_with_fewer_images_than_processes(small_run, tmp_path):
+    """One image per cluster and 2 processes: rank 0 holds none, still joins every sum, and the losses are one
+    process's."""
+    stage = ["refine", "--bits", "1", "--prepared", str(small_run.prepared), "--clusters", str(small_run.clusters),
+             "--palettes", str(small_run.palettes(1))]
+    torchrun([*stage, "--out", str(tmp_path / "two.zarr"), "--metrics", str(tmp_path / "two.json")], "refine", None,
+             tmp_path, steps=3, images_per_cluster=1)
+    env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-m", "pipeline.cli", *stage, "--out", str(tmp_path / "one.zarr"), "--metrics",
+                    str(tmp_path / "one.json"), "--params", str(tmp_path / "params.yaml")], cwd=REPO, env=env,
+                   check=True, capture_output=True)
+    one, two = (zarr.open_group(str(tmp_path / f"{n}.zarr"), mode="r") for n in ("one", "two"))
+    np.testing.assert_allclose(two["loss_before"][:], one["loss_before"][:], rtol=1e-5)
+    np.testing.assert_allclose(two["loss_after"][:], one["loss_after"][:], rtol=1e-3)
