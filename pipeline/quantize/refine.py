@@ -135,12 +135,10 @@ def evaluate(images_lab: torch.Tensor, palettes: torch.Tensor, weights: torch.Te
     """The (G,) loss of `palettes`; under torchrun, of every rank's images together (the same on every rank)."""
     chunks = image_chunks(images_lab)
     orig_edges = edge_maps(images_lab, chunks) if orig_edges is None else orig_edges
-    if world.size > 1:
+    if world.size > 1 or len(chunks) > 1:
         loss = chunked_loss(images_lab, orig_edges, palettes, weights, fidelity_weight, chunks, backward=False,
                             total_images=total_images(images_lab, world))
         return all_sum_(loss, world)
-    if len(chunks) > 1:
-        return chunked_loss(images_lab, orig_edges, palettes, weights, fidelity_weight, chunks, backward=False)
     return refine_loss(images_lab, orig_edges, quantize(images_lab, palettes), weights, fidelity_weight)
 
 
@@ -161,13 +159,13 @@ def refine_palettes(images_lab: torch.Tensor, palettes_lab: torch.Tensor, weight
     opt = torch.optim.Adam([param], lr=lr)
     best = palettes_lab.clone()
     chunks = image_chunks(images_lab)
-    shared = world.size > 1
-    count = total_images(images_lab, world) if shared else None
+    chunked = world.size > 1 or len(chunks) > 1
+    count = total_images(images_lab, world) if chunked else None
     orig_edges = edge_maps(images_lab, chunks)
     before = evaluate(images_lab, palettes_lab, weights, orig_edges, fidelity_weight, world)
     best_loss = before.clone()
     for _ in range(steps):
-        if shared or len(chunks) > 1:
+        if chunked:
             param.grad = torch.zeros_like(param)  # a rank with no images of its own still joins the sum
             loss = chunked_loss(images_lab, orig_edges, param, weights, fidelity_weight, chunks, backward=True,
                                 total_images=count)
@@ -175,13 +173,12 @@ def refine_palettes(images_lab: torch.Tensor, palettes_lab: torch.Tensor, weight
             all_sum_(loss, world)
         else:
             loss = refine_loss(images_lab, orig_edges, quantize(images_lab, param), weights, fidelity_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
         with torch.no_grad():
             better = (loss < best_loss) & active.to(loss.device)
             best[better] = param.detach()[better]
             best_loss = torch.where(better, loss.detach(), best_loss)
-        if not (shared or len(chunks) > 1):
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
         opt.step()
         with torch.no_grad():
             param.copy_(project_to_gamut(param))
