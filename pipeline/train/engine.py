@@ -186,6 +186,9 @@ def train(
     step_model = torch.compile(wrapped, dynamic=False) if recipe.compile else wrapped
     total = recipe.epochs * steps_per_epoch if total_steps is None else total_steps
     epochs = recipe.epochs if total_steps is None else -(-total_steps // steps_per_epoch)
+    # fp16 autocast (asked for, or `auto` on a GPU without bf16) needs loss scaling: fp16 gradients underflow
+    # where bf16's, with fp32's exponent range, do not. Disabled, the scaler passes every call straight through.
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
     history = []
     step = 0
     bar = tqdm(total=total, desc=desc, unit="step", leave=False)
@@ -216,8 +219,9 @@ def train(
                     logits = wrapped(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)  # skipped when a scaled gradient overflowed; the scale then halves
+            scaler.update()
             if on_batch is not None:
                 on_batch(epoch, idx, logits.detach().float())
             loss_sum += float(loss.detach()) * len(idx)
@@ -227,7 +231,8 @@ def train(
             bar.update(1)
         if world.size > 1:  # the epoch's numbers over every rank's batches (plain floats: the checkpoint loads safely)
             loss_sum, correct, seen = (float(v) for v in all_sum(np.array([loss_sum, correct, seen], np.float64), world))
-        history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": 100.0 * correct / seen})
+        history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": 100.0 * correct / seen}
+                       | ({"loss_scale": scaler.get_scale()} if scaler.is_enabled() else {}))
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100.0 * correct / seen:.1f}")
     bar.close()
     broadcast_buffers(model, world)
