@@ -72,6 +72,25 @@ class TrainSet:
     def compression_ratio(self) -> float:
         return self.stored_bytes / self.raw_bytes
 
+    def check_matches(self, method: str, bits: int | None, test_size: tuple[int, int], test_classes: list[str],
+                      test_prepare: dict | None) -> None:
+        """Fail before training when the store is not the variant a run asked for, or does not fit its test set."""
+        where = f"train set {self.path}"
+        if self.kind != method:
+            what = "full-colour" if self.kind == "full" else self.kind
+            raise StoreError(f"{where} is a {what} store, but the run is method={method}")
+        if self.bits != bits:
+            raise StoreError(f"{where} holds {self.bits}-bit indices, but the run asks for bits={bits}")
+        if self.image_size != test_size:
+            raise StoreError(f"{where} has {self.image_size[0]}x{self.image_size[1]} images, the test set "
+                             f"{test_size[0]}x{test_size[1]}")
+        if self.classes != test_classes:
+            raise StoreError(f"{where} has classes {self.classes}, the test set {test_classes}")
+        made_from = self.params.get("prepare")
+        if test_prepare is not None and made_from is not None and made_from != test_prepare:
+            raise StoreError(f"{where} was made from another prepared dataset (prepare params {made_from}) than "
+                             f"the test set ({test_prepare})")
+
 
 def is_prepared_store(path: Path) -> bool:
     return (path / "train" / "images" / "zarr.json").is_file()

@@ -5,7 +5,8 @@ Reads  `train:` (recipe, eval batch size; `--section architectures` or `regime2`
        `pipeline/io/train_sets.py` reads: the prepared store's full-colour train split, a DCQ store, ...)
        and the prepared store's test split (never quantized). The run's model and seed come from
        dvc.yaml's matrix over `train.models` x `train.seeds` (and `train.bits` for DCQ).
-Writes `CHECKPOINT` (weights, normalisation, resolved params of the whole lineage, per-epoch history) and
+Writes `CHECKPOINT` (weights, normalisation, resolved params of the whole lineage, per-epoch history, the record
+       less its wall-clock times: a rerun writes the same bytes) and
        `RECORD`: one flat JSON record (method, bits, compression_ratio, model, seed, test_accuracy,
        train_bytes, ...) that is a DVC metric and one row of reports/metrics.json.
 Under `torchrun --nproc_per_node N` it trains data-parallel (pipeline/train/distributed.py): each rank holds its
@@ -14,16 +15,14 @@ share of the train and test rows, rank 0 writes both outputs, the record gains `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 import typer
 
-from pipeline.config import BaseParams, lineage, off_switch, params_hash, require
+from pipeline.config import BaseParams, lineage, params_hash
 from pipeline.device import resolve_runtime
-from pipeline.errors import ParamsError, StoreError
+from pipeline.errors import ParamsError
 from pipeline.io.arrays import write_json
 from pipeline.io.atomic import atomic_output
 from pipeline.io.train_sets import load_split, load_train_set
@@ -40,58 +39,17 @@ from pipeline.stages.common import (
     user_errors,
 )
 from pipeline.train import distributed
-from pipeline.train.engine import Normalization, Recipe, evaluate, train
+from pipeline.train.engine import Normalization, evaluate, train
 from pipeline.train.packed import PackedImages
+from pipeline.train.params import TrainParams
 from pipeline.train.streamed import StreamedImages, window_shuffle
 
 # DVC builds one stage per (variant, model, seed) from these lists; each run reads only its own item.
 MATRIX_KEYS = ("models", "seeds", "bits")
 # The params sections a run may read: the main job's and every study's, all parsed as TrainParams.
 SECTIONS = ("train", "architectures", "regime2")
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    models: list[str] = field(default_factory=lambda: ["convnetd3"])
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
-    bits: list[int] = field(default_factory=lambda: [1, 2, 4])  # DCQ bit depths trained on (palette.bits subset)
-    recipe: Recipe = field(default_factory=Recipe)
-    # A coreset of n < N images trains for as many steps as the full set ("iterations", the protocol of the
-    # pruning papers) or for recipe.epochs passes over its n images ("epochs": far fewer steps).
-    coreset_budget: Literal["iterations", "epochs"] = "iterations"
-    eval_batch_size: int = 500
-    # > 0: each epoch's order is window-shuffled (random blocks of stream_block rows, shuffled within windows of
-    # stream_window images) and a full-colour set streams from its store, holding ~3 windows, not the whole set
-    stream_window: int = off_switch(0)
-    stream_block: int = off_switch(256)
-
-    def __post_init__(self):
-        window_shuffle(self.stream_window, self.stream_block)  # its range checks
-        unknown = [m for m in self.models if m not in model_names()]
-        require(not unknown, f"models={unknown} not in the model registry {model_names()}")
-        for q in self.bits:
-            check_bits(q)
-        require(self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size} must be >= 1")
-
-
-def check_compatible(train_set, method: str, bits: int | None, test_size: tuple[int, int], test_classes: list[str],
-                     test_prepare: dict | None) -> None:
-    """Fail before training when the store is not the variant the run was asked for."""
-    where = f"train set {train_set.path}"
-    if train_set.kind != method:
-        what = "full-colour" if train_set.kind == "full" else train_set.kind
-        raise StoreError(f"{where} is a {what} store, but the run is method={method}")
-    if train_set.bits != bits:
-        raise StoreError(f"{where} holds {train_set.bits}-bit indices, but the run asks for bits={bits}")
-    if train_set.image_size != test_size:
-        raise StoreError(f"{where} has {train_set.image_size[0]}x{train_set.image_size[1]} images, the test set "
-                         f"{test_size[0]}x{test_size[1]}")
-    if train_set.classes != test_classes:
-        raise StoreError(f"{where} has classes {train_set.classes}, the test set {test_classes}")
-    made_from = train_set.params.get("prepare")
-    if test_prepare is not None and made_from is not None and made_from != test_prepare:
-        raise StoreError(f"{where} was made from another prepared dataset (prepare params {made_from}) than the "
-                         f"test set ({test_prepare})")
+# The record's wall-clock fields stay out of the checkpoint (a cached output), so a rerun writes the same bytes.
+WALL_CLOCK = ("seconds", "train_seconds")
 
 
 def check_section(section: str) -> None:
@@ -114,8 +72,8 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
         test_x, test_y, test_attrs = load_split(prepared, "test", part, stream=shuffle is not None)
         train_set = load_train_set(train_path, packed=True, part=part,  # indexed sets stay packed: 24/q x less
                                    stream=shuffle is not None)
-        check_compatible(train_set, method, bits, (int(test_x.shape[1]), int(test_x.shape[2])),
-                         list(test_attrs["classes"]), test_attrs.get("params", {}).get("prepare"))
+        train_set.check_matches(method, bits, (int(test_x.shape[1]), int(test_x.shape[2])),
+                                list(test_attrs["classes"]), test_attrs.get("params", {}).get("prepare"))
         torch.manual_seed(seed)
         model = create_model(model_name, len(train_set.classes), train_set.image_size[0])
         images = train_set.images if isinstance(train_set.images, PackedImages | StreamedImages) \
@@ -154,7 +112,8 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
     if world.main:
         with atomic_output(checkpoint_out) as tmp:
             save_checkpoint(tmp, model.cpu(), model_name, len(train_set.classes), h, norm,
-                            {"classes": train_set.classes, "params": used, "record": record, "history": history})
+                            {"classes": train_set.classes, "params": used, "history": history,
+                             "record": {k: v for k, v in record.items() if k not in WALL_CLOCK}})
         write_json(record_out, record)
     distributed.finish(world)
     batch = min(params.recipe.batch_size, train_set.num_images)

@@ -116,7 +116,7 @@ def test_metrics_files_are_flat_and_params_travel_with_the_outputs(small_run):
     metrics = json.loads((small_run.root / "teacher" / "metrics.json").read_text())
     assert all(not isinstance(v, (dict, list)) for v in metrics.values())
     assert metrics["epochs"] == 1 and "final_train_accuracy" in metrics
-    ckpt = torch.load(small_run.teacher, weights_only=False)
+    ckpt = torch.load(small_run.teacher, weights_only=True)
     assert ckpt["params"]["teacher"]["recipe"]["epochs"] == 1 and len(ckpt["history"]) == 1
     refine_metrics = json.loads((small_run.root / "refined" / "q1.json").read_text())
     assert all(not isinstance(v, (dict, list)) for v in refine_metrics.values())
