@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import BaseParams
+from pipeline.io.formats import format_names
 from pipeline.stages import attention, cluster, colour_counts, encode, features, palette, prepare, refine, teacher
 from pipeline.train.engine import Recipe
 
@@ -102,29 +103,40 @@ def scores_store(small_run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def expert_store(small_run, tmp_path_factory) -> Path:
     """Two ConvNetD3 experts, 4 epochs each, on the small run's 160 real train images."""
-    from pipeline.distill.experts import ExpertRecipe
-    from pipeline.stages import experts
-
     out = tmp_path_factory.mktemp("experts") / "experts.zarr"
-    params = experts.ExpertsParams(num_experts=2, recipe=ExpertRecipe(epochs=4, batch_size=32, lr=0.01))
-    experts.run(params, BASE, small_run.prepared, small_run.prepared, out)
-    return out
+    return write_format_store("expert-trajectories-v1", small_run, None, out)
+
+
+def write_format_store(fmt: str, small_run: PipelineRun, expert_store: Path | None, out: Path) -> Path:
+    """One real store of format `fmt` at `out`, written by the stage that writes that format from the small run's
+    outputs (`expert_store`: the trajectories the distiller starts from). Returns the store's path."""
+    from pipeline.distill.experts import ExpertRecipe
+    from pipeline.stages import baseline, codec, distill, experts, prune
+
+    writers = {
+        "codec-v1": lambda: codec.run(codec.CodecParams(search_images=64), BASE, "jpeg", 2, small_run.prepared,
+                                      small_run.dcq(2), out),
+        "dcq-v1": lambda: encode.run(SMALL["encode"], BASE, [1], small_run.prepared, small_run.clusters,
+                                     small_run.root / "refined", out),
+        "expert-trajectories-v1": lambda: experts.run(
+            experts.ExpertsParams(num_experts=2, recipe=ExpertRecipe(epochs=4, batch_size=32, lr=0.01)), BASE,
+            small_run.prepared, small_run.prepared, out),
+        "palette-per-image-v1": lambda: baseline.run(baseline.BaselineParams(), BASE, "median_cut", 1,
+                                                     small_run.prepared, out),
+        "subset-v1": lambda: prune.run(prune.PruneParams(), BASE, "random", 2, small_run.prepared, None, out),
+        "synthetic-v1": lambda: distill.run(distill.DistillParams(), BASE, "random", 1, small_run.prepared,
+                                            expert_store, out),
+    }
+    writers[fmt]()
+    return out / "q1.zarr" if fmt == "dcq-v1" else out
 
 
 @pytest.fixture(scope="session")
 def format_stores(small_run, scores_store, expert_store, tmp_path_factory) -> dict:
     """One real store of every registered format, written by the stage that writes it."""
-    from pipeline.stages import baseline, codec, distill, prune
-
     root = tmp_path_factory.mktemp("formats")
-    codec.run(codec.CodecParams(search_images=64), BASE, "jpeg", 2, small_run.prepared, small_run.dcq(2),
-              root / "jpeg.zarr")
-    baseline.run(baseline.BaselineParams(), BASE, "median_cut", 1, small_run.prepared, root / "median_cut.zarr")
-    prune.run(prune.PruneParams(), BASE, "random", 2, small_run.prepared, None, root / "random.zarr")
-    distill.run(distill.DistillParams(), BASE, "random", 1, small_run.prepared, expert_store, root / "syn.zarr")
-    return {"dcq-v1": small_run.dcq(1), "palette-per-image-v1": root / "median_cut.zarr",
-            "subset-v1": root / "random.zarr", "synthetic-v1": root / "syn.zarr",
-            "expert-trajectories-v1": expert_store, "codec-v1": root / "jpeg.zarr"}
+    return {fmt: small_run.dcq(1) if fmt == "dcq-v1" else expert_store if fmt == "expert-trajectories-v1"
+            else write_format_store(fmt, small_run, expert_store, root / f"{fmt}.zarr") for fmt in format_names()}
 
 
 def _world_entry(rank: int, size: int, init_file: str, fn, args: tuple, out_dir: str) -> None:

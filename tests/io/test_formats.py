@@ -44,3 +44,19 @@ def test_missing_unknown_and_absent_formats_are_clear_errors(stores, tmp_path):
 def test_a_format_cannot_be_registered_twice():
     with pytest.raises(ValueError, match="registered twice"):
         formats.register_format("dcq-v1")(type("Other", (), {}))
+
+
+@pytest.mark.parametrize("fmt", format_names())
+def test_every_format_is_rewritten_byte_for_byte(fmt, stores, small_run, expert_store, tmp_path):
+    """The same stage, params and seed write the same bytes, store metadata included: DVC's hashes hold on a
+    rerun (on the same kind of CPU)."""
+    from tests.conftest import write_format_store
+
+    again = write_format_store(fmt, small_run, expert_store, tmp_path / "again")
+
+    def files(root):
+        return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+
+    assert files(stores[fmt]) == files(again) and files(again)
+    for rel in files(again):
+        assert (stores[fmt] / rel).read_bytes() == (again / rel).read_bytes(), f"{fmt}: {rel}"
