@@ -28,6 +28,14 @@ class Runtime:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     @property
+    def hardware(self) -> str:
+        """What ran the kernels, for a record's provenance: the GPU's name, or the CPU vector ISA torch dispatches
+        to (AVX2 and AVX-512 machines run other kernels, so the same seed trains to other bits)."""
+        if self.device.type == "cuda":
+            return f"cuda {torch.cuda.get_device_name(self.device)}"
+        return f"cpu {torch.backends.cpu.get_cpu_capability()}"
+
+    @property
     def describe(self) -> str:
         return f"{self.device.type}/{'fp32' if self.amp_dtype is None else str(self.amp_dtype).removeprefix('torch.')}"
 

@@ -196,10 +196,10 @@ def build(inputs: ReportInputs) -> list[document.Block]:
         blocks.append(("img", methods_png, f"training images at q={methods_q} by method, with palettes"))
     blocks.append(("h2", "Runs"))
     blocks.append(("table", ["method", "bits", "model", "seed", "test accuracy (%)", "final train acc. (%)",
-                             "epochs", "train s"],
+                             "epochs", "train s", "hardware"],
                    [[records.series_label(r["method"], r.get("ablation")), "-" if r["bits"] is None else r["bits"],
                      r["model"], r["seed"], f"{r['test_accuracy']:.2f}", r.get("final_train_accuracy", "-"),
-                     r.get("epochs", "-"), r.get("train_seconds", "-")] for r in all_recs]))
+                     r.get("epochs", "-"), r.get("train_seconds", "-"), r.get("hardware", "-")] for r in all_recs]))
     if stale:
         blocks.append(("p", (f"Left out: {len(stale)} stale run record(s) whose train set is gone or was rebuilt "
                              "since: " + ", ".join(f"`{r['method']}` bits {r['bits']} {r['model']} seed {r['seed']}"

@@ -48,6 +48,8 @@ def test_record_has_the_documented_schema_and_params_travel(small_run, tmp_path)
     for key, types in SCHEMA.items():
         assert isinstance(record[key], types), key
     assert record["method"] == "dcq" and record["bits"] == 1 and record["seed"] == 0
+    # which kernels ran: the CPU ISA torch dispatched to (the bits of a run differ between AVX2 and AVX-512)
+    assert record["hardware"] == f"cpu {torch.backends.cpu.get_cpu_capability()}"
     assert record["train_bytes"] == DCQStore(small_run.dcq(1)).summary()["bytes_on_disk"]
     assert record["compression_ratio"] == pytest.approx(record["train_bytes"] / (160 * 32 * 32 * 3), abs=1e-6)
     assert record["test_images"] == 80 and record["train_images"] == 160
