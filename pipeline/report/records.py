@@ -24,6 +24,10 @@ def validate(record: dict, where: str) -> dict:
             raise StoreError(f"{where}: run record has no {key!r} (required: {sorted(REQUIRED)})")
         if not isinstance(record[key], types) or isinstance(record[key], bool):
             raise StoreError(f"{where}: {key}={record[key]!r} has the wrong type")
+    if "train_set" in record:  # a path the report opens: a store named by the run, never a way out of it
+        path = record["train_set"]
+        if not isinstance(path, str) or not path or "\x00" in path or ".." in Path(path).parts:
+            raise StoreError(f"{where}: train_set={path!r} is not a store path (a non-empty path without '..')")
     return record
 
 

@@ -38,6 +38,9 @@ def test_summary_is_mean_and_sample_std_with_the_gap_to_full(tmp_path):
     (dict(rec(), test_accuracy="high"), "test_accuracy='high' has the wrong type"),
     (dict(rec(), seed=True), "seed=True has the wrong type"),
     ([1, 2], "must be a JSON object"),
+    (dict(rec(), train_set="data/../../etc"), r"train_set='data/\.\./\.\./etc' is not a store path"),
+    (dict(rec(), train_set=["data/dcq/q1.zarr"]), "is not a store path"),
+    (dict(rec(), train_set=""), "train_set='' is not a store path"),
 ])
 def test_malformed_records_name_the_file_and_key(tmp_path, broken, message):
     write(tmp_path, rec(), broken)
