@@ -49,7 +49,8 @@ STAGE_PARAMS = {
     "evaluate_dcq_ipc": evaluate_synthetic.EvaluateSyntheticParams, "fidelity": fidelity.FidelityParams,
     "fidelity_baseline": fidelity.FidelityParams, "fidelity_ablation": fidelity.FidelityParams,
     "train_full_seeds": train.TrainParams, "train_dcq_seeds": train.TrainParams,
-    "train_baseline_seeds": train.TrainParams, "codec": codec.CodecParams, "train_codec": train.TrainParams,
+    "train_baseline_seeds": train.TrainParams, "train_pruned_seeds": train.TrainParams,
+    "codec": codec.CodecParams, "train_codec": train.TrainParams,
     "train_codec_seeds": train.TrainParams, "fidelity_codec": fidelity.FidelityParams,
     "train_dcq_variant": train.TrainParams, "fidelity_dcq_variant": fidelity.FidelityParams,
     "train_arch_full": train.TrainParams, "train_arch_dcq": train.TrainParams,
@@ -61,6 +62,7 @@ STAGE_PARAMS = {
 SECTION = {"colour_counts": "palette", "train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train",
            "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic", "fidelity_baseline": "fidelity", "fidelity_ablation": "fidelity",
            "train_full_seeds": "train", "train_dcq_seeds": "train", "train_baseline_seeds": "train",
+           "train_pruned_seeds": "train",
            "train_codec": "train", "train_codec_seeds": "train", "fidelity_codec": "fidelity",
            "train_dcq_variant": "train", "fidelity_dcq_variant": "fidelity",
            "train_arch_full": "architectures", "train_arch_dcq": "architectures",
@@ -87,7 +89,8 @@ BASE_KEYS = {"prepare": {"base.seed"}, "train_full": {"base.device", "base.preci
              "evaluate_distill_dcq": {"base.device", "base.precision"},
              "fidelity": set(), "fidelity_baseline": set(), "fidelity_ablation": set(),
              **{name: {"base.device", "base.precision"}
-                for name in ("train_full_seeds", "train_dcq_seeds", "train_baseline_seeds", "train_codec",
+                for name in ("train_full_seeds", "train_dcq_seeds", "train_baseline_seeds", "train_pruned_seeds",
+                             "train_codec",
                              "train_codec_seeds", "train_dcq_variant", "train_arch_full", "train_arch_dcq")
                 + REGIME2_STAGES},
              "fidelity_codec": set(), "fidelity_dcq_variant": set()}
@@ -106,6 +109,7 @@ MAIN_STAGES = {"prepare", "teacher", "features", "cluster", "attention", "colour
 MODULE = {"train_full": "train", "train_dcq": "train", "train_baseline": "train", "train_pruned": "train",
           "train_ablation": "train", "evaluate_dcq_ipc": "evaluate_synthetic", "fidelity_baseline": "fidelity", "fidelity_ablation": "fidelity",
           "train_full_seeds": "train", "train_dcq_seeds": "train", "train_baseline_seeds": "train",
+          "train_pruned_seeds": "train",
           "train_codec": "train", "train_codec_seeds": "train", "fidelity_codec": "fidelity",
           "dcq_variant": "ablate", "train_dcq_variant": "train", "fidelity_dcq_variant": "fidelity",
           "train_arch_full": "train", "train_arch_dcq": "train",
@@ -247,6 +251,8 @@ def test_the_equal_bytes_study_trains_only_what_exists_and_adds_new_seeds(params
     extra = params["equal_bytes"]
     assert set(extra["bits"]) <= set(params["palette"]["bits"]) & set(params["baseline"]["bits"])
     assert set(extra["methods"]) <= set(params["baseline"]["methods"])
+    assert set(extra["coresets"]) <= set(params["prune"]["methods"])
+    assert set(extra["bits"]) <= set(params["prune"]["bits"])
     assert not set(extra["seeds"]) & set(params["train"]["seeds"]), "a seed the main job already trains"
     assert len(set(extra["seeds"]) | set(params["train"]["seeds"])) >= 5
 
