@@ -102,7 +102,8 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
         "epochs": len(history), "final_train_loss": round(history[-1]["loss"], 4),
         "final_train_accuracy": round(history[-1]["train_accuracy"], 4),
         "train_seconds": round(train_timer.seconds, 1), "seconds": round(timer.seconds, 1),
-        "runtime": runtime.describe, "hardware": runtime.hardware, "train_set": str(train_path), "train_set_hash": params_hash(train_set.params),
+        "runtime": runtime.describe, "hardware": runtime.hardware,
+        "train_set": str(train_path), "train_set_hash": params_hash(train_set.params),
         "params_hash": params_hash(used),
         # Per-class view of the same test predictions (rows: true class, columns: predicted, in `classes` order).
         "classes": list(train_set.classes), "confusion": confusion.tolist(),
