@@ -135,8 +135,9 @@ def write_format_store(fmt: str, small_run: PipelineRun, expert_store: Path | No
 def format_stores(small_run, scores_store, expert_store, tmp_path_factory) -> dict:
     """One real store of every registered format, written by the stage that writes it."""
     root = tmp_path_factory.mktemp("formats")
-    return {fmt: small_run.dcq(1) if fmt == "dcq-v1" else expert_store if fmt == "expert-trajectories-v1"
-            else write_format_store(fmt, small_run, expert_store, root / f"{fmt}.zarr") for fmt in format_names()}
+    made = {"dcq-v1": small_run.dcq(1), "expert-trajectories-v1": expert_store}  # session fixtures already
+    return {fmt: made.get(fmt) or write_format_store(fmt, small_run, expert_store, root / f"{fmt}.zarr")
+            for fmt in format_names()}
 
 
 def _world_entry(rank: int, size: int, init_file: str, fn, args: tuple, out_dir: str) -> None:

@@ -34,14 +34,10 @@ def test_normalization_and_cosine():
 def test_compiled_step_trains_like_the_eager_one_and_uses_full_batches(cifar10):
     """`recipe.compile: true` (the default params) must give the same training, up to float reordering."""
     from pipeline.device import resolve_runtime
-    from pipeline.io.sources import list_imagefolder, load_image
     from pipeline.models.registry import create_model
     from pipeline.train.engine import Normalization, Recipe, train
 
-    listing = list_imagefolder(cifar10, "train")
-    rows = np.random.default_rng(0).choice(len(listing), 100, replace=False)
-    images = torch.from_numpy(np.stack([load_image(listing.files[r], 32, "reject") for r in rows]))
-    labels = torch.from_numpy(listing.labels[rows])
+    images, labels = _real_sample(cifar10, 100)
     norm = Normalization.from_images(images.numpy())
     runtime = resolve_runtime("cpu", "fp32")
     histories, weights = [], []
