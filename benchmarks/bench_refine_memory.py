@@ -12,6 +12,10 @@ again with `--rate-steps` steps: the difference is the marginal seconds per imag
 them into the refine row of the ImageNet-1K cost table.
 
     python benchmarks/bench_refine_memory.py --json benchmarks/refine_memory_224px_cpu.json
+    python benchmarks/bench_refine_memory.py --device cuda --per-cluster 64 --one-graph --json refine_gpu.json
+
+With `--device cuda` the images and palettes live on the GPU, a one-image step runs first (CUDA's kernel loading),
+the seconds are taken after a synchronize, and each record adds the GPU's peak allocated memory (`peak_device_mib`); peak RSS is then the host's share only.
 """
 
 from __future__ import annotations
@@ -51,12 +55,23 @@ def child(args: argparse.Namespace) -> None:
     start = torch.stack([lab[g, torch.from_numpy(i), :, torch.from_numpy(y), torch.from_numpy(x)]
                          for g, (i, y, x) in enumerate(picks)])
     chunks = len(refine.image_chunks(lab))
+    device = torch.device(args.device)
+    lab, start = lab.to(device), start.to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":  # CUDA loads its kernels on first use: a one-image step first keeps that out of the rates
+        refine.refine_palettes(lab[:, :1], start, torch.ones(3), 1, 0.5)
+        torch.cuda.reset_peak_memory_stats(device)
+    sync()
     t0 = time.perf_counter()
     _, before, after = refine.refine_palettes(lab, start, torch.ones(3), args.steps, 0.5)
+    sync()
     seconds = time.perf_counter() - t0
-    print(json.dumps({"per_cluster": b, "images": k * b, "pixels": k * b * size * size, "chunks": chunks,
-                      "one_graph": args.one_graph_child, "seconds": round(seconds, 3),
-                      "loss_before": round(float(before.mean()), 2), "loss_after": round(float(after.mean()), 2)}))
+    record = {"per_cluster": b, "images": k * b, "pixels": k * b * size * size, "chunks": chunks,
+              "one_graph": args.one_graph_child, "device": str(device), "seconds": round(seconds, 3),
+              "loss_before": round(float(before.mean()), 2), "loss_after": round(float(after.mean()), 2)}
+    if device.type == "cuda":
+        record["peak_device_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+    print(json.dumps(record))
 
 
 def main() -> None:
@@ -70,6 +85,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1)
     ap.add_argument("--rate-steps", type=int, default=3, help="the largest chunked B again with this many steps")
     ap.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg"))
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where the images and palettes live")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--one-graph-child", dest="one_graph_child", action="store_true", help=argparse.SUPPRESS)
@@ -83,7 +99,8 @@ def main() -> None:
     results = []
     for b, one_graph, steps in runs:
         cmd = [sys.executable, __file__, "--child", str(b), "--clusters", str(args.clusters), "--image-size",
-               str(args.image_size), "--bits", str(args.bits), "--steps", str(steps), "--root", args.root]
+               str(args.image_size), "--bits", str(args.bits), "--steps", str(steps), "--root", args.root,
+               "--device", args.device]
         proc = subprocess.Popen(cmd + (["--one-graph-child"] if one_graph else []), env=env, stdout=subprocess.PIPE)
         _, status, usage = os.wait4(proc.pid, 0)
         out = proc.stdout.read().decode().strip().splitlines()
@@ -92,8 +109,8 @@ def main() -> None:
         record = json.loads(out[-1]) | {"steps": steps, "peak_rss_mib": round(usage.ru_maxrss / 1024)}
         results.append(record)
         print(f"B={b:3d} {'one graph' if one_graph else 'chunked  '} {steps} step(s) {record['pixels'] / 1e6:6.1f} M "
-              f"pixels {record['chunks']} chunk(s) peak {record['peak_rss_mib']:6,} MiB {record['seconds']:6.1f} s",
-              flush=True)
+              f"pixels {record['chunks']} chunk(s) peak {record['peak_rss_mib']:6,} MiB {record['seconds']:6.1f} s"
+              + (f" device peak {record['peak_device_mib']:,} MiB" if "peak_device_mib" in record else ""), flush=True)
     one, many = (next(r for r in results if r["per_cluster"] == largest and not r["one_graph"] and r["steps"] == s)
                  for s in (args.steps, args.rate_steps))
     per_step = (many["seconds"] - one["seconds"]) / (many["steps"] - one["steps"]) / one["images"]
@@ -105,6 +122,7 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "images": f"CIFAR-10 train images upsampled to {args.image_size} px (bicubic), {args.clusters} groups",
             "clusters": args.clusters, "image_size": args.image_size, "bits": args.bits, "cpu_count": os.cpu_count(),
+            "device": args.device,
             "runs": results, "rate": rate}, indent=2) + "\n")
 
 
