@@ -35,6 +35,7 @@ from PIL import Image, ImageOps
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["prepare", "features", "cluster", "attention", "colour_counts", "palette", "refine", "encode"]
+BASELINES = ["baseline", "codec"]  # opt-in (--stages): Median Cut per image, and JPEG at the DCQ store's bytes
 GOAL = 1.10
 
 
@@ -96,6 +97,10 @@ def stage_args(name: str, p: list[str], work: Path, teacher: Path, bits: int) ->
                    "--metrics", str(work / "refine.json")],
         "encode": ["encode", *p, "--bits", q, "--prepared", d["prepared.zarr"], "--clusters", d["clusters.zarr"],
                    "--refined", str(work / "refined"), "--out", str(work / "dcq")],
+        "baseline": ["baseline", *p, "--method", "median_cut", "--bits", q, "--prepared", d["prepared.zarr"],
+                     "--out", str(work / "median_cut.zarr")],
+        "codec": ["codec", *p, "--codec", "jpeg", "--bits", q, "--prepared", d["prepared.zarr"],
+                  "--match", str(work / "dcq" / f"q{q}.zarr"), "--out", str(work / "jpeg.zarr")],
     }[name]
 
 
@@ -110,8 +115,9 @@ def main() -> None:
     ap.add_argument("--params", type=Path, default=REPO / "params.yaml", help="stage params to start from")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override a param (YAML value), e.g. attention.batch_size=8 for 224 px on a small host")
-    ap.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES,
-                    help="the stages to run, in pipeline order (each needs the stores of the ones before it)")
+    ap.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES + BASELINES,
+                    help="the stages to run, in pipeline order (each needs the stores of the ones before it; "
+                         "baseline needs prepare, codec needs encode)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/dcq-scale"))
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args()
@@ -162,7 +168,7 @@ def main() -> None:
                             "--metrics", str(teacher_dir / "metrics.json")], env)
     print(f"teacher ({args.teacher_images:,} images, {args.teacher_epochs} epoch): {seconds:.0f} s", flush=True)
 
-    stages = [stage for stage in STAGES if stage in args.stages]
+    stages = [stage for stage in STAGES + BASELINES if stage in args.stages]
     results: dict[str, dict[int, dict]] = {stage: {} for stage in stages}
     for n in sizes:
         run_dir = work / f"n{n}"

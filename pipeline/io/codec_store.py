@@ -11,6 +11,7 @@ A Zarr v3 group:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +27,33 @@ from pipeline.quantize.codecs import CODECS, decode
 FORMAT = "codec-v1"
 
 
-def write_codec(root: zarr.Group, header: bytes, payloads: list[bytes], labels: np.ndarray, attrs: dict) -> None:
-    root.attrs.update({"format": FORMAT, **attrs, "num_images": len(payloads)})
-    offsets = np.concatenate([[0], np.cumsum([len(p) for p in payloads])]).astype(np.uint64)
-    data = create_rows(root, "data", (int(offsets[-1]),), np.uint8)
-    blob = np.frombuffer(b"".join(payloads), np.uint8)
-    for start, stop in iter_blocks(len(blob), data.shards[0]):
-        data[start:stop] = blob[start:stop]
+def write_codec(root: zarr.Group, blocks: Iterable[tuple[bytes, list[bytes]]], labels: np.ndarray, attrs: dict,
+                spill: Path) -> None:
+    """Write a codec store from `blocks`, the (shared header, per-image payloads) of consecutive blocks of images.
+
+    Each block's payloads go to `spill`, a scratch file, as they come, and from there into `data` a shard at a
+    time once the total is known (the array's shape sets its chunking): memory is one block and one shard, plus 8
+    bytes of offset per image. `spill` is removed at the end."""
+    header, sizes = None, []
+    try:
+        with open(spill, "wb") as scratch:
+            for block_header, payloads in blocks:
+                if header is None:
+                    header = block_header
+                elif block_header != header:
+                    raise ValueError("JPEG headers differ between images of one size and quality")
+                sizes.append(np.fromiter(map(len, payloads), np.uint64, len(payloads)))
+                scratch.write(b"".join(payloads))
+        offsets = np.concatenate([np.zeros(1, np.uint64), *sizes]).cumsum(dtype=np.uint64)
+        root.attrs.update({"format": FORMAT, **attrs, "num_images": len(offsets) - 1})
+        data = create_rows(root, "data", (int(offsets[-1]),), np.uint8)
+        with open(spill, "rb") as scratch:
+            for start, stop in iter_blocks(data.shape[0], data.shards[0]):
+                data[start:stop] = np.frombuffer(scratch.read(stop - start), np.uint8)
+    finally:
+        spill.unlink(missing_ok=True)
     create_small(root, "offsets", offsets)
-    create_small(root, "header", np.frombuffer(header, np.uint8))
+    create_small(root, "header", np.frombuffer(header or b"", np.uint8))
     create_small(root, "labels", labels.astype(smallest_uint(int(labels.max(initial=0)))))
 
 

@@ -5,7 +5,8 @@ Reads  `codec:` + `base` (seed of the quality-search sample); the prepared store
        `codec.bits`.
 Writes `OUT`, a codec store (`codec-v1`, pipeline/io/codec_store.py): every image's file bytes (JPEG: without the
        header all images share, stored once), labels, attrs with the codec, the quality found, the target and
-       the resolved params.
+       the resolved params. Images are read and encoded a shard at a time; their bytes wait in `.OUT.work-PID`
+       until the total sets the store's layout.
 
 The quality is the highest whose store fits the target: searched on a seeded sample of `search_images` images
 (bytes scaled to the set), then lowered one step at a time until the whole encoded set fits.
@@ -13,6 +14,7 @@ The quality is the highest whose store fits the target: searched on a seeded sam
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ import zarr
 
 from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.errors import ParamsError
-from pipeline.io.arrays import disk_bytes, open_group
+from pipeline.io.arrays import disk_bytes, iter_blocks, open_group, take_rows
 from pipeline.io.atomic import store_output
 from pipeline.io.codec_store import write_codec
 from pipeline.io.dcq_store import DCQStore
@@ -56,14 +58,19 @@ def run(params: CodecParams, base: BaseParams, codec: str, bits: int, prepared: 
         raise ParamsError(f"codec --bits={bits}, but {match} holds {reference.bits}-bit DCQ indices")
     target = disk_bytes(match)
     prep = open_group(prepared, "prepared store")
-    images, labels = prep["train/images"][:], prep["train/labels"][:]
-    n = len(images)
+    images, labels = prep["train/images"], prep["train/labels"][:]
+    n = images.shape[0]
     with Timer() as timer:
         sample = np.sort(np.random.default_rng(base.seed).choice(n, min(n, params.search_images), replace=False))
+        sample_images = take_rows(images, sample)
 
         def estimate(quality: int) -> int:
-            header, payloads = encode_set(images[sample], codec, quality)
+            header, payloads = encode_set(sample_images, codec, quality)
             return len(header) + round(sum(map(len, payloads)) * n / len(sample))
+
+        def encoded_blocks(quality: int):  # a shard of images at a time: memory set by the shard, not by N
+            for start, stop in iter_blocks(n, images.shards[0] if images.shards else images.chunks[0]):
+                yield encode_set(images[start:stop], codec, quality)
 
         quality = search_quality(estimate, codec, target - METADATA_BYTES)
         if quality is None:
@@ -75,8 +82,8 @@ def run(params: CodecParams, base: BaseParams, codec: str, bits: int, prepared: 
                  "source": {"dataset": prep.attrs["source"], "root": prep.attrs["root"]}}
         with store_output(out) as tmp:
             while True:  # the whole store on disk, metadata included, must fit
-                header, payloads = encode_set(images, codec, quality)
-                write_codec(zarr.open_group(str(tmp), mode="w"), header, payloads, labels, attrs | {"quality": quality})
+                write_codec(zarr.open_group(str(tmp), mode="w"), encoded_blocks(quality), labels,
+                            attrs | {"quality": quality}, spill=out.with_name(f".{out.name}.work-{os.getpid()}"))
                 seal(tmp)
                 if disk_bytes(tmp) <= target:
                     break
