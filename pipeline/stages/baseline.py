@@ -20,12 +20,15 @@ import zarr
 
 from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.executor import map_shards
-from pipeline.io.arrays import create_rows, create_small, open_group, open_rows, write_block_size
+from pipeline.io.arrays import create_rows, create_small, iter_blocks, open_group, open_rows, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.io.dcq_store import PER_IMAGE_FORMAT, smallest_uint
 from pipeline.quantize.bitpack import check_bits, pack, packed_bytes
 from pipeline.quantize.per_image import QUANTIZERS, check_quantizer, quantize_block
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+
+
+SUB_BLOCK_PIXELS = 1 << 21  # images are read and quantized ~2 M pixels at a time (memory set by this, not the shard)
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,20 @@ def quantize_shard(method: str, bits: int, iterations: int, seed: int, prepared:
                    stop: int) -> np.ndarray:
     """One shard of rows: images [start, stop) quantized, their packed indices into OUT's `indices` (an executor
     task). Returns their palettes."""
-    images = zarr.open_group(prepared, mode="r")["train/images"][start:stop]
-    idx, pal = quantize_block(images, method, bits, iterations, seed)
-    open_rows(out, "indices")[start:stop] = pack(idx.reshape(stop - start, -1), bits)
-    return pal
+    images = zarr.open_group(prepared, mode="r")["train/images"]
+    packed, palettes = [], []
+    for lo, hi in iter_blocks(stop - start, sub_block_rows(*images.shape[1:3])):
+        idx, pal = quantize_block(images[start + lo:start + hi], method, bits, iterations, seed)
+        packed.append(pack(idx.reshape(hi - lo, -1), bits))
+        palettes.append(pal)
+    open_rows(out, "indices")[start:stop] = np.concatenate(packed)
+    return np.concatenate(palettes)
+
+
+def sub_block_rows(h: int, w: int) -> int:
+    """Images quantized at a time within a shard (a shard of packed indices holds 65,536 images at 32 px and q=2).
+    Each image is quantized on its own, so the block changes no bits (tests/stages/test_baseline.py)."""
+    return max(1, SUB_BLOCK_PIXELS // (h * w))
 
 
 def run(params: BaselineParams, base: BaseParams, method: str, bits: int, prepared: Path, out: Path) -> dict:

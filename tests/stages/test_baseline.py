@@ -60,6 +60,23 @@ def test_same_params_give_identical_files(median_cut_q2, small_run, tmp_path):
         assert (median_cut_q2 / f).read_bytes() == (again / f).read_bytes(), f
 
 
+
+@pytest.mark.parametrize("method", ["median_cut", "kmeans_lab"])
+def test_a_shard_quantized_in_sub_blocks_gives_the_same_store(method, small_run, tmp_path, monkeypatch):
+    """A task reads and quantizes its shard ~2 M pixels at a time; cut into blocks of 7 images (the last short, none
+    aligned with the nearest-colour batches), the store is byte for byte the one quantized a whole shard at once."""
+    whole = tmp_path / "whole.zarr"
+    monkeypatch.setattr(baseline, "SUB_BLOCK_PIXELS", 1 << 40)
+    baseline.run(baseline.BaselineParams(kmeans_iterations=3), BASE, method, 2, small_run.prepared, whole)
+    monkeypatch.setattr(baseline, "SUB_BLOCK_PIXELS", 7 * 32 * 32)
+    assert baseline.sub_block_rows(32, 32) == 7
+    cut = tmp_path / "cut.zarr"
+    baseline.run(baseline.BaselineParams(kmeans_iterations=3), BASE, method, 2, small_run.prepared, cut)
+    files = sorted(p.relative_to(whole) for p in whole.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(cut) for p in cut.rglob("*") if p.is_file())
+    for f in files:
+        assert (whole / f).read_bytes() == (cut / f).read_bytes(), f
+
 def test_bad_method_or_bits_is_an_error_before_writing(small_run, tmp_path):
     with pytest.raises(ParamsError, match="'dither' is not a per-image quantizer"):
         baseline.run(baseline.BaselineParams(), BASE, "dither", 2, small_run.prepared, tmp_path / "x.zarr")
