@@ -1,6 +1,6 @@
 """The Dask executor writes the same bytes as the serial one: prepare, features, attention, colour counts (each task
-spills its block's counts, one merge), palette, encode and the per-image
-baselines on real CIFAR-10 images, mapped over their output shards by a 2-worker LocalCluster, against the serial run's stores."""
+spills its block's counts, one merge), palette, encode, the per-image baselines and a codec (each task encodes a
+shard into a scratch file) on real CIFAR-10 images, mapped over their output shards by a 2-worker LocalCluster, against the serial run's stores."""
 
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +11,7 @@ import zarr
 from pipeline.config import to_dict
 from pipeline.errors import ParamsError
 from pipeline.executor import cached, map_shards, spans
-from pipeline.stages import attention, baseline, colour_counts, encode, features, palette, prepare
+from pipeline.stages import attention, baseline, codec, colour_counts, encode, features, palette, prepare
 from tests.conftest import BASE, SMALL
 
 
@@ -58,11 +58,14 @@ def test_dask_executor_writes_the_serial_bytes(small_run, tmp_path, cluster, mon
                        small_run.refined(2).parent, out / f"dcq-{assign}")
         for method in ("median_cut", "libimagequant"):
             baseline.run(baseline.BaselineParams(), base, method, 2, small_run.prepared, out / f"{method}.zarr")
+        # the codec maps over the shards of the prepared store it reads: this test's, with small shards
+        codec.run(codec.CodecParams(search_images=64), base, "jpeg", 2, out / "prepared.zarr", small_run.dcq(2),
+                  out / "jpeg.zarr")
     for store in ("prepared.zarr", "features.zarr", "attention.zarr", "palettes.zarr", "dcq-cluster/q1.zarr", "dcq-cluster/q2.zarr",
                   "dcq-best_palette/q1.zarr", "dcq-best_palette/q2.zarr", "median_cut.zarr",
-                  "libimagequant.zarr"):
+                  "libimagequant.zarr", "jpeg.zarr"):
         same_store(tmp_path / "serial" / store, tmp_path / "dask" / store)
-    assert len(mapped) == 9 and min(mapped) >= 5  # each dask stage ran as that many shard tasks
+    assert len(mapped) == 10 and min(mapped) >= 5  # each dask stage ran as that many shard tasks
     shards = zarr.open_group(str(tmp_path / "dask" / "attention.zarr"), mode="r")["cams"].shards[0]
     assert 160 // shards >= 4
 

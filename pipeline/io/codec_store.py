@@ -11,7 +11,7 @@ A Zarr v3 group:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,33 +27,27 @@ from pipeline.quantize.codecs import CODECS, decode
 FORMAT = "codec-v1"
 
 
-def write_codec(root: zarr.Group, blocks: Iterable[tuple[bytes, list[bytes]]], labels: np.ndarray, attrs: dict,
-                spill: Path) -> None:
-    """Write a codec store from `blocks`, the (shared header, per-image payloads) of consecutive blocks of images.
-
-    Each block's payloads go to `spill`, a scratch file, as they come, and from there into `data` a shard at a
-    time once the total is known (the array's shape sets its chunking): memory is one block and one shard, plus 8
-    bytes of offset per image. `spill` is removed at the end."""
-    header, sizes = None, []
-    try:
-        with open(spill, "wb") as scratch:
-            for block_header, payloads in blocks:
-                if header is None:
-                    header = block_header
-                elif block_header != header:
-                    raise ValueError("JPEG headers differ between images of one size and quality")
-                sizes.append(np.fromiter(map(len, payloads), np.uint64, len(payloads)))
-                scratch.write(b"".join(payloads))
-        offsets = np.concatenate([np.zeros(1, np.uint64), *sizes]).cumsum(dtype=np.uint64)
-        root.attrs.update({"format": FORMAT, **attrs, "num_images": len(offsets) - 1})
-        data = create_rows(root, "data", (int(offsets[-1]),), np.uint8)
-        with open(spill, "rb") as scratch:
-            for start, stop in iter_blocks(data.shape[0], data.shards[0]):
-                data[start:stop] = np.frombuffer(scratch.read(stop - start), np.uint8)
-    finally:
-        spill.unlink(missing_ok=True)
+def write_codec(root: zarr.Group, parts: Sequence[tuple[bytes, np.ndarray]], pieces: Iterable[bytes],
+                labels: np.ndarray, attrs: dict) -> None:
+    """Write a codec store from consecutive blocks of images: `parts` holds each block's (shared header, payload
+    sizes) and `pieces` yields the blocks' payload bytes, concatenated, in the same order (pieces of any length).
+    The total sets `data`'s layout, which is then filled a shard at a time: memory is a shard and a piece, plus 8
+    bytes of offset per image."""
+    if len({header for header, _ in parts}) > 1:
+        raise ValueError("JPEG headers differ between images of one size and quality")
+    offsets = np.concatenate([np.zeros(1, np.uint64), *(sizes for _, sizes in parts)]).cumsum(dtype=np.uint64)
+    root.attrs.update({"format": FORMAT, **attrs, "num_images": len(offsets) - 1})
+    data = create_rows(root, "data", (int(offsets[-1]),), np.uint8)
+    pending, source = bytearray(), iter(pieces)
+    for start, stop in iter_blocks(data.shape[0], data.shards[0]):
+        while len(pending) < stop - start:
+            pending += next(source)
+        data[start:stop] = np.frombuffer(bytes(pending[:stop - start]), np.uint8)
+        del pending[:stop - start]
+    if pending or next(source, b""):
+        raise ValueError("the payload bytes outrun the sizes of the parts")
     create_small(root, "offsets", offsets)
-    create_small(root, "header", np.frombuffer(header or b"", np.uint8))
+    create_small(root, "header", np.frombuffer(parts[0][0] if parts else b"", np.uint8))
     create_small(root, "labels", labels.astype(smallest_uint(int(labels.max(initial=0)))))
 
 

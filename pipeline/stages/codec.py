@@ -1,12 +1,12 @@
 """codec@name-q: the train set stored with a standard image codec at the bytes DCQ spends at q.
 
-Reads  `codec:` + `base` (seed of the quality-search sample); the prepared store (train/), and the DCQ store at q
-       whose bytes on disk are the target. The codec and q come from dvc.yaml's matrix over `codec.codecs` x
-       `codec.bits`.
+Reads  `codec:` + `base` (seed of the quality-search sample; executor: the shards map serially or on Dask); the
+       prepared store (train/), and the DCQ store at q whose bytes on disk are the target. The codec and q come from
+       dvc.yaml's matrix over `codec.codecs` x `codec.bits`.
 Writes `OUT`, a codec store (`codec-v1`, pipeline/io/codec_store.py): every image's file bytes (JPEG: without the
        header all images share, stored once), labels, attrs with the codec, the quality found, the target and
-       the resolved params. Images are read and encoded a shard at a time; their bytes wait in `.OUT.work-PID`
-       until the total sets the store's layout.
+       the resolved params. Each task encodes a shard of the prepared images into a file in `.OUT.work-PID-*/`;
+       once their sizes add up to the store's layout, the files are copied in a shard at a time.
 
 The quality is the highest whose store fits the target: searched on a seeded sample of `search_images` images
 (bytes scaled to the set), then lowered one step at a time until the whole encoded set fits.
@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,8 @@ import zarr
 
 from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.errors import ParamsError
-from pipeline.io.arrays import disk_bytes, iter_blocks, open_group, take_rows
+from pipeline.executor import map_shards
+from pipeline.io.arrays import disk_bytes, open_group, take_rows
 from pipeline.io.atomic import store_output
 from pipeline.io.codec_store import write_codec
 from pipeline.io.dcq_store import DCQStore
@@ -51,6 +54,15 @@ class CodecParams:
         require(self.search_images >= 1, f"search_images={self.search_images} must be >= 1")
 
 
+def encode_shard(codec: str, quality: int, prepared: str, scratch: str, start: int, stop: int
+                 ) -> tuple[bytes, np.ndarray]:
+    """One block of rows (an executor task): images [start, stop) encoded, their payloads into SCRATCH/START.
+    Returns (the header they share, their payload sizes)."""
+    header, payloads = encode_set(zarr.open_group(prepared, mode="r")["train/images"][start:stop], codec, quality)
+    (Path(scratch) / f"{start:012d}").write_bytes(b"".join(payloads))
+    return header, np.fromiter(map(len, payloads), np.uint64, len(payloads))
+
+
 def run(params: CodecParams, base: BaseParams, codec: str, bits: int, prepared: Path, match: Path, out: Path) -> dict:
     codec, bits = check_codec(codec, "codec --codec"), check_bits(bits, "codec --bits")
     reference = DCQStore(match)
@@ -68,10 +80,6 @@ def run(params: CodecParams, base: BaseParams, codec: str, bits: int, prepared: 
             header, payloads = encode_set(sample_images, codec, quality)
             return len(header) + round(sum(map(len, payloads)) * n / len(sample))
 
-        def encoded_blocks(quality: int):  # a shard of images at a time: memory set by the shard, not by N
-            for start, stop in iter_blocks(n, images.shards[0] if images.shards else images.chunks[0]):
-                yield encode_set(images[start:stop], codec, quality)
-
         quality = search_quality(estimate, codec, target - METADATA_BYTES)
         if quality is None:
             raise ParamsError(f"{codec} at its lowest quality {QUALITY_RANGE[codec][0]} needs about "
@@ -82,8 +90,12 @@ def run(params: CodecParams, base: BaseParams, codec: str, bits: int, prepared: 
                  "source": {"dataset": prep.attrs["source"], "root": prep.attrs["root"]}}
         with store_output(out) as tmp:
             while True:  # the whole store on disk, metadata included, must fit
-                write_codec(zarr.open_group(str(tmp), mode="w"), encoded_blocks(quality), labels,
-                            attrs | {"quality": quality}, spill=out.with_name(f".{out.name}.work-{os.getpid()}"))
+                with tempfile.TemporaryDirectory(prefix=f".{out.name}.work-{os.getpid()}-", dir=out.parent) as scratch:
+                    task = partial(encode_shard, codec, quality, str(prepared), scratch)
+                    parts = map_shards(base, task, n, images.shards[0] if images.shards else images.chunks[0],
+                                       f"codec {codec} quality {quality}")
+                    pieces = (path.read_bytes() for path in sorted(Path(scratch).iterdir()))
+                    write_codec(zarr.open_group(str(tmp), mode="w"), parts, pieces, labels, attrs | {"quality": quality})
                 seal(tmp)
                 if disk_bytes(tmp) <= target:
                     break

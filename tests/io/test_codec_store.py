@@ -1,5 +1,5 @@
-"""The codec store's writer on real CIFAR-10 images: blocks of payloads spill to a scratch file and land in the store
-in order; blocks whose JPEG headers differ are refused, and the scratch file never outlives the call."""
+"""The codec store's writer on real CIFAR-10 images: blocks of payloads, delivered in pieces of any length, land in
+the store in order; blocks whose JPEG headers differ, and bytes that do not add up to the sizes, are refused."""
 
 import numpy as np
 import pytest
@@ -16,23 +16,32 @@ def real_images(small_run, n: int) -> tuple[np.ndarray, np.ndarray]:
     return prep["train/images"][:n], prep["train/labels"][:n]
 
 
-def test_blocks_land_in_order_and_the_scratch_file_is_removed(small_run, tmp_path):
+def encoded_parts(images: np.ndarray, quality, block: int) -> tuple[list, bytes]:
+    parts, payload = [], b""
+    for start, q in zip(range(0, len(images), block), quality):
+        header, payloads = codecs.encode_set(images[start:start + block], "jpeg", q)
+        parts.append((header, np.array([len(p) for p in payloads], np.uint64)))
+        payload += b"".join(payloads)
+    return parts, payload
+
+
+def test_blocks_land_in_order_whatever_the_pieces(small_run, tmp_path):
     images, labels = real_images(small_run, 30)
-    blocks = [codecs.encode_set(images[i:i + 8], "jpeg", 40) for i in range(0, 30, 8)]
-    spill = tmp_path / ".out.zarr.work-1"
+    parts, payload = encoded_parts(images, [40] * 4, 8)
+    pieces = [payload[i:i + 1000] for i in range(0, len(payload), 1000)]  # not aligned with blocks or shards
     root = zarr.open_group(str(tmp_path / "out.zarr"), mode="w")
-    write_codec(root, iter(blocks), labels, ATTRS | {"quality": 40}, spill)
-    assert not spill.exists()
+    write_codec(root, parts, iter(pieces), labels, ATTRS | {"quality": 40})
     header, payloads = codecs.encode_set(images, "jpeg", 40)
     offsets = root["offsets"][:]
     assert root["header"][:].tobytes() == header and root.attrs["num_images"] == 30
     assert [root["data"][offsets[i]:offsets[i + 1]].tobytes() for i in range(30)] == payloads
 
 
-def test_blocks_with_different_jpeg_headers_are_refused(small_run, tmp_path):
+def test_different_jpeg_headers_or_bytes_that_do_not_add_up_are_refused(small_run, tmp_path):
     images, labels = real_images(small_run, 16)
-    blocks = [codecs.encode_set(images[:8], "jpeg", 40), codecs.encode_set(images[8:], "jpeg", 41)]
-    spill = tmp_path / ".out.zarr.work-1"
+    parts, payload = encoded_parts(images, [40, 41], 8)
     with pytest.raises(ValueError, match="JPEG headers differ"):
-        write_codec(zarr.open_group(str(tmp_path / "out.zarr"), mode="w"), iter(blocks), labels, ATTRS, spill)
-    assert not spill.exists()
+        write_codec(zarr.open_group(str(tmp_path / "a.zarr"), mode="w"), parts, iter([payload]), labels, ATTRS)
+    parts, payload = encoded_parts(images, [40, 40], 8)
+    with pytest.raises(ValueError, match="outrun"):
+        write_codec(zarr.open_group(str(tmp_path / "b.zarr"), mode="w"), parts, iter([payload, b"x"]), labels, ATTRS)

@@ -51,18 +51,19 @@ def test_a_codec_that_cannot_fit_and_a_wrong_q_are_clear_errors(small_run, tmp_p
 
 
 def test_a_set_encoded_shard_by_shard_is_the_store_encoded_at_once(small_run, tmp_path, monkeypatch):
-    """The stage reads and encodes a shard of images at a time: cut into blocks of 7 images (23 blocks, the last
-    short), the store is byte for byte the one written from a single block, and the scratch file is gone."""
+    """Each task encodes a shard of images into a scratch file: cut into blocks of 7 images (23 tasks, the last
+    short), the store is byte for byte the one written from a single block, and the scratch folder is gone."""
     whole = tmp_path / "whole.zarr"
     codec.run(PARAMS, BASE, "jpeg", 2, small_run.prepared, small_run.dcq(2), whole)
-    blocks = []
-    real_blocks = codec.iter_blocks
-    monkeypatch.setattr(codec, "iter_blocks", lambda n, size: blocks.append(n) or real_blocks(n, 7))
+    tasks = []
+    real_map = codec.map_shards
+    monkeypatch.setattr(codec, "map_shards", lambda base, task, n, block, desc: tasks.append(
+        len(range(0, n, 7))) or real_map(base, task, n, 7, desc))
     cut = tmp_path / "cut.zarr"
     codec.run(PARAMS, BASE, "jpeg", 2, small_run.prepared, small_run.dcq(2), cut)
-    assert blocks, "the stage did not read its images in blocks"
+    assert tasks and tasks[-1] == 23, tasks
     files = sorted(p.relative_to(whole) for p in whole.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(cut) for p in cut.rglob("*") if p.is_file())
     for name in files:
         assert (whole / name).read_bytes() == (cut / name).read_bytes(), name
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.zarr", "whole.zarr"]  # no .cut.zarr.work-PID left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.zarr", "whole.zarr"]  # no .cut.zarr.work-* left
