@@ -28,7 +28,7 @@ import zarr
 from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.errors import ParamsError
 from pipeline.executor import map_shards
-from pipeline.io.arrays import disk_bytes, open_group, take_rows
+from pipeline.io.arrays import disk_bytes, open_group, take_rows, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.io.codec_store import write_codec
 from pipeline.io.dcq_store import DCQStore
@@ -92,8 +92,7 @@ def run(params: CodecParams, base: BaseParams, codec: str, bits: int, prepared: 
             while True:  # the whole store on disk, metadata included, must fit
                 with tempfile.TemporaryDirectory(prefix=f".{out.name}.work-{os.getpid()}-", dir=out.parent) as scratch:
                     task = partial(encode_shard, codec, quality, str(prepared), scratch)
-                    parts = map_shards(base, task, n, images.shards[0] if images.shards else images.chunks[0],
-                                       f"codec {codec} quality {quality}")
+                    parts = map_shards(base, task, n, write_block_size(images), f"codec {codec} quality {quality}")
                     pieces = (path.read_bytes() for path in sorted(Path(scratch).iterdir()))
                     write_codec(zarr.open_group(str(tmp), mode="w"), parts, pieces, labels, attrs | {"quality": quality})
                 seal(tmp)
