@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -48,11 +50,40 @@ def verify(stores: list[Path] = typer.Argument(..., help="Zarr stores written by
             typer.echo(f"ok {store}: {len(checked)} arrays ({', '.join(f'{k}[{v}]' for k, v in checked.items())})")
 
 
+def output_options(command) -> list[str]:
+    """The parameters of a stage command that name a file or store it writes: `out`, `record`, `timing`, `*_out`."""
+    return [name for name in inspect.signature(command).parameters
+            if name in ("out", "record", "timing") or name.endswith("_out")]
+
+
+def guarded(module):
+    """The stage's command, refusing before it starts any output path that holds something dcq did not write (the
+    stage would otherwise find out only when it swaps its output in, maybe hours later). A stage module may name
+    `OUTPUT_FOLDERS` (options naming a folder it writes its outputs into, not an output) and `OUTPUT_OWNERS` (option
+    -> test for an output format that carries no dcq marker)."""
+    from pipeline.io.atomic import check_replaceable
+
+    command = module.command
+    folders, owners = getattr(module, "OUTPUT_FOLDERS", ()), getattr(module, "OUTPUT_OWNERS", {})
+    names = [n for n in output_options(command) if n not in folders]
+
+    @functools.wraps(command)
+    def run(**kwargs):
+        with user_errors():
+            for name in names:
+                if isinstance(kwargs.get(name), Path):
+                    check_replaceable(kwargs[name], owners.get(name))
+        return command(**kwargs)
+
+    return run
+
+
 def build_app(stages: list[str]) -> typer.Typer:
     app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                       help="Dataset colour quantization: a staged pipeline from images to palettes + indices in Zarr.")
     for name in stages:
-        app.command(name)(importlib.import_module(f"pipeline.stages.{name}").command)
+        module = importlib.import_module(f"pipeline.stages.{name}")
+        app.command(name)(guarded(module))
     app.command("inspect")(inspect_store)
     app.command("export")(export)
     app.command("verify")(verify)

@@ -41,31 +41,43 @@ def test_dask_executor_writes_the_serial_bytes(small_run, tmp_path, cluster, mon
     monkeypatch.setattr("pipeline.quantize.palette_store.write_block_size", lambda arr: 16)
     dask = replace(BASE, executor="dask", scheduler=cluster)
     import pipeline.executor as executor
-    mapped = []
-    real = executor._map_dask
-    monkeypatch.setattr(executor, "_map_dask", lambda *a: mapped.append(len(a[2])) or real(*a))
+    mapped: dict[str, list[int]] = {}  # stage -> tasks of each of its Dask maps
+    real, stage = executor._map_dask, [""]
+    monkeypatch.setattr(executor, "_map_dask", lambda *a: mapped.setdefault(stage[0], []).append(len(a[2])) or real(*a))
     for name, base in (("serial", BASE), ("dask", dask)):
         out = tmp_path / name
+        stage[0] = "prepare"
         prepare.run(SMALL["prepare"], base, out / "prepared.zarr")
+        stage[0] = "features"
         features.run(SMALL["features"], base, small_run.prepared, small_run.teacher, out / "features.zarr")
+        stage[0] = "attention"
         attention.run(SMALL["attention"], base, small_run.prepared, small_run.teacher, out / "attention.zarr")
+        stage[0] = "colour_counts"
         colour_counts.run(SMALL["palette"], base, small_run.prepared, small_run.clusters, out / "attention.zarr",
                           out / "counts.zarr")
+        stage[0] = "palette"
         palette.run(SMALL["palette"], base, 2, out / "counts.zarr",
                     out / "palettes.zarr")
         for assign in ("cluster", "best_palette"):
+            stage[0] = f"encode-{assign}"
             encode.run(replace(SMALL["encode"], assign=assign), base, [1, 2], small_run.prepared, small_run.clusters,
                        small_run.refined(2).parent, out / f"dcq-{assign}")
         for method in ("median_cut", "libimagequant"):
+            stage[0] = method
             baseline.run(baseline.BaselineParams(), base, method, 2, small_run.prepared, out / f"{method}.zarr")
         # the codec maps over the shards of the prepared store it reads: this test's, with small shards
+        stage[0] = "codec"
         codec.run(codec.CodecParams(search_images=64), base, "jpeg", 2, out / "prepared.zarr", small_run.dcq(2),
                   out / "jpeg.zarr")
     for store in ("prepared.zarr", "features.zarr", "attention.zarr", "palettes.zarr", "dcq-cluster/q1.zarr", "dcq-cluster/q2.zarr",
                   "dcq-best_palette/q1.zarr", "dcq-best_palette/q2.zarr", "median_cut.zarr",
                   "libimagequant.zarr", "jpeg.zarr"):
         same_store(tmp_path / "serial" / store, tmp_path / "dask" / store)
-    assert len(mapped) == 10 and min(mapped) >= 5  # each dask stage ran as that many shard tasks
+    # every Dask stage ran as several shard tasks; how many maps a stage makes is not fixed (the codec searches its
+    # quality in as many passes as it needs to meet the DCQ store's bytes, which depend on the teacher's float bits)
+    assert sorted(mapped) == sorted(["prepare", "features", "attention", "colour_counts", "palette", "encode-cluster",
+                                     "encode-best_palette", "median_cut", "libimagequant", "codec"]), sorted(mapped)
+    assert all(min(tasks) >= 5 for tasks in mapped.values()), mapped
     shards = zarr.open_group(str(tmp_path / "dask" / "attention.zarr"), mode="r")["cams"].shards[0]
     assert 160 // shards >= 4
 

@@ -13,7 +13,7 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from pipeline.io.verify import check_store
+from pipeline.io.verify import open_verified
 
 # ~16 MiB of uint8 32x32 RGB images per shard file; inner chunks stay small for random access.
 SHARD_BYTES = 16 * 2**20
@@ -90,9 +90,7 @@ def open_group(path: str | Path, what: str) -> zarr.Group:
     path = Path(path)
     if not (path / "zarr.json").is_file():
         raise FileNotFoundError(f"{what}: no Zarr store at {path} (run the stage that writes it first)")
-    root = zarr.open_group(str(path), mode="r")
-    check_store(path, root)
-    return root
+    return open_verified(path)
 
 
 def array_bytes(path: str | Path) -> int:
@@ -113,7 +111,11 @@ def disk_bytes(path: str | Path) -> int:
 
 
 def write_json(path: str | Path, obj) -> None:
-    from pipeline.io.atomic import atomic_output
+    """A JSON output (a mapping), marked as dcq's (`written_by: dcq`) so that a rerun may replace it and nothing
+    else is ever replaced (pipeline/io/atomic.py)."""
+    from pipeline.io.atomic import MARKER, MARKER_KEY, atomic_output
 
+    if not isinstance(obj, dict):
+        raise TypeError(f"write_json writes a mapping, got {type(obj).__name__}")
     with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        Path(tmp).write_text(json.dumps({**obj, MARKER_KEY: MARKER}, indent=2, sort_keys=True) + "\n")

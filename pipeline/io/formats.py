@@ -11,7 +11,7 @@ from pathlib import Path
 import zarr
 
 from pipeline.errors import StoreError
-from pipeline.io.verify import check_store
+from pipeline.io.verify import open_verified
 from pipeline.registry import Registry
 
 FORMATS: Registry[type] = Registry("store format", error=StoreError)
@@ -34,12 +34,11 @@ def open_format(path: str | Path, formats: tuple[str, ...], missing: str) -> tup
     path = Path(path)
     if not (path / "zarr.json").is_file():
         raise StoreError(missing)
-    root = zarr.open_group(str(path), mode="r")
-    attrs = dict(root.attrs)
+    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
     if not isinstance(attrs.get("format"), str) or attrs.get("format") not in formats:
         raise StoreError(f"{path}: not a {' or '.join(formats)} store (format={attrs.get('format')!r})")
-    check_store(path, root)
-    return root, attrs
+    root = open_verified(path)
+    return root, dict(root.attrs)
 
 
 def store_format(path: str | Path, readable: tuple[str, ...] | None = None, role: str = "store") -> str:

@@ -1,22 +1,33 @@
 """Stores are verified, not trusted: every Zarr store a stage writes is sealed with a manifest, and every reader
-checks it on open.
+checks it on open and checks each shard's bytes as it reads them.
 
-The manifest (root attr `manifest`) lists each array: shape, dtype and the sha256 of its content (C order, row
-blocks). Arrays are written with a crc32c checksum after compression and with every chunk written, even an empty
-one (pipeline/io/arrays.py), so:
-- `check_store` (on every open, cheap): the manifest is there; each array it lists exists with that shape and
-  dtype and no other array does; every chunk is present: each shard file exists, is long enough, its index passes
-  its crc32c and points at every inner chunk inside the file. It reads only the shard indexes.
-- `verify_store` (`dcq verify`): those checks, then every chunk is decoded (crc32c) and hashed against the manifest.
-A mismatch is a StoreError naming the store, the array and what is wrong.
+The manifest (root attr `manifest`, version 2) holds:
+- `metadata`: the sha256 of every node's `zarr.json` (the root's without the manifest itself), so every attr of
+  the store and of its arrays, and each array's layout (chunk key encoding, codecs, fill value), are vouched for;
+- `arrays`: each array's shape, dtype and the sha256 of its content (C order, row blocks);
+- `files`: the sha256 of every chunk or shard file.
+Arrays are written with a crc32c checksum after compression and with every chunk written, even an empty one
+(pipeline/io/arrays.py), so:
+- `check_store` (on every open, cheap): the manifest is there; every node's metadata has the hash it was sealed
+  with and the layout dcq writes; each array it lists exists with that shape and dtype and no other array does;
+  every chunk is present: each shard file exists, is long enough, its index passes its crc32c and points at every
+  inner chunk inside the file. It reads only metadata and shard indexes.
+- `open_verified` (every reader): the group after `check_store`, on a store that hashes each chunk or shard file
+  the first time it is read and refuses one whose hash differs from the manifest's (a shard copied in from another
+  store passes its crc32c, not this).
+- `verify_store` (`dcq verify`): those checks, then every chunk is decoded and every array hashed.
+A mismatch is a StoreError naming the store, the array and the chunk or shard.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from itertools import product
 from pathlib import Path
@@ -24,11 +35,15 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 import zarr
+from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest
+from zarr.storage import LocalStore
 
 from pipeline.errors import DcqError, StoreError
 
 MANIFEST = "manifest"
+MANIFEST_VERSION = 2
 _MISSING = 2**64 - 1  # the sharding codec's marker for an inner chunk that was never written
+_NODE_META = "zarr.json"
 
 
 def arrays(root: zarr.Group) -> dict[str, zarr.Array]:
@@ -51,14 +66,155 @@ def content_hash(arr: zarr.Array) -> str:
     return digest.hexdigest()
 
 
+def _store_root(path: str | Path | zarr.Group) -> Path:
+    if isinstance(path, zarr.Group):
+        return Path(path.store.root) / path.path if path.path else Path(path.store.root)
+    return Path(path)
+
+
+def _node_names(root: zarr.Group) -> list[str]:
+    return sorted(["", *(name for name, _ in root.members(max_depth=None))])
+
+
+def _meta_key(node: str) -> str:
+    return f"{node}/{_NODE_META}" if node else _NODE_META
+
+
+def _read_meta(path: Path, node: str) -> dict:
+    file = path / _meta_key(node)
+    try:
+        meta = json.loads(file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{path}: {_meta_key(node)} is unreadable ({type(exc).__name__}: {str(exc)[:100]})") from None
+    if not isinstance(meta, dict):
+        raise StoreError(f"{path}: {_meta_key(node)} is not a JSON object")
+    return meta
+
+
+def _meta_hash(meta: dict, is_root: bool) -> str:
+    if is_root:
+        meta = {**meta, "attributes": {k: v for k, v in (meta.get("attributes") or {}).items() if k != MANIFEST}}
+    return hashlib.sha256(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _file_hash(file: Path) -> str:
+    return hashlib.sha256(file.read_bytes()).hexdigest()
+
+
 def seal(path: str | Path | zarr.Group) -> dict:
     """Write the manifest of the store at `path` (or of an open, writable group) into its attrs: the last step
     of writing it."""
     root = path if isinstance(path, zarr.Group) else zarr.open_group(str(path), mode="r+")
-    manifest = {name: {"shape": list(arr.shape), "dtype": str(arr.dtype), "sha256": content_hash(arr)}
-                for name, arr in sorted(arrays(root).items())}
+    store_path = _store_root(path)
+    found = arrays(root)
+    files = {}
+    for name in sorted(found):
+        chunk_dir = store_path / name / "c"
+        for file in sorted(chunk_dir.rglob("*")) if chunk_dir.is_dir() else []:
+            if file.is_file():
+                files[file.relative_to(store_path).as_posix()] = _file_hash(file)
+        if (store_path / name / "c").is_file():  # a 0-d array's one chunk
+            files[f"{name}/c"] = _file_hash(store_path / name / "c")
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "arrays": {name: {"shape": list(arr.shape), "dtype": str(arr.dtype), "sha256": content_hash(arr)}
+                   for name, arr in sorted(found.items())},
+        "metadata": {node: _meta_hash(_read_meta(store_path, node), node == "") for node in _node_names(root)},
+        "files": files,
+    }
     root.attrs[MANIFEST] = manifest
     return manifest
+
+
+def _store_name(key: str) -> tuple[str, str]:
+    """(array, chunk or shard index) of a file key: `train/images/c/3/0/0/0` -> (`train/images`, `3.0.0.0`)."""
+    array, sep, chunk = key.rpartition("/c/")
+    if not sep:  # a 0-d array's one chunk: `NAME/c`
+        return key.rsplit("/", 1)[0], "c"
+    return array, chunk.replace("/", ".")
+
+
+class VerifyingStore(LocalStore):
+    """A read-only local store that hashes each chunk or shard file the first time a read touches it and refuses one
+    whose sha256 differs from the manifest's. The last few files read are kept, so the range reads that follow
+    (a shard's index, then its inner chunks) cost no second read."""
+
+    KEEP = 2
+
+    def __init__(self, root: str | Path, files: dict[str, str], label: str | None = None):
+        super().__init__(root, read_only=True)
+        self._files, self._label = files, label or str(root)
+        self._lock, self._recent, self._checked = threading.Lock(), OrderedDict(), set()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_lock"], state["_recent"], state["_checked"] = None, OrderedDict(), set()
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VerifyingStore) and self.root == other.root and self._files == other._files
+
+    __hash__ = None
+
+    def _verified_bytes(self, key: str) -> bytes | None:
+        with self._lock:
+            data = self._recent.get(key)
+            if data is not None:
+                self._recent.move_to_end(key)
+                return data
+            try:
+                data = (self.root / key).read_bytes()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                return None
+            if key not in self._checked:
+                if hashlib.sha256(data).hexdigest() != self._files[key]:
+                    array, chunk = _store_name(key)
+                    raise StoreError(f"{self._label}: array {array!r}: {'shard' if '/c/' in key else 'chunk'} "
+                                     f"{chunk} differs from the manifest (damaged, or copied from another store)")
+                self._checked.add(key)
+            self._recent[key] = data
+            while len(self._recent) > self.KEEP:
+                self._recent.popitem(last=False)
+            return data
+
+    async def get(self, key, prototype=None, byte_range=None):
+        if key not in self._files:  # metadata: hashed and checked on open
+            return await super().get(key, prototype, byte_range)
+        if prototype is None:
+            from zarr.core.buffer import default_buffer_prototype
+
+            prototype = default_buffer_prototype()
+        data = self._verified_bytes(key)
+        if data is None:
+            return None
+        if byte_range is None:
+            part = data
+        elif isinstance(byte_range, RangeByteRequest):
+            part = data[byte_range.start:byte_range.end]
+        elif isinstance(byte_range, OffsetByteRequest):
+            part = data[byte_range.offset:]
+        elif isinstance(byte_range, SuffixByteRequest):
+            part = data[max(0, len(data) - byte_range.suffix):]
+        else:
+            raise TypeError(f"unexpected byte range {byte_range!r}")
+        return prototype.buffer.from_bytes(part)
+
+    async def get_partial_values(self, prototype, key_ranges):
+        return [await self.get(key, prototype, byte_range) for key, byte_range in key_ranges]
+
+
+def open_verified(path: str | Path, checked: bool = True) -> zarr.Group:
+    """The store at `path`, read-only, every chunk or shard hashed against the manifest as it is read. `checked`:
+    run the open checks first (an executor task skips them: its stage ran them once)."""
+    path = Path(path)
+    if not (path / _NODE_META).is_file():
+        raise StoreError(f"{path} is not a Zarr store (no zarr.json)")
+    manifest = check_store(path) if checked else _manifest(path, _read_meta(path, "").get("attributes") or {})
+    return zarr.open_group(store=VerifyingStore(path, manifest["files"], str(path)), mode="r")
 
 
 @contextlib.contextmanager
@@ -70,7 +226,8 @@ def reading(path: str | Path, what: str = "store") -> Iterator[None]:
         raise
     except (ValueError, RuntimeError, OSError) as exc:  # wraps reads of chunk bytes only
         text = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
-        raise StoreError(f"{what} {path}: a chunk is corrupt or truncated ({text}); run `dcq verify {path}`") from None
+        raise StoreError(f"{what} {path}: a chunk is corrupt or truncated ({text}); rebuild it with the stage "
+                         "that wrote it") from None
 
 
 def _chunk_keys(arr: zarr.Array, grid_shape: tuple[int, ...]) -> Iterator[str]:
@@ -120,19 +277,65 @@ def _check_chunks(path: Path, name: str, arr: zarr.Array) -> None:
                                  f"{raw_bytes} expected (truncated)")
 
 
+def _manifest(path: Path, attrs: dict) -> dict:
+    manifest = attrs.get(MANIFEST)
+    if not isinstance(manifest, dict):
+        raise StoreError(f"{path}: no manifest: not a sealed dcq store (rerun the stage that writes it)")
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise StoreError(f"{path}: sealed by an older dcq (no shard hashes in its manifest); rerun the stage that "
+                         "writes it")
+    if not all(isinstance(manifest.get(k), dict) for k in ("arrays", "metadata", "files")):
+        raise StoreError(f"{path}: malformed manifest (needs arrays, metadata and files)")
+    return manifest
+
+
+_LAYOUT = {"chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+           "storage_transformers": []}
+
+
+def _check_layout(path: Path, name: str, meta: dict) -> None:
+    """The array layout dcq's writers write (pipeline/io/arrays.py): anything else would make zarr read chunks
+    from other files, or fill what it cannot find."""
+    for key, want in _LAYOUT.items():
+        if meta.get(key, want) != want:
+            raise StoreError(f"{path}: array {name!r}: {key} is {meta.get(key)!r}, dcq writes {want!r}")
+    if meta.get("fill_value") not in (0, 0.0, False):
+        raise StoreError(f"{path}: array {name!r}: fill_value is {meta.get('fill_value')!r}, dcq writes 0")
+    codecs = meta.get("codecs") or []
+    sharded = [c for c in codecs if isinstance(c, dict) and c.get("name") == "sharding_indexed"]
+    index_codecs = (sharded[0].get("configuration") or {}).get("index_codecs") if sharded else None
+    if sharded and not (isinstance(index_codecs, list) and index_codecs and index_codecs[-1].get("name") == "crc32c"):
+        raise StoreError(f"{path}: array {name!r}: its shard index has no crc32c checksum (not dcq's layout)")
+
+
 def check_store(path: str | Path, root: zarr.Group | None = None) -> dict:
     """The cheap checks (see the module docstring); returns the manifest."""
     path = Path(path)
-    root = zarr.open_group(str(path), mode="r") if root is None else root
-    manifest = root.attrs.get(MANIFEST)
-    if not isinstance(manifest, dict):
-        raise StoreError(f"{path}: no manifest: not a sealed dcq store (rerun the stage that writes it)")
-    found = arrays(root)
-    if sorted(found) != sorted(manifest):
-        missing, extra = sorted(set(manifest) - set(found)), sorted(set(found) - set(manifest))
+    root_meta = _read_meta(path, "")
+    manifest = _manifest(path, root_meta.get("attributes") or {})
+    try:
+        root = zarr.open_group(str(path), mode="r") if root is None else root
+        nodes = _node_names(root)
+        found = arrays(root)
+    except DcqError:
+        raise
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        raise StoreError(f"{path}: unreadable metadata ({type(exc).__name__}: {str(exc)[:100]})") from None
+    if nodes != sorted(manifest["metadata"]):
+        missing, extra = sorted(set(manifest["metadata"]) - set(nodes)), sorted(set(nodes) - set(manifest["metadata"]))
+        raise StoreError(f"{path}: nodes differ from the manifest (missing {missing}, unexpected {extra})")
+    for node in nodes:
+        meta = root_meta if node == "" else _read_meta(path, node)
+        if _meta_hash(meta, node == "") != manifest["metadata"][node]:
+            what = "the store's attrs or metadata" if node == "" else f"{node!r}: its attrs or metadata"
+            raise StoreError(f"{path}: {what} differ from the manifest ({_meta_key(node)} was changed)")
+        if meta.get("node_type") == "array":
+            _check_layout(path, node, meta)
+    if sorted(found) != sorted(manifest["arrays"]):
+        missing, extra = sorted(set(manifest["arrays"]) - set(found)), sorted(set(found) - set(manifest["arrays"]))
         raise StoreError(f"{path}: arrays differ from the manifest (missing {missing}, unexpected {extra})")
     for name, arr in found.items():
-        entry = manifest[name]
+        entry = manifest["arrays"][name]
         if list(arr.shape) != list(entry.get("shape", [])) or str(arr.dtype) != entry.get("dtype"):
             raise StoreError(f"{path}: array {name!r} is {list(arr.shape)} {arr.dtype}, the manifest says "
                              f"{entry.get('shape')} {entry.get('dtype')}")
@@ -141,17 +344,17 @@ def check_store(path: str | Path, root: zarr.Group | None = None) -> dict:
 
 
 def verify_store(path: str | Path) -> dict:
-    """Every check, including each array's content hash; returns {array: rows} on success."""
+    """Every check, including each file's and each array's content hash; returns {array: rows} on success."""
     path = Path(path)
-    if not (path / "zarr.json").is_file():
+    if not (path / _NODE_META).is_file():
         raise StoreError(f"{path} is not a Zarr store (no zarr.json)")
-    root = zarr.open_group(str(path), mode="r")
-    manifest = check_store(path, root)
+    manifest = check_store(path)
+    root = open_verified(path, checked=False)
     checked = {}
     for name, arr in sorted(arrays(root).items()):
         with reading(path):
             digest = content_hash(arr)
-        if digest != manifest[name].get("sha256"):
+        if digest != manifest["arrays"][name].get("sha256"):
             raise StoreError(f"{path}: array {name!r}: content hash differs from the manifest (corrupt data)")
         checked[name] = int(arr.shape[0]) if arr.ndim else 1
     return checked

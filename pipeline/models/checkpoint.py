@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import StoreError
+from pipeline.io.atomic import MARKER, MARKER_KEY
 from pipeline.models.registry import create_model
 from pipeline.train.engine import Normalization
 
@@ -15,7 +16,7 @@ from pipeline.train.engine import Normalization
 def save_checkpoint(path: Path, model: nn.Module, arch: str, num_classes: int, image_size: int,
                     norm: Normalization, extra: dict) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save({"arch": arch, "num_classes": num_classes, "image_size": image_size,
+    torch.save({MARKER_KEY: MARKER, "arch": arch, "num_classes": num_classes, "image_size": image_size,
                 "normalization": norm.to_dict(), "state_dict": state, **extra}, path)
 
 

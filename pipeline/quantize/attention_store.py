@@ -18,6 +18,7 @@ from pipeline.device import resolve_runtime
 from pipeline.executor import cached, file_stamp, map_shards
 from pipeline.io.arrays import create_rows, iter_blocks, open_group, open_rows, write_block_size
 from pipeline.io.atomic import store_output
+from pipeline.io.verify import open_verified
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.models.layers import get_module
 from pipeline.quantize.attention import MAPS, keep_cam_resolution, label_cams, make_cam
@@ -51,7 +52,7 @@ def attention_block(params: AttentionParams, base: BaseParams, prepared: str, te
     runtime = resolve_runtime(base.device, base.precision)
     cam, norm = cached(("attention", file_stamp(teacher), params.layer, params.method, str(runtime.device)),
                        lambda: _cam(teacher, params.layer, params.method, runtime.device))
-    train = zarr.open_group(prepared, mode="r")["train"]
+    train = open_verified(prepared, checked=False)["train"]
     images, labels = train["images"], train["labels"][start:stop]
     maps, correct = [], 0
     for s in range(0, stop - start, params.batch_size):  # read a batch at a time: memory set by the batch

@@ -24,6 +24,7 @@ from pipeline.executor import map_shards
 from pipeline.io.arrays import create_rows, create_small, open_group, open_rows, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.io.dcq_store import FORMAT, smallest_uint
+from pipeline.io.verify import open_verified
 from pipeline.quantize.bitpack import check_bits, pack, packed_bytes
 from pipeline.quantize.color import lab_to_rgb_u8, rgb_to_lab
 from pipeline.quantize.palette import nearest
@@ -78,8 +79,8 @@ def encode_shard(params: EncodeParams, base: BaseParams, bits: tuple[int, ...], 
     image uses (its cluster's, or with assign: best_palette its best fitting one)."""
     runtime = resolve_runtime(base.device, base.precision)
     palettes_lab = [rgb_to_lab(torch.from_numpy(p)).to(runtime.device) for p in palettes_u8]
-    images = zarr.open_group(prepared, mode="r")["train/images"]
-    cluster_ids = torch.from_numpy(zarr.open_group(clusters, mode="r")["assignments"][start:stop].astype(np.int64))
+    images = open_verified(prepared, checked=False)["train/images"]
+    cluster_ids = torch.from_numpy(open_verified(clusters, checked=False)["assignments"][start:stop].astype(np.int64))
     ids = [cluster_ids.to(runtime.device).clone() for _ in bits]  # one per q: best_palette fills each in place
     parts: list[list[np.ndarray]] = [[] for _ in bits]
     _, h, w, _ = images.shape

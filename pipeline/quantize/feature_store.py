@@ -16,6 +16,7 @@ from pipeline.device import resolve_runtime
 from pipeline.executor import cached, file_stamp, map_shards
 from pipeline.io.arrays import create_rows, open_group, open_rows, write_block_size
 from pipeline.io.atomic import store_output
+from pipeline.io.verify import open_verified
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.models.layers import truncated_extractor
 from pipeline.timing import Timer, summary
@@ -56,7 +57,7 @@ def features_block(params: FeaturesParams, base: BaseParams, prepared: str, teac
     runtime = resolve_runtime(base.device, base.precision)
     extractor, norm = cached(("features", file_stamp(teacher), params.layer, str(runtime.device)),
                              lambda: _extractor(teacher, params.layer, runtime.device))
-    images = zarr.open_group(prepared, mode="r")["train/images"]
+    images = open_verified(prepared, checked=False)["train/images"]
     outs = []
     with torch.no_grad():
         for s in range(start, stop, params.batch_size):  # read a batch at a time: memory set by the batch

@@ -21,6 +21,7 @@ from pipeline.errors import StoreError
 from pipeline.executor import map_shards, spans
 from pipeline.io.arrays import CHECKSUMMED, EVERY_CHUNK, create_small, open_group, write_block_size
 from pipeline.io.atomic import store_output
+from pipeline.io.verify import open_verified
 from pipeline.quantize.attention import check_maps, image_size_maps, top_pixels
 from pipeline.quantize.bitpack import check_bits
 from pipeline.quantize.palette import ClusterColourCounts, ColourCounts, fit_palette_counts, merge_sorted_runs
@@ -59,9 +60,9 @@ def pool_shard(k_gra: float, prepared: str, attention: str, clusters: str, start
                stop: int) -> ClusterColourCounts:
     """One block of rows: the colour counts of its images' selected (top k_gra%) pixels, by cluster, counted
     POOL_PIXELS pixels at a time."""
-    att_root = zarr.open_group(attention, mode="r")
-    images = zarr.open_group(prepared, mode="r")["train/images"]
-    assignments = zarr.open_group(clusters, mode="r")["assignments"]
+    att_root = open_verified(attention, checked=False)
+    images = open_verified(prepared, checked=False)["train/images"]
+    assignments = open_verified(clusters, checked=False)["assignments"]
     batch = max(1, POOL_PIXELS // int(np.prod(images.shape[1:3])))
     total = ClusterColourCounts()
     for lo in range(start, stop, batch):

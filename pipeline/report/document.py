@@ -9,11 +9,13 @@ import html
 import os
 from pathlib import Path
 
+from pipeline.io.atomic import TEXT_MARKER
+
 Block = tuple
 
 
 def to_markdown(blocks: list[Block], out: Path) -> str:
-    lines: list[str] = []
+    lines: list[str] = [TEXT_MARKER, ""]
     for block in blocks:
         kind = block[0]
         if kind in ("h1", "h2", "h3"):
@@ -72,5 +74,5 @@ def to_html(blocks: list[Block], title: str) -> str:
              "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;"
              "text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
              "pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}img{max-width:100%}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+    return (f"<!DOCTYPE html>\n{TEXT_MARKER}\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -15,7 +15,7 @@ from pipeline.io.dcq_store import DCQStore
 from pipeline.report import records
 
 # Fixed metadata so the same data gives the same PNG bytes.
-PNG_METADATA = {"Software": None}
+PNG_METADATA = {"Software": "dcq"}  # the owner mark (pipeline/io/atomic.py), not a version: reruns write the same bytes
 
 
 # One colour and one marker per method, fixed, so a method looks the same in every figure and report.

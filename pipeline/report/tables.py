@@ -422,10 +422,19 @@ def variant_blocks(rows: list[dict], variant_rows: list[dict], recs: list[dict],
     return blocks
 
 
+PLOT_CSV_FIELDS = ["series", "method", "model", "bits", "compression_ratio", "nominal_ratio", "test_accuracy",
+                   "test_accuracy_std", "seeds"]
+
+
+def is_plot_csv(path: Path) -> bool:
+    """The plot data CSV this module writes (its header line): a file a rerun may replace (pipeline/io/atomic.py)."""
+    with open(path, "rb") as fh:
+        return fh.readline().decode("utf-8", "replace").rstrip("\n") == ",".join(PLOT_CSV_FIELDS)
+
+
 def plot_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    fields = ["series", "method", "model", "bits", "compression_ratio", "nominal_ratio", "test_accuracy",
-              "test_accuracy_std", "seeds"]
+    fields = PLOT_CSV_FIELDS
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:

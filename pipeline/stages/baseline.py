@@ -23,10 +23,10 @@ from pipeline.executor import map_shards
 from pipeline.io.arrays import create_rows, create_small, iter_blocks, open_group, open_rows, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.io.dcq_store import PER_IMAGE_FORMAT, smallest_uint
+from pipeline.io.verify import open_verified
 from pipeline.quantize.bitpack import check_bits, pack, packed_bytes
 from pipeline.quantize.per_image import QUANTIZERS, check_quantizer, quantize_block
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
-
 
 SUB_BLOCK_PIXELS = 1 << 21  # images are read and quantized ~2 M pixels at a time (memory set by this, not the shard)
 
@@ -49,7 +49,7 @@ def quantize_shard(method: str, bits: int, iterations: int, seed: int, prepared:
                    stop: int) -> np.ndarray:
     """One shard of rows: images [start, stop) quantized, their packed indices into OUT's `indices` (an executor
     task). Returns their palettes."""
-    images = zarr.open_group(prepared, mode="r")["train/images"]
+    images = open_verified(prepared, checked=False)["train/images"]
     packed, palettes = [], []
     for lo, hi in iter_blocks(stop - start, sub_block_rows(*images.shape[1:3])):
         idx, pal = quantize_block(images[start + lo:start + hi], method, bits, iterations, seed)

@@ -32,7 +32,7 @@ from pipeline.io.arrays import disk_bytes, open_group, take_rows, write_block_si
 from pipeline.io.atomic import store_output
 from pipeline.io.codec_store import write_codec
 from pipeline.io.dcq_store import DCQStore
-from pipeline.io.verify import seal
+from pipeline.io.verify import open_verified, seal
 from pipeline.quantize.bitpack import check_bits
 from pipeline.quantize.codecs import CODECS, QUALITY_RANGE, check_codec, encode_set, search_quality
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
@@ -58,7 +58,7 @@ def encode_shard(codec: str, quality: int, prepared: str, scratch: str, start: i
                  ) -> tuple[bytes, np.ndarray]:
     """One block of rows (an executor task): images [start, stop) encoded, their payloads into SCRATCH/START.
     Returns (the header they share, their payload sizes)."""
-    header, payloads = encode_set(zarr.open_group(prepared, mode="r")["train/images"][start:stop], codec, quality)
+    header, payloads = encode_set(open_verified(prepared, checked=False)["train/images"][start:stop], codec, quality)
     (Path(scratch) / f"{start:012d}").write_bytes(b"".join(payloads))
     return header, np.fromiter(map(len, payloads), np.uint64, len(payloads))
 

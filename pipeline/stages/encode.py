@@ -39,6 +39,9 @@ def run(params: EncodeParams, base: BaseParams, bits: list[int], prepared: Path,
     return write_dcq_stores(params, base, stores, prepared, clusters)
 
 
+OUTPUT_FOLDERS = ("out",)  # the folder of q{q}.zarr stores: each store is checked when it is written
+
+
 def command(
     prepared: Path = typer.Option(..., help="prepared Zarr store"),
     clusters: Path = typer.Option(..., help="cluster Zarr store"),

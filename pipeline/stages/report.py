@@ -3,7 +3,7 @@
 Reads  `report:` + `base` (seed of the images shown); every run record under RUNS (the main job's and any study's
        that exists), the stores those runs trained on (bytes, palettes), the fidelity JSONs under FIDELITY, the
        prepared store, the stage timing JSONs under TIMINGS and the teacher metrics.
-Writes RECORDS (reports/metrics.json: the list of run records), SUMMARY (the main job's mean accuracy and bytes
+Writes RECORDS (reports/metrics.json: {records: the list of run records}), SUMMARY (the main job's mean accuracy and bytes
        per method and q: the DVC metric), PLOT_DATA (CSV for `dvc plots`), PLOT_PNG (two panels: storage and IPC),
        FIDELITY_PNG, CONFUSION_PNG, SHARING_PNG (the equal-bytes study's k sweep), GRID_PNG, METHODS_PNG, MARKDOWN
        and HTML (self-contained).
@@ -92,9 +92,9 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
         figure(sharing_png_out, lambda out: figures.sharing_plot(panels, out) if panels
                else figures.placeholder("no DCQ variants on the sharing axis (studies/equal_bytes)", out))
         blocks = tables.build(inputs)
-        write_json(records_out, every)
+        write_json(records_out, {"records": every})
         write_json(summary_out, records.dvc_summary(rows))
-        with atomic_output(plot_data_out) as tmp:
+        with atomic_output(plot_data_out, owned=tables.is_plot_csv) as tmp:
             tmp.write_text(tables.plot_csv(storage_rows))
         with atomic_output(markdown_out) as tmp:
             tmp.write_text(document.to_markdown(blocks, markdown_out))
@@ -103,6 +103,9 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
     summary("report", len(every), "runs", timer.seconds, variants=len(rows), stale=len(stale),
             stores_measured=len(inputs.fidelity), markdown=str(markdown_out))
     return {"records": every, "rows": rows, "stale": stale}
+
+
+OUTPUT_OWNERS = {"plot_data_out": tables.is_plot_csv}  # a CSV carries no marker: its header says it is ours
 
 
 def command(

@@ -53,7 +53,7 @@ def render(small_run, tmp_path, recs=None):
 
 def test_report_renders_tables_plot_grid_and_self_contained_html(small_run, tmp_path):
     paths = render(small_run, tmp_path)
-    recs = json.loads(paths["records"].read_text())
+    recs = json.loads(paths["records"].read_text())["records"]
     assert isinstance(recs, list) and len(recs) == 6 and recs[0]["method"] == "full"
     md = paths["md"].read_text()
     assert "| full | - | 42.00 ± 2.83 | 0, 1 | - |" in md  # bold only marks the best at each q
@@ -99,7 +99,7 @@ def test_runs_on_a_rebuilt_or_missing_store_are_left_out_and_named(small_run, tm
     recs[-1]["train_set_hash"] = "0123456789abcdef"  # dcq q2 seed 1 was trained on an older store
     recs[-2]["train_set"] = str(tmp_path / "gone.zarr")
     paths = render(small_run, tmp_path, recs)
-    kept = json.loads(paths["records"].read_text())
+    kept = json.loads(paths["records"].read_text())["records"]
     assert len(kept) == 4 and all(r["bits"] != 2 for r in kept)
     md = paths["md"].read_text()
     assert "Left out: 2 stale run record(s)" in md and "`dcq` bits 2 convnetd3 seed 1" in md
@@ -169,7 +169,7 @@ def test_ablations_get_their_own_table_and_leave_the_dcq_rows_alone(small_run, t
     assert "dcq [half] (convnetd3)" in series and not any("k2" in s for s in series)
     summary = json.loads(paths["summary"].read_text())  # the DVC metric: the main job's variants only
     assert summary["dcq-q1"]["accuracy"] == 21.0 and not any("k2" in key for key in summary)
-    saved = json.loads(paths["records"].read_text())
+    saved = json.loads(paths["records"].read_text())["records"]
     assert sorted({r.get("ablation") or "" for r in saved}) == ["", "half", "k2"]
 
 
@@ -196,14 +196,14 @@ def test_distilled_sets_get_an_ipc_table_apart_from_the_matched_storage_one(smal
         ("full colour", "25.00 ± 1.41, Δ +10.00"), ("DCQ q = 4", "23.00 ± 1.41, Δ +8.00"),
         ("DCQ q = 2", "21.00 ± 1.41, Δ +6.00")]
     assert re.search(r"\| dm \| dataset distillation \| full colour \| - \| 31.00 ± 1.41, Δ \+4.00 \(", md)
-    stored = [r for r in json.loads(paths["records"].read_text()) if r["method"] == "mtt"]
+    stored = [r for r in json.loads(paths["records"].read_text())["records"] if r["method"] == "mtt"]
     assert sorted(r.get("source_bits") or 0 for r in stored) == [0, 0, 2, 2, 4, 4]
     # the matched-storage table keeps full colour as its own row and no IPC runs
     table = md.split("## At matched storage")[1].split("## Accuracy by method")[0]
     assert "| random |" not in table and "| mtt |" not in table
     summary = json.loads(paths["summary"].read_text())  # the DVC metric: the main job's variants only
     assert "full" in summary and not any("distill" in key for key in summary)
-    ipc10 = [r for r in json.loads(paths["records"].read_text()) if r["method"] == "random" and r.get("ipc") == 10]
+    ipc10 = [r for r in json.loads(paths["records"].read_text())["records"] if r["method"] == "random" and r.get("ipc") == 10]
     assert sum(r["test_accuracy"] for r in ipc10) / len(ipc10) == 27.0
 
 
@@ -328,7 +328,7 @@ def test_equal_bytes_variants_get_differences_to_dcq_and_the_strongest_rival_and
     with Image.open(paths["sharing"]) as img:
         assert img.size[0] > 500 and img.size[1] > 300
     panels = report.tables.sharing_panels(report.records.summarize(
-        [r for r in json.loads(paths["records"].read_text())]), json.loads(paths["records"].read_text()))
+        [r for r in json.loads(paths["records"].read_text())["records"]]), json.loads(paths["records"].read_text())["records"])
     assert [p["k"] for p in panels[0]["points"]] == [1, 4, n]  # k1, the params.yaml DCQ (k=4), kN; not `best`
     assert panels[0]["references"][0]["label"].startswith("median_cut")
     series = {row["series"] for row in csv.DictReader(paths["data"].open())}
@@ -358,7 +358,7 @@ def test_architecture_runs_get_their_own_table_and_stay_out_of_the_main_ones(sma
     assert "resnet18" not in main
     assert "| architectures | 6 runs |" in md
     assert json.loads(paths["summary"].read_text()).keys() == {"full", "dcq-q1", "dcq-q2"}
-    assert sum(r["model"] == "resnet18" for r in json.loads(paths["records"].read_text())) == 6
+    assert sum(r["model"] == "resnet18" for r in json.loads(paths["records"].read_text())["records"]) == 6
 
 
 def test_second_regime_runs_get_their_own_table_beside_the_main_regime(small_run, tmp_path):
