@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Callable, Literal, TypeVar
 
 import yaml
 
@@ -21,7 +23,37 @@ from pipeline.errors import ParamsError
 
 T = TypeVar("T")
 
+INT_LIMIT = 2**63
 
+# Rules by field name, for every section that has such a field: each rule is stated once, here.
+_RULES: list[tuple[re.Pattern, Callable[[Any], bool], str]] = [
+    (re.compile(r"^(lr|lr_\w+|\w+_lr)$"), lambda v: v > 0, "must be > 0"),
+    (re.compile(r"^min_lr$"), lambda v: v >= 0, "must be >= 0"),
+    (re.compile(r"^momentum$"), lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    (re.compile(r"^weight_decay$"), lambda v: v >= 0, "must be >= 0"),
+    (re.compile(r"^seed$"), lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),
+]
+
+
+def _check_named_rule(name: str, value: Any, where: str) -> None:
+    if value is None or isinstance(value, (bool, str, tuple, list, dict)) or dataclasses.is_dataclass(value):
+        return
+    for pattern, ok, rule in _RULES:
+        if pattern.match(name) and not ok(value):
+            raise ParamsError(f"{where}={value!r} {rule}")
+
+
+_SCHEDULER = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://[^\s:/]+:(\d{1,5})$|^[^\s:/]+:(\d{1,5})$")
+
+
+def check_scheduler(address: str | None) -> None:
+    """A Dask scheduler address: HOST:PORT or PROTOCOL://HOST:PORT, port 1-65535."""
+    if address is None:
+        return
+    match = _SCHEDULER.match(address)
+    port = match and int(match.group(2) or match.group(3))
+    require(bool(match) and 1 <= port <= 65535,
+            f"scheduler={address!r} must be HOST:PORT or tcp://HOST:PORT with a port in 1-65535")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,18 +70,46 @@ class BaseParams:
     executor: Literal["serial", "dask"] = dataclasses.field(default="serial", metadata={"not_recorded": True})
     scheduler: str | None = dataclasses.field(default=None, metadata={"not_recorded": True})  # null: a LocalCluster
 
+    def __post_init__(self):
+        require(0 <= self.seed < 2**32, f"seed={self.seed} must be in [0, 2**32)")
+        check_scheduler(self.scheduler)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader keeps the last of repeated keys silently; this one refuses them."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden by the keys beside it
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: the base class raises its own error
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first.start_mark.line + 1}, again at line "
+                    f"{key_node.start_mark.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
     try:
-        with path.open() as fh:
-            data = yaml.safe_load(fh) or {}
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ParamsError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        raise ParamsError(f"{path}:{where} is not valid YAML ({problem})") from None
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
     return data
@@ -90,11 +150,19 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ParamsError(f"{where}: expected an integer, got {value!r}")
+        if not -INT_LIMIT < value < INT_LIMIT:
+            raise ParamsError(f"{where}: {value} is out of range (|value| < 2**63)")
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParamsError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ParamsError(f"{where}: {value} is out of range for a number") from None
+        if not math.isfinite(number):
+            raise ParamsError(f"{where}: {value!r} is not a finite number")
+        return number
     if annotation is str:
         if not isinstance(value, str):
             raise ParamsError(f"{where}: expected a string, got {value!r}")
@@ -116,6 +184,7 @@ def parse_section(cls: type[T], raw: dict | None, where: str) -> T:
     for name, field in fields.items():
         if name in raw:
             values[name] = _check_type(raw[name], hints[name], f"{where}.{name}")
+            _check_named_rule(name, values[name], f"{where}.{name}")
         elif dataclasses.is_dataclass(hints[name]) and field.default_factory is not dataclasses.MISSING:
             values[name] = field.default_factory()
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
@@ -124,6 +193,8 @@ def parse_section(cls: type[T], raw: dict | None, where: str) -> T:
         return cls(**values)
     except ParamsError as exc:
         raise ParamsError(f"{where}: {exc}") from None
+    except (TypeError, ValueError, OverflowError) as exc:  # a __post_init__ rule meeting a value it did not expect
+        raise ParamsError(f"{where}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") from None
 
 
 def load_section(path: str | Path, section: str, cls: type[T]) -> T:

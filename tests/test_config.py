@@ -87,3 +87,107 @@ def test_paper_preset_parses_for_every_stage_and_has_the_same_keys(name):
         load_section(preset, SECTION.get(stage, stage), cls)
     default = yaml.safe_load((REPO / "params.yaml").read_text())
     assert yaml.safe_load(preset.read_text()).keys() == default.keys()
+
+
+# ---- finite or refuse, and params files read strictly (duplicate keys, encoding)
+
+def test_a_duplicated_key_is_an_error_naming_it_and_both_lines(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("base:\n  seed: 0\nprepare:\n  train_per_class: 10\nprepare:\n  train_per_class: 20\n")
+    with pytest.raises(ParamsError, match=r"duplicate key 'prepare' \(first at line 3, again at line 5\)"):
+        load_base(path)
+    path.write_text("base:\n  seed: 0\n  seed: 1\n")
+    with pytest.raises(ParamsError, match=r"duplicate key 'seed' \(first at line 2, again at line 3\)"):
+        load_base(path)
+
+
+def test_a_params_file_that_is_not_utf8_is_a_one_line_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes("base:\n  seed: 0\nreport:\n  title: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ParamsError, match="not UTF-8 text"):
+        load_base(path)
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "1.0e+400"])
+def test_non_finite_floats_are_refused(tmp_path, value):
+    path = tmp_path / "params.yaml"
+    path.write_text(f"teacher:\n  recipe:\n    lr: {value}\n")
+    with pytest.raises(ParamsError, match=r"teacher.recipe.lr: .* (not a finite number|out of range)"):
+        load_section(path, "teacher", TeacherParams)
+
+
+@pytest.mark.parametrize("key, value, rule", [("lr", 0.0, "> 0"), ("lr", -0.1, "> 0"), ("momentum", 1.0, r"\[0, 1\)"),
+                                              ("momentum", -0.5, r"\[0, 1\)"), ("weight_decay", -1e-4, ">= 0")])
+def test_training_numbers_have_ranges(tmp_path, key, value, rule):
+    with pytest.raises(ParamsError, match=rf"teacher.recipe.{key}={value!r} must be.*{rule}"):
+        load_section(write(tmp_path, {"teacher": {"recipe": {key: value}}}), "teacher", TeacherParams)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 10**30])
+def test_a_seed_outside_32_bits_is_refused(tmp_path, seed):
+    with pytest.raises(ParamsError, match="seed"):
+        load_base(write(tmp_path, {"base": {"seed": seed}}))
+
+
+@pytest.mark.parametrize("address", ["localhost", "tcp://host", "tcp://host:", "tcp://host:99999", "host:port",
+                                     "", " tcp://a:1"])
+def test_a_malformed_scheduler_address_is_refused(tmp_path, address):
+    with pytest.raises(ParamsError, match="scheduler=.* must be HOST:PORT"):
+        load_base(write(tmp_path, {"base": {"executor": "dask", "scheduler": address}}))
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "localhost:8786", "tls://scheduler.example:443"])
+def test_well_formed_scheduler_addresses_parse(tmp_path, address):
+    assert load_base(write(tmp_path, {"base": {"scheduler": address}})).scheduler == address
+
+
+# ---- the parser, fuzzed: a valid dataclass or a ParamsError, never anything else
+
+def _params_classes():
+    import dataclasses
+    import typing
+
+    from tests.test_dvc_yaml import STAGE_PARAMS
+
+    seen, todo = {BaseParams}, [BaseParams, *STAGE_PARAMS.values()]
+    while todo:  # nested sections (a recipe inside train, ...) get fuzzed on their own too
+        cls = todo.pop()
+        seen.add(cls)
+        for hint in typing.get_type_hints(cls).values():
+            for inner in (hint, *typing.get_args(hint)):
+                if dataclasses.is_dataclass(inner) and inner not in seen:
+                    todo.append(inner)
+    return sorted(seen, key=lambda c: c.__qualname__)
+
+
+def _raw_values():
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(
+        st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+        st.sampled_from(["", " ", "auto", "cpu", "cuda", "fp32", "dask", "../x", "\x00", "tcp://h:1", "1e400"]))
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                        | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+
+
+@pytest.mark.parametrize("cls", _params_classes(), ids=lambda c: c.__qualname__)
+def test_the_parser_returns_a_dataclass_or_a_params_error_for_any_input(cls):
+    import dataclasses
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    names = [f.name for f in dataclasses.fields(cls)]
+    raw = st.dictionaries(st.sampled_from(names) | st.text(max_size=6), _raw_values(), max_size=len(names) + 1)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(raw)
+    def check(values):
+        try:
+            parsed = parse_section(cls, values, "fuzz")
+        except ParamsError:
+            return
+        assert isinstance(parsed, cls)
+
+    check()
