@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from pipeline.errors import finite_loss
+
 
 class PaletteNet(nn.Module):
     def __init__(self, channels: int = 3, colours: int = 64, hidden: int = 256):
@@ -80,6 +82,7 @@ def warm_up(net: PaletteNet, base: torch.Tensor, auxiliary: Callable[[torch.Tens
     losses = []
     for _ in range(steps):
         loss = auxiliary(net(base))
+        finite_loss(float(loss.detach()), "autopalette palette network", len(losses))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

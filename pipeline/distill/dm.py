@@ -15,6 +15,7 @@ from torch import nn
 
 from pipeline.config import require
 from pipeline.distill.dsa import DSAParams, augment
+from pipeline.errors import finite_loss
 from pipeline.train.distributed import ONE_PROCESS, World, all_sum, average_gradients
 
 
@@ -67,6 +68,7 @@ def distill(make_model: Callable[[int], nn.Module], real_by_class: list[torch.Te
         hard = labels if labels.dtype == torch.int64 else labels.argmax(1)
         loss = dm_loss(model, real_by_class, images, hard, dsa, seed * 100_003 + it + offset, params.batch_real,
                        gen)
+        finite_loss(float(loss.detach()), "distribution matching", it)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(list(synthetic.parameters()), world)

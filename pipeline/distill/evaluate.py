@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from pipeline.config import require
 from pipeline.distill.dsa import DSAParams, augment
+from pipeline.errors import finite_loss
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ def train_on_synthetic(model: nn.Module, x: torch.Tensor, targets: torch.Tensor,
                 break
             idx = order[start:start + recipe.batch_size]
             loss = F.cross_entropy(model(augment(x[idx], dsa, seed * 1_000_003 + step)), targets[idx])
+            finite_loss(float(loss.detach()), "evaluation training", step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -25,7 +25,7 @@ from pipeline.config import require
 from pipeline.distill.dsa import DSAParams, augment
 from pipeline.distill.params import flatten, param_spec
 from pipeline.distill.zca import ZCA
-from pipeline.errors import StoreError
+from pipeline.errors import StoreError, finite_loss
 from pipeline.io.formats import open_format, register_format
 from pipeline.io.verify import check, parsing_attrs, reading
 from pipeline.train.engine import Normalization, to_input
@@ -72,6 +72,7 @@ def train_expert(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe
             idx = order[start:start + batch]
             xb = augment(x[idx], dsa, seed * 1_000_003 + step)
             loss = F.cross_entropy(model(xb), labels[idx])
+            finite_loss(float(loss.detach()), "experts", step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -31,6 +31,7 @@ from pipeline.config import require
 from pipeline.distill.dsa import DSAParams, augment
 from pipeline.distill.experts import ExpertStore
 from pipeline.distill.params import unflatten
+from pipeline.errors import finite_loss
 from pipeline.train.distributed import ONE_PROCESS, World, all_sum, average_gradients
 
 
@@ -123,6 +124,7 @@ def distill(store: ExpertStore, model: nn.Module, synthetic: nn.Module, params: 
         loss = match_loss(model, spec, start, target, images, targets, student_lr, params.syn_steps,
                           params.batch_syn, dsa, seed * 100_003 + it + 1_000_000_007 * world.rank)
         total = loss + (extra_loss() if extra_loss is not None else 0.0)
+        finite_loss(float(total.detach()), "trajectory matching", it)
         for opt in (*optimizers, opt_lr):
             opt.zero_grad(set_to_none=True)
         total.backward()

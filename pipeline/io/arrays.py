@@ -6,6 +6,7 @@ written even when it equals the fill value, so a missing or damaged chunk is an 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -13,6 +14,7 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
+from pipeline.errors import StoreError
 from pipeline.io.verify import open_verified
 
 # ~16 MiB of uint8 32x32 RGB images per shard file; inner chunks stay small for random access.
@@ -44,9 +46,29 @@ def create_rows(group: zarr.Group, name: str, shape: tuple[int, ...], dtype, att
     return arr
 
 
+def output_name(path: str | Path) -> str:
+    """The output a temporary sibling `.NAME.tmp-PID` stands for (pipeline/io/atomic.py), for messages."""
+    path = Path(path)
+    match = re.match(r"^\.(.+)\.(tmp|work)-\d+(-.*)?$", path.name)
+    return str(path.with_name(match.group(1))) if match else str(path)
+
+
+def finite(data: np.ndarray, store: str | Path, name: str, rows: tuple[int, int] | None = None) -> np.ndarray:
+    """`data`, or a StoreError when a float array holds NaN or Inf: such a store is never written or sealed."""
+    data = np.asarray(data)
+    if data.dtype.kind in "fc" and not np.isfinite(data).all():
+        bad = int(data.size - np.isfinite(data).sum())
+        where = "" if rows is None else f" rows {rows[0]}-{rows[1]}"
+        raise StoreError(f"{output_name(store)}: refusing to write {bad} NaN or infinite values into array "
+                         f"{name!r}{where} (a diverged model or a zero std upstream)")
+    return data
+
+
 def create_small(group: zarr.Group, name: str, data: np.ndarray) -> zarr.Array:
-    """A small array (palettes, labels, per-cluster numbers) written whole, checksummed like the others."""
-    return group.create_array(name, data=np.asarray(data), compressors=CHECKSUMMED, config=EVERY_CHUNK)
+    """A small array (palettes, labels, per-cluster numbers) written whole, checksummed like the others; never
+    NaN or Inf."""
+    data = finite(data, group.store.root if hasattr(group.store, "root") else "store", name)
+    return group.create_array(name, data=data, compressors=CHECKSUMMED, config=EVERY_CHUNK)
 
 
 def open_rows(path: str | Path, name: str) -> zarr.Array:

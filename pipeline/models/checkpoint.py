@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -18,6 +19,18 @@ def save_checkpoint(path: Path, model: nn.Module, arch: str, num_classes: int, i
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     torch.save({MARKER_KEY: MARKER, "arch": arch, "num_classes": num_classes, "image_size": image_size,
                 "normalization": norm.to_dict(), "state_dict": state, **extra}, path)
+
+
+def _normalization(path: Path, raw: object) -> Normalization:
+    """The checkpoint's input normalisation: 3 finite means and 3 finite, positive stds, or a StoreError."""
+    ok = isinstance(raw, dict) and all(
+        isinstance(raw.get(k), (list, tuple)) and len(raw[k]) == 3
+        and all(isinstance(v, (int, float)) and math.isfinite(v) for v in raw[k]) for k in ("mean", "std"))
+    if not ok:
+        raise StoreError(f"{path}: normalization={raw!r} must hold 3 finite means and 3 finite stds")
+    if min(raw["std"]) <= 0:
+        raise StoreError(f"{path}: normalization std {list(raw['std'])} must be > 0 (a constant train set?)")
+    return Normalization(tuple(float(v) for v in raw["mean"]), tuple(float(v) for v in raw["std"]))
 
 
 def load_checkpoint(path: Path, arch: str | None = None, num_classes: int | None = None,
@@ -40,5 +53,10 @@ def load_checkpoint(path: Path, arch: str | None = None, num_classes: int | None
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         raise StoreError(f"{path}: weights do not fit {ckpt['arch']}: {exc}") from None
-    norm = Normalization(tuple(ckpt["normalization"]["mean"]), tuple(ckpt["normalization"]["std"]))
+    norm = _normalization(path, ckpt.get("normalization"))
+    bad = [k for k, v in ckpt["state_dict"].items() if torch.is_tensor(v) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise StoreError(f"{path}: weights hold NaN or Inf ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); "
+                         "the run that wrote it diverged")
     return model.eval(), norm, ckpt

@@ -16,7 +16,7 @@ import zarr
 from pipeline.config import BaseParams, lineage, require
 from pipeline.device import resolve_runtime
 from pipeline.executor import cached, file_stamp, map_shards
-from pipeline.io.arrays import create_rows, iter_blocks, open_group, open_rows, write_block_size
+from pipeline.io.arrays import create_rows, finite, iter_blocks, open_group, open_rows, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.io.verify import open_verified
 from pipeline.models.checkpoint import load_checkpoint
@@ -62,7 +62,7 @@ def attention_block(params: AttentionParams, base: BaseParams, prepared: str, te
         with runtime.autocast():
             maps.append(label_cams(cam, x, y))
         correct += int((cam.outputs.argmax(1).cpu() == y).sum())
-    open_rows(out, "cams")[start:stop] = np.concatenate(maps)
+    open_rows(out, "cams")[start:stop] = finite(np.concatenate(maps), out, "cams", (start, stop))
     return correct
 
 

@@ -14,7 +14,7 @@ import zarr
 from pipeline.config import BaseParams, lineage, require
 from pipeline.device import resolve_runtime
 from pipeline.executor import cached, file_stamp, map_shards
-from pipeline.io.arrays import create_rows, open_group, open_rows, write_block_size
+from pipeline.io.arrays import create_rows, finite, open_group, open_rows, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.io.verify import open_verified
 from pipeline.models.checkpoint import load_checkpoint
@@ -64,7 +64,7 @@ def features_block(params: FeaturesParams, base: BaseParams, prepared: str, teac
             x = to_input(torch.from_numpy(images[s:min(stop, s + params.batch_size)]).to(runtime.device), norm)
             with runtime.autocast():
                 outs.append(pool(extractor(x), params.pooling, params.grid_size).cpu())
-    open_rows(out, "features")[start:stop] = torch.cat(outs).numpy()
+    open_rows(out, "features")[start:stop] = finite(torch.cat(outs).numpy(), out, "features", (start, stop))
     return stop - start
 
 

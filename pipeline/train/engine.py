@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from pipeline.config import require
 from pipeline.device import Runtime
+from pipeline.errors import finite_loss
 from pipeline.train.distributed import ONE_PROCESS, World, all_min, all_sum, broadcast_buffers, local_batch
 from pipeline.train.streamed import StreamedImages, WindowShuffle
 
@@ -218,13 +219,14 @@ def train(
                     step_model = wrapped
                     logits = wrapped(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+            loss_value = finite_loss(float(loss.detach()), "train", step)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)  # skipped when a scaled gradient overflowed; the scale then halves
             scaler.update()
             if on_batch is not None:
                 on_batch(epoch, idx, logits.detach().float())
-            loss_sum += float(loss.detach()) * len(idx)
+            loss_sum += loss_value * len(idx)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
             step += 1

@@ -57,3 +57,22 @@ def test_take_rows_equals_numpy_indexing_on_real_images(tmp_path, cifar10):
     for bad in ([5, 5], [7, 3], [-1], [300]):
         with pytest.raises(ValueError, match="sorted distinct rows"):
             take_rows(arr, np.asarray(bad))
+
+
+def test_a_float_array_with_nan_or_inf_is_never_written(tmp_path):
+    import numpy as np
+    import pytest
+    import zarr
+
+    from pipeline.errors import StoreError
+    from pipeline.io.arrays import create_small, finite
+
+    group = zarr.open_group(str(tmp_path / ".palettes.zarr.tmp-123"), mode="w")
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(StoreError, match=r"palettes.zarr: refusing to write 1 NaN or infinite values into array "
+                                             r"'palettes'"):
+            create_small(group, "palettes", np.array([[0.5, bad, 1.0]], np.float32))
+    with pytest.raises(StoreError, match=r"features.zarr: .* array 'features' rows 10-12"):
+        finite(np.full((2, 3), np.nan, np.float32), tmp_path / "features.zarr", "features", (10, 12))
+    assert create_small(group, "ok", np.array([1.0, 2.0])).shape == (2,)
+    assert create_small(group, "ints", np.array([1, 2])).shape == (2,)

@@ -33,3 +33,33 @@ def test_garbage_is_refused_by_name(tmp_path):
 def test_the_projects_own_checkpoint_loads(small_run):
     model, norm, ckpt = load_checkpoint(small_run.teacher)
     assert ckpt["arch"] == "resnet18" and len(norm.mean) == 3 and not model.training
+
+
+def _resaved(src, dst, change):
+    import torch
+
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    change(ckpt)
+    torch.save(ckpt, dst)
+    return dst
+
+
+@pytest.mark.parametrize("case, match", [
+    ("zero_std", r"std \[0.0, .*\] must be > 0"), ("nan_mean", "must hold 3 finite means"),
+    ("two_channels", "must hold 3 finite means"), ("nan_weight", "weights hold NaN or Inf"),
+])
+def test_a_checkpoint_with_unusable_numbers_is_refused_on_load(small_run, tmp_path, case, match):
+    def change(ckpt):
+        if case == "zero_std":
+            ckpt["normalization"]["std"][0] = 0.0
+        elif case == "nan_mean":
+            ckpt["normalization"]["mean"][1] = float("nan")
+        elif case == "two_channels":
+            ckpt["normalization"]["std"] = ckpt["normalization"]["std"][:2]
+        else:
+            first = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point())
+            ckpt["state_dict"][first].view(-1)[0] = float("nan")
+
+    bad = _resaved(small_run.teacher, tmp_path / f"{case}.pt", change)
+    with pytest.raises(StoreError, match=match):
+        load_checkpoint(bad)

@@ -87,3 +87,20 @@ def test_fp16_training_scales_the_loss_and_unscales_before_each_step(cifar10):
     moved = weights["fp32"].norm()
     assert moved > 0 and torch.isfinite(weights["fp16"]).all()
     assert (weights["fp16"] - weights["fp32"]).norm() / moved < 0.1
+
+
+def test_a_loss_that_turns_nan_stops_training_with_a_one_line_error(cifar10):
+    """A huge lr drives the weights to Inf within a few steps: training stops at the first non-finite loss."""
+    from pipeline.device import Runtime
+    from pipeline.errors import TrainingError
+    from pipeline.models.registry import create_model
+    from pipeline.train.engine import Normalization, Recipe, train
+
+    images, labels = _real_sample(cifar10, 64)
+    norm = Normalization.from_images(images.numpy())
+    torch.manual_seed(0)
+    model = create_model("convnetd3", 10, 32)
+    with pytest.raises(TrainingError, match=r"train: the loss is (nan|inf) at step \d+; training stopped") as info:
+        train(model, images, labels, Recipe(epochs=20, batch_size=16, lr=1e30, min_lr=0.0), norm,
+              Runtime(torch.device("cpu"), None), seed=0)
+    assert "\n" not in str(info.value)
