@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -15,6 +17,8 @@ from tqdm import tqdm
 
 from pipeline.errors import DatasetError
 
+MIN_IMAGE_SIDE = 8  # ConvNetD3's three 2x poolings need 8 px; the smallest input any registered model accepts
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit (prepare.max_image_pixels)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
 TORCHVISION_SOURCES = ("cifar10", "cifar100", "svhn")
 
@@ -32,13 +36,36 @@ class SplitListing:
         return len(self.labels)
 
 
+def _hidden(path: str | Path, what: str, skip: bool, skipped: list[str]) -> bool:
+    """A name starting with a dot is read by no reader of ours: refused by name, or skipped with a warning when
+    prepare.skip_non_images is true. Never dropped silently."""
+    if not Path(path).name.startswith("."):
+        return False
+    if not skip:
+        raise DatasetError(f"{path}: {what} whose name starts with a dot; rename it, remove it, or set "
+                           "prepare.skip_non_images: true to skip such entries")
+    skipped.append(str(path))
+    return True
+
+
 def list_imagefolder(root: Path, split: str, skip_non_images: bool = False) -> SplitListing:
     split_dir = Path(root) / split
     if not Path(root).is_dir():
         raise DatasetError(f"dataset folder not found: {root} (prepare.root)")
     if not split_dir.is_dir():
         raise DatasetError(f"dataset folder {root} has no '{split}/' split folder (expected {root}/{split}/<class>/<image>)")
-    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    skipped: list[str] = []
+    classes = []
+    for entry in sorted(split_dir.iterdir()):
+        if _hidden(entry, "a class folder" if entry.is_dir() else "a file", skip_non_images, skipped):
+            continue
+        if entry.is_dir():
+            classes.append(entry.name)
+        elif not skip_non_images:
+            raise DatasetError(f"{entry}: a file beside the class folders (expected {split_dir}/<class>/<image>); "
+                               "remove it or set prepare.skip_non_images: true")
+        else:
+            skipped.append(str(entry))
     if not classes:
         raise DatasetError(f"{split_dir} is empty: expected one folder per class")
     # Paths are kept as strings: a Path object costs ~0.5 kB, five times its string (ImageNet-1K: 1.28M files)
@@ -47,11 +74,12 @@ def list_imagefolder(root: Path, split: str, skip_non_images: bool = False) -> S
     for label, name in enumerate(classes):
         found = []
         for dirpath, dirnames, filenames in os.walk(split_dir / name):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            dirnames[:] = sorted(d for d in dirnames
+                                 if not _hidden(os.path.join(dirpath, d), "a folder", skip_non_images, skipped))
             for fn in sorted(filenames):
-                if fn.startswith("."):
-                    continue
                 path, suffix = os.path.join(dirpath, fn), os.path.splitext(fn)[1]
+                if _hidden(path, "a file", skip_non_images, skipped):
+                    continue
                 if suffix.lower() in IMAGE_EXTENSIONS:
                     found.append(path)
                 elif not skip_non_images:
@@ -59,24 +87,51 @@ def list_imagefolder(root: Path, split: str, skip_non_images: bool = False) -> S
                         f"{path}: not an image file (extension {suffix!r}); remove it or set "
                         "prepare.skip_non_images: true"
                     )
+                else:
+                    skipped.append(path)
         if not found:
             raise DatasetError(f"class folder {split_dir / name} holds no images")
         files.extend(found)
         labels.extend([label] * len(found))
+    if skipped:
+        warnings.warn(f"{split_dir}: skipped {len(skipped)} entries that are not images (prepare.skip_non_images), "
+                      f"e.g. {skipped[0]}", stacklevel=2)
     return SplitListing(classes=classes, labels=np.asarray(labels, dtype=np.int64), files=files)
 
 
-def check_readable(path: str | Path) -> tuple[int, int]:
-    """Open the header only (cheap): catches non-image and truncated-header files early."""
+def _bomb(path: str | Path, pixels: int | str, max_pixels: int) -> DatasetError:
+    return DatasetError(f"{path}: {pixels} pixels, over prepare.max_image_pixels={max_pixels} (a decompression bomb?); "
+                        "raise the limit if the image is genuine")
+
+
+@contextlib.contextmanager
+def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Image.Image]:
+    """Image.open with the pixel limit checked from the header, before anything is decoded."""
+    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own check (at 2x) then agrees with ours
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise _bomb(path, str(exc).split(" ")[2] if len(str(exc).split(" ")) > 2 else "too many", max_pixels) from None
+    with im:
+        w, h = im.size
+        if w * h > max_pixels:
+            raise _bomb(path, f"{w}x{h} = {w * h:,}", max_pixels)
+        yield im
+
+
+def check_readable(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """Open the header only (cheap): catches non-image and truncated-header files and bombs early."""
+    try:
+        with open_image(path, max_pixels) as im:
             return im.size
     except (UnidentifiedImageError, OSError) as exc:
         raise DatasetError(f"{path}: cannot be read as an image ({exc})") from None
 
 
 def check_file_sizes(files: dict[str, list[str]], size: tuple[int, int] | None, resize: str,
-                     block: int = 4096) -> tuple[int, int]:
+                     block: int = 4096, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """(H, W) of the dataset from a header-only pass over every file (bad files fail here, before any decoding).
     With no `size` every image must share one; with `resize: reject` every image must be `size`. Files are checked
     `block` at a time (an executor's map holds a future per item: memory set by the block, not by N)."""
@@ -86,9 +141,19 @@ def check_file_sizes(files: dict[str, list[str]], size: tuple[int, int] | None, 
                 tqdm(total=len(paths), desc=f"check {split}", unit="file", leave=False) as bar:
             for start in range(0, len(paths), block):
                 part = paths[start:start + block]
-                _check_sizes(part, pool.map(check_readable, part), seen, size, resize)
+                _check_sizes(part, pool.map(lambda p: check_readable(p, max_pixels), part), seen, size, resize)
                 bar.update(len(part))
-    return size or next(iter(seen))
+    if size is None:
+        (h, w), example = next(iter(seen.items()))
+        check_min_size((h, w), example)
+        return h, w
+    return size
+
+
+def check_min_size(size: tuple[int, int], example: str) -> None:
+    if min(size) < MIN_IMAGE_SIDE:
+        raise DatasetError(f"{example}: images are {size[1]}x{size[0]}, smaller than the {MIN_IMAGE_SIDE}x"
+                           f"{MIN_IMAGE_SIDE} the models need; set prepare.image_size (and resize: resize) to enlarge")
 
 
 def _check_sizes(paths, sizes, seen: dict, size: tuple[int, int] | None, resize: str) -> None:
@@ -104,11 +169,26 @@ def _check_sizes(paths, sizes, seen: dict, size: tuple[int, int] | None, resize:
                                "prepare.resize: resize to scale the shorter side and centre-crop")
 
 
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Greyscale, palette and RGBA (alpha dropped, as torchvision does) all become 3-channel RGB."""
-    if im.mode == "P" and "transparency" in im.info:
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_rgb(im: Image.Image, where: str = "image") -> Image.Image:
+    """Greyscale, palette, CMYK and RGBA (alpha dropped, as torchvision does) become 3-channel RGB; 16-bit greyscale
+    is scaled to 8 bits (Pillow's own convert would saturate it to white); float images are refused by name."""
+    if im.mode in _SIXTEEN_BIT or im.mode == "I":
+        values = np.asarray(im).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise DatasetError(f"{where}: 32-bit integer image with values {values.min()}..{values.max()}, outside "
+                               "16 bits; convert it to 8 or 16 bits")
+        im = Image.fromarray(((values + 128) // 257).astype(np.uint8), mode="L")
+    elif im.mode == "F":
+        raise DatasetError(f"{where}: 32-bit float image (mode F); convert it to 8 or 16 bits")
+    if im.mode in ("P", "PA") and ("transparency" in im.info or im.mode == "PA"):
         im = im.convert("RGBA")
-    return im.convert("RGB") if im.mode != "RGB" else im
+    try:
+        return im.convert("RGB") if im.mode != "RGB" else im
+    except ValueError as exc:
+        raise DatasetError(f"{where}: cannot convert image mode {im.mode} to RGB ({exc})") from None
 
 
 def height_width(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -133,11 +213,12 @@ def fit_size(im: Image.Image, size: int | tuple[int, int], resize: str, where: s
     return im.crop((left, top, left + tw, top + th))
 
 
-def load_image(path: str | Path, size: int | tuple[int, int], resize: str) -> np.ndarray:
+def load_image(path: str | Path, size: int | tuple[int, int], resize: str,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     try:
-        with Image.open(path) as im:
+        with open_image(path, max_pixels) as im:
             im.load()
-            im = to_rgb(im)
+            im = to_rgb(im, str(path))
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DatasetError(f"{path}: corrupt or unreadable image ({exc})") from None
     return np.asarray(fit_size(im, size, resize, str(path)), dtype=np.uint8)
@@ -184,7 +265,8 @@ def list_torchvision(name: str, root: Path, split: str, download: bool) -> Split
     return SplitListing(classes=classes, labels=labels, arrays=images)
 
 
-def decoder(listing: SplitListing, size: int | tuple[int, int], resize: str) -> Callable[[np.ndarray], np.ndarray]:
+def decoder(listing: SplitListing, size: int | tuple[int, int], resize: str,
+            max_pixels: int = DEFAULT_MAX_PIXELS) -> Callable[[np.ndarray], np.ndarray]:
     """A function from row indices to a uint8 (B,H,W,3) block."""
     if listing.arrays is not None:
         def from_arrays(rows: np.ndarray) -> np.ndarray:
@@ -199,7 +281,7 @@ def decoder(listing: SplitListing, size: int | tuple[int, int], resize: str) -> 
     def from_files(rows: np.ndarray) -> np.ndarray:
         # PIL releases the GIL while decoding: threads use every core, and map keeps the order.
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            return np.stack(list(pool.map(lambda r: load_image(listing.files[r], size, resize), rows)))
+            return np.stack(list(pool.map(lambda r: load_image(listing.files[r], size, resize, max_pixels), rows)))
 
     return from_files
 

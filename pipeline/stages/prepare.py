@@ -23,9 +23,11 @@ from pipeline.executor import map_shards
 from pipeline.io.arrays import create_rows, create_small, open_rows, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.io.sources import (
+    DEFAULT_MAX_PIXELS,
     TORCHVISION_SOURCES,
     SplitListing,
     check_file_sizes,
+    check_min_size,
     decoder,
     height_width,
     list_imagefolder,
@@ -46,6 +48,8 @@ class PrepareParams:
     test_per_class: int | None = None
     skip_non_images: bool = False
     test_split: Literal["test", "val"] = off_switch("test")  # imagefolder: the held-out folder (ImageNet: val)
+    # An image with more pixels is refused by name before it is decoded (a decompression bomb); Pillow's default
+    max_image_pixels: int = off_switch(DEFAULT_MAX_PIXELS)
 
     def __post_init__(self):
         size = [self.image_size] * 2 if isinstance(self.image_size, int) else self.image_size
@@ -56,6 +60,7 @@ class PrepareParams:
         require(self.test_split in ("test", "val"), f"test_split={self.test_split!r} must be test or val")
         require(self.test_split == "test" or self.source == "imagefolder",
                 f"test_split={self.test_split!r}: only an imagefolder source has a choice of held-out folder")
+        require(self.max_image_pixels >= 1, f"max_image_pixels={self.max_image_pixels} must be >= 1")
         for key in ("train_per_class", "test_per_class"):
             value = getattr(self, key)
             require(value is None or value >= 1, f"{key}={value} must be >= 1 or null")
@@ -85,15 +90,15 @@ def select_per_class(labels: np.ndarray, per_class: int | None, seed: int, class
     return np.concatenate(rows)
 
 
-def decode_shard(size: tuple[int, int], resize: str, out: str, start: int, stop: int,
+def decode_shard(size: tuple[int, int], resize: str, out: str, max_pixels: int, start: int, stop: int,
                  rows: SplitListing) -> int:
     """One shard of rows: decode this block's images (`rows`: its part of the listing) into OUT (an executor task)."""
-    open_rows(out, "images")[start:stop] = decoder(rows, size, resize)(np.arange(stop - start))
+    open_rows(out, "images")[start:stop] = decoder(rows, size, resize, max_pixels)(np.arange(stop - start))
     return stop - start
 
 
 def write_split(group: zarr.Group, listing: SplitListing, rows: np.ndarray, size: tuple[int, int], resize: str,
-                split: str, base: BaseParams, path: Path) -> None:
+                split: str, base: BaseParams, path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     images = create_rows(group, "images", (len(rows), *size, 3), np.uint8)
     create_small(group, "labels", listing.labels[rows].astype(np.int64))
 
@@ -103,7 +108,7 @@ def write_split(group: zarr.Group, listing: SplitListing, rows: np.ndarray, size
                        files=None if listing.files is None else [listing.files[r] for r in part],
                        arrays=None if listing.arrays is None else listing.arrays[part])
 
-    map_shards(base, partial(decode_shard, size, resize, str(path)), len(rows), write_block_size(images),
+    map_shards(base, partial(decode_shard, size, resize, str(path), max_pixels), len(rows), write_block_size(images),
                f"prepare {split}", payload=block_of)
 
 
@@ -124,9 +129,10 @@ def run(params: PrepareParams, base: BaseParams, out: Path) -> dict:
         size = None if params.image_size is None else height_width(params.image_size)
         if first.files is not None:
             size = check_file_sizes({split: [listing.files[r] for r in rows[split]] for split, listing in listings.items()},
-                                    size, params.resize)
+                                    size, params.resize, max_pixels=params.max_image_pixels)
         elif size is None:
             size = tuple(int(v) for v in first.arrays.shape[1:3])
+            check_min_size(size, f"{params.source} at {params.root}")
         params_used = resolved_params(base={"seed": base.seed}, prepare=params)
         with store_output(out) as tmp:
             root = zarr.open_group(str(tmp), mode="w")
@@ -137,7 +143,7 @@ def run(params: PrepareParams, base: BaseParams, out: Path) -> dict:
             )
             for split, listing in listings.items():
                 write_split(root.create_group(split), listing, rows[split], size, params.resize, split, base,
-                            tmp / split)
+                            tmp / split, params.max_image_pixels)
     n_train, n_test = len(rows["train"]), len(rows["test"])
     shown = size[0] if size[0] == size[1] else f"{size[0]}x{size[1]}"
     line = summary("prepare", n_train + n_test, "images", timer.seconds, train=n_train, test=n_test, size=shown, out=out)

@@ -94,3 +94,92 @@ def test_params_paths_resolve_against_the_project_even_in_a_dvc_temp_workspace(t
     assert project_path("../shared/data", workspace) == project.resolve() / "../shared/data"
     assert project_path("../shared/data", project) == project.resolve() / "../shared/data"
     assert project_path("/abs/data", workspace) == project.__class__("/abs/data")
+
+
+def _grey_and_source(cifar10):
+    src = Image.open(sorted((cifar10 / "train" / "frog").iterdir())[0]).convert("RGB")
+    return np.asarray(src.convert("L")), src
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_a_real_16_bit_greyscale_image_keeps_its_tones(tmp_path, cifar10, suffix):
+    """A full-range 16-bit image is scaled to 8 bits (Pillow's own convert saturates it to white)."""
+    grey, _ = _grey_and_source(cifar10)
+    path = tmp_path / f"x16{suffix}"
+    Image.fromarray(grey.astype(np.uint16) * 257).save(path)
+    assert Image.open(path).mode.startswith("I")
+    out = load_image(path, 32, "reject")
+    assert out.shape == (32, 32, 3) and np.abs(out[..., 0].astype(int) - grey).max() <= 1
+    assert (out[..., 0] == out[..., 1]).all() and out.std() > 10  # not a solid image
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "LA", "P-transparency"])
+def test_other_modes_keep_their_colours(tmp_path, cifar10, mode):
+    grey, src = _grey_and_source(cifar10)
+    rgb = np.asarray(src).astype(int)
+    if mode == "CMYK":
+        path = tmp_path / "x.jpg"
+        src.convert("CMYK").save(path, quality=95)
+        assert np.abs(load_image(path, 32, "reject").astype(int) - rgb).mean() < 6
+        return
+    path = tmp_path / "x.png"
+    if mode == "LA":
+        src.convert("LA").save(path)
+        assert (load_image(path, 32, "reject")[..., 0] == grey).all()
+        return
+    pal = src.quantize(16)
+    pal.info["transparency"] = 0
+    pal.save(path)
+    expected = np.asarray(src.quantize(16).convert("RGB")).astype(int)
+    assert np.abs(load_image(path, 32, "reject").astype(int) - expected).max() == 0
+
+
+def test_a_float_image_is_refused_by_name(tmp_path, cifar10):
+    grey, _ = _grey_and_source(cifar10)
+    path = tmp_path / "x.tif"
+    Image.fromarray(grey.astype(np.float32) / 255).save(path)
+    with pytest.raises(DatasetError, match=r"x.tif: 32-bit float image"):
+        load_image(path, 32, "reject")
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
+    from pipeline.io.sources import check_readable
+
+    path = tmp_path / "bomb.png"
+    Image.new("1", (10_000, 10_000)).save(path)  # 100 M pixels in a few kB
+    assert path.stat().st_size < 100_000
+    with pytest.raises(DatasetError, match=r"bomb.png: 10000x10000 = 100,000,000 pixels, over "
+                                           r"prepare.max_image_pixels=89478485"):
+        check_readable(path)
+    with pytest.raises(DatasetError, match="over prepare.max_image_pixels=1000"):
+        load_image(path, 32, "resize", max_pixels=1000)
+    assert check_readable(path, max_pixels=100_000_000) == (10_000, 10_000)
+
+
+@pytest.mark.parametrize("name", ["..z", ".hidden", ".ipynb_checkpoints"])
+def test_a_class_folder_starting_with_a_dot_is_refused_or_skipped_with_a_warning(tiny_folder, name):
+    hidden = tiny_folder / "train" / name
+    hidden.mkdir()
+    shutil.copy(next((tiny_folder / "train" / "cat").iterdir()), hidden / "img.jpg")
+    with pytest.raises(DatasetError, match=rf"{name}: a class folder whose name starts with a dot"):
+        list_imagefolder(tiny_folder, "train")
+    with pytest.warns(UserWarning, match=r"skipped 1 entries"):
+        assert list_imagefolder(tiny_folder, "train", skip_non_images=True).classes == ["cat", "ship"]
+
+
+def test_a_hidden_image_inside_a_class_is_not_dropped_silently(tiny_folder):
+    (tiny_folder / "train" / "cat" / "._img.jpg").write_bytes(b"resource fork")
+    with pytest.raises(DatasetError, match=r"\._img.jpg: a file whose name starts with a dot"):
+        list_imagefolder(tiny_folder, "train")
+
+
+def test_images_smaller_than_the_models_accept_are_refused_at_prepare(tmp_path, cifar10):
+    from pipeline.io.sources import check_file_sizes
+
+    files = []
+    for i in range(3):
+        path = tmp_path / f"px{i}.png"
+        Image.new("RGB", (1, 1), (i, i, i)).save(path)
+        files.append(str(path))
+    with pytest.raises(DatasetError, match=r"px0.png: images are 1x1, smaller than the 8x8 the models need"):
+        check_file_sizes({"train": files}, None, "reject")
