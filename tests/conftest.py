@@ -163,3 +163,26 @@ def run_in_world(fn, size: int, tmp_path: Path, *args) -> list:
     tmp_path.mkdir(parents=True, exist_ok=True)
     mp.spawn(_world_entry, args=(size, str(tmp_path / "gloo-init"), fn, args, str(tmp_path)), nprocs=size, join=True)
     return [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(size)]
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A tmpfs of a given size mounted under tmp_path (another filesystem, and one that fills up); skips where this
+    process may not mount (it needs root, as on our machines and in CI)."""
+    import subprocess
+
+    mounted = []
+
+    def mount(name: str, size: str):
+        point = tmp_path / name
+        point.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()[:100]}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)

@@ -15,6 +15,7 @@ without `clusters`: `palettes` is (N, 2^q, 3), image i uses palette i, and attrs
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -150,11 +151,39 @@ def safe_class_dir(name: object) -> str:
     return name
 
 
+def _no_link_inside(out: Path, relative: Path) -> None:
+    """Export writes only inside OUT: a symlink planted on the way to any file it writes is refused."""
+    path = out
+    for part in relative.parts:
+        path = path / part
+        if path.is_symlink():
+            raise StoreError(f"export: {path} is a symbolic link; export never writes through links inside its "
+                             "target (remove it, or choose an empty folder)")
+
+
+def _move_in(src: Path, dst: Path) -> None:
+    """Rename `src` to `dst`; across filesystems (a rename cannot), copy it beside `dst` first and rename that."""
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        part = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+        try:
+            shutil.copyfile(src, part)
+            os.replace(part, dst)
+        finally:
+            part.unlink(missing_ok=True)
+        src.unlink()
+
+
 def export_imagefolder(store: DCQStore, out: Path, overwrite: bool = False) -> int:
     """Write every image as an indexed (palette) PNG to out/<class>/<row>.png; returns the count.
 
     An existing non-empty `out` is refused unless `overwrite`; then only the files export writes are replaced
-    and everything else in `out` stays. The PNGs are written to a hidden sibling first and moved in at the end."""
+    and everything else in `out` stays. The PNGs are written to a hidden sibling first and moved in at the end
+    (copied where `out` is on another filesystem); a symlink inside `out` on the way to a file it writes is refused
+    before anything is written, and a failure (a full disk) leaves no partial output."""
     out = Path(out)
     names = [safe_class_dir(name) for name in store.classes]
     if out.exists() and not out.is_dir():
@@ -163,6 +192,15 @@ def export_imagefolder(store: DCQStore, out: Path, overwrite: bool = False) -> i
         raise StoreError(f"export: {out} is not empty; choose an empty folder or pass --overwrite "
                          "(which replaces only the files export writes)")
     width = len(str(max(0, len(store) - 1)))
+    labels = store.labels
+
+    def targets():  # out/<class>/<row>.png, relative, made as needed (a list of ImageNet's paths would be ~0.6 GB)
+        for row in range(len(store)):
+            yield Path(names[labels[row]]) / f"{row:0{width}d}.png"
+
+    if out.is_dir():
+        for relative in (Path("dcq_store.json"), *(Path(n) for n in names), *targets()):
+            _no_link_inside(out, relative)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_siblings(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -175,16 +213,20 @@ def export_imagefolder(store: DCQStore, out: Path, overwrite: bool = False) -> i
                 for row, image_idx in enumerate(idx, start):
                     im = Image.fromarray(image_idx, mode="P")
                     im.putpalette(store.palettes[store.clusters[row]].reshape(-1).tolist())
-                    im.save(tmp / names[store.labels[row]] / f"{row:0{width}d}.png", optimize=False)
+                    im.save(tmp / names[labels[row]] / f"{row:0{width}d}.png", optimize=False)
                 bar.update(stop - start)
         (tmp / "dcq_store.json").write_text(json.dumps(store.summary(), indent=2) + "\n")
         out.mkdir(exist_ok=True)
-        for written in sorted(tmp.rglob("*")):
-            target = out / written.relative_to(tmp)
-            if written.is_dir():
-                target.mkdir(exist_ok=True)
-            else:
-                os.replace(written, target)
+        for name in names:
+            _no_link_inside(out, Path(name))
+            (out / name).mkdir(exist_ok=True)
+        for relative in (*targets(), Path("dcq_store.json")):
+            _no_link_inside(out, relative)
+            _move_in(tmp / relative, out / relative)
+    except OSError as exc:  # PIL's writes name no file: the error names the export
+        if exc.filename is None:
+            exc.filename = str(out)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # ours: the PNGs not yet moved, or the empty folders
     return len(store)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 from pathlib import Path
 from typing import TypeVar
@@ -15,6 +16,10 @@ from pipeline.errors import DcqError
 from pipeline.timing import Timer, summary  # noqa: F401  (re-exported for the stage modules)
 
 T = TypeVar("T")
+# What the machine, not the code, got wrong: a one-line error, not a traceback. Outputs are swapped in only when
+# complete (pipeline/io/atomic.py), so the previous output is still in place.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EMFILE,
+                      errno.ENAMETOOLONG, errno.EXDEV, errno.EIO, errno.ENOTDIR, errno.EISDIR}
 
 
 def read_params(params_file: Path, section: str, cls: type[T]) -> tuple[BaseParams, T]:
@@ -30,6 +35,12 @@ def user_errors():
         yield
     except (DcqError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = next((str(f) for f in (exc.filename, exc.filename2) if f), "")
+        typer.echo(f"error: {exc.strerror or exc}{f': {where}' if where else ''} (nothing was replaced)", err=True)
         raise typer.Exit(2) from None
 
 

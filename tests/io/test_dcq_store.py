@@ -6,6 +6,7 @@ from PIL import Image
 
 from pipeline.errors import StoreError
 from pipeline.io.dcq_store import DCQStore, export_imagefolder
+from pipeline.io.verify import seal
 
 
 @pytest.mark.parametrize("q", [1, 2])
@@ -105,7 +106,79 @@ def test_export_refuses_a_class_name_that_is_not_one_folder(bad, small_run, tmp_
     shutil.copytree(small_run.dcq(1), store_path)
     root = zarr.open_group(str(store_path), mode="r+")
     root.attrs["classes"] = [bad, *root.attrs["classes"][1:]]
+    seal(root)  # a crafted store whose manifest vouches for the name: the name itself is still checked
     with pytest.raises(StoreError, match="cannot be a folder name"):
         export_imagefolder(DCQStore(store_path), tmp_path / "out")
     assert not (tmp_path / "out").exists() and not (tmp_path / "escape").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q1.zarr"]
+
+
+def _tree(root):
+    return sorted((str(p.relative_to(root)), p.is_symlink()) for p in root.rglob("*"))
+
+
+def test_export_never_writes_through_a_symlink_planted_in_its_target(small_run, tmp_path):
+    store = DCQStore(small_run.dcq(1))
+    out, elsewhere = tmp_path / "export", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / store.classes[1]).symlink_to(elsewhere, target_is_directory=True)
+    before = _tree(tmp_path)
+    with pytest.raises(StoreError, match=rf"export: .*{store.classes[1]} is a symbolic link"):
+        export_imagefolder(store, out, overwrite=True)
+    assert _tree(tmp_path) == before and not any(elsewhere.iterdir())
+    (out / store.classes[1]).unlink()
+    first = out / store.classes[store.labels[0]]
+    first.mkdir()
+    (first / f"{0:0{len(str(len(store) - 1))}d}.png").symlink_to(tmp_path / "victim.txt")
+    with pytest.raises(StoreError, match="is a symbolic link"):
+        export_imagefolder(store, out, overwrite=True)
+    assert not (tmp_path / "victim.txt").exists()
+
+
+def test_export_to_another_filesystem_copies_where_it_cannot_rename(small_run, tmp_path, small_filesystem):
+    store = DCQStore(small_run.dcq(1))
+    out = small_filesystem("mnt", "64m")  # OUT is itself the mount point: its hidden sibling is on another device
+    assert export_imagefolder(store, out, overwrite=True) == len(store)
+    reference = tmp_path / "reference"
+    export_imagefolder(store, reference)
+    assert sorted(p.relative_to(out) for p in out.rglob("*.png")) == sorted(
+        p.relative_to(reference) for p in reference.rglob("*.png"))
+    for png in reference.rglob("*.png"):
+        assert (out / png.relative_to(reference)).read_bytes() == png.read_bytes()
+    assert not [p for p in out.rglob(".*")] and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_full_disk_is_a_one_line_error_and_leaves_no_partial_output(small_run, tmp_path, small_filesystem):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    disk = small_filesystem("disk", "40k")
+    result = CliRunner().invoke(app, ["export", str(small_run.dcq(1)), str(disk / "export")])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error")]  # (tqdm shares stderr)
+    assert lines == [f"error: No space left on device: {disk / 'export'} (nothing was replaced)"], result.output
+    assert list(disk.iterdir()) == []
+    # a stage's output too: the previous output stays, no temporary is left
+    from pipeline.stages import prepare
+    from tests.conftest import BASE, SMALL
+
+    prepared = disk / "prepared.zarr"
+    result = CliRunner().invoke(app, ["prepare", "--out", str(prepared), "--params", str(_small_params(tmp_path))])
+    lines = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert result.exit_code == 2 and len(lines) == 1 and "No space left on device" in lines[0], result.output
+    assert list(disk.iterdir()) == []
+    del prepare, BASE, SMALL
+
+
+def _small_params(tmp_path):
+    import yaml
+
+    from tests.conftest import CIFAR10, REPO
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["prepare"].update(root=str(CIFAR10), train_per_class=16, test_per_class=8)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
