@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 import typer
-import zarr
 
 from pipeline.io.dcq_store import DCQStore, export_imagefolder
 from pipeline.io.formats import open_store
-from pipeline.io.verify import verify_store
+from pipeline.io.verify import read_attrs, verify_store
 from pipeline.stages.common import user_errors
 
 STAGES = ["prepare", "teacher", "features", "cluster", "attention", "colour_counts", "palette", "refine", "encode", "fidelity", "ablate", "baseline", "codec", "scores", "prune", "evaluate_synthetic",
@@ -44,7 +43,7 @@ def verify(stores: list[Path] = typer.Argument(..., help="Zarr stores written by
     with user_errors():
         for store in stores:
             checked = verify_store(store)
-            fmt = zarr.open_group(str(store), mode="r").attrs.get("format")
+            fmt = read_attrs(store).get("format")
             if fmt is not None:
                 open_store(store)  # the format's own checks (shapes against attrs, label and cluster ranges)
             typer.echo(f"ok {store}: {len(checked)} arrays ({', '.join(f'{k}[{v}]' for k, v in checked.items())})")

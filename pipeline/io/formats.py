@@ -11,7 +11,7 @@ from pathlib import Path
 import zarr
 
 from pipeline.errors import StoreError
-from pipeline.io.verify import open_verified
+from pipeline.io.verify import open_verified, read_attrs
 from pipeline.registry import Registry
 
 FORMATS: Registry[type] = Registry("store format", error=StoreError)
@@ -34,7 +34,7 @@ def open_format(path: str | Path, formats: tuple[str, ...], missing: str) -> tup
     path = Path(path)
     if not (path / "zarr.json").is_file():
         raise StoreError(missing)
-    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    attrs = read_attrs(path)
     if not isinstance(attrs.get("format"), str) or attrs.get("format") not in formats:
         raise StoreError(f"{path}: not a {' or '.join(formats)} store (format={attrs.get('format')!r})")
     root = open_verified(path)
@@ -47,7 +47,7 @@ def store_format(path: str | Path, readable: tuple[str, ...] | None = None, role
     path = Path(path)
     if not (path / "zarr.json").is_file():
         raise StoreError(f"{path} is not a Zarr store (no zarr.json)")
-    fmt = zarr.open_group(str(path), mode="r").attrs.get("format")
+    fmt = read_attrs(path).get("format")
     if fmt is not None and not isinstance(fmt, str):
         raise StoreError(f"{path}: attr format={fmt!r} is not a format name; known formats: {format_names()}")
     if readable is not None and fmt not in readable:

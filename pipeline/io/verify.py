@@ -277,6 +277,18 @@ def _check_chunks(path: Path, name: str, arr: zarr.Array) -> None:
                                  f"{raw_bytes} expected (truncated)")
 
 
+def read_attrs(path: str | Path) -> dict:
+    """The root attrs of the store at `path`, read from its zarr.json without trusting it (a StoreError naming the
+    store when the file is missing, not JSON or not a group's metadata)."""
+    path = Path(path)
+    if not (path / _NODE_META).is_file():
+        raise StoreError(f"{path} is not a Zarr store (no zarr.json)")
+    attrs = _read_meta(path, "").get("attributes", {})
+    if not isinstance(attrs, dict):
+        raise StoreError(f"{path}: zarr.json's attributes are not a mapping")
+    return attrs
+
+
 def _manifest(path: Path, attrs: dict) -> dict:
     manifest = attrs.get(MANIFEST)
     if not isinstance(manifest, dict):

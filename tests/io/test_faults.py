@@ -18,7 +18,10 @@ from pipeline.io.formats import format_names, open_store
 from pipeline.io.verify import seal, verify_store
 from tests.conftest import BASE
 
-FAULTS = ("delete_chunk", "truncate_shard", "flip_bytes", "change_shape")
+FAULTS = ("delete_chunk", "truncate_shard", "flip_bytes", "change_shape",
+          # layout and content attacks that a shard's own crc32c cannot see (the manifest's hashes do)
+          "separator", "fill_value", "codecs", "rewritten_shard", "garbage_array_meta", "garbage_root_meta",
+          "extra_array_attr", "swapped_classes")
 JUNK = (None, -1, 0, "junk", [], [1, 2, 3], {"a": 1})
 
 
@@ -56,13 +59,47 @@ def damage(store: Path, fault: str) -> None:
         data = bytearray(target.read_bytes())
         data[len(data) // 2] ^= 0xFF
         target.write_bytes(bytes(data))
-    else:  # the array's metadata claims one row fewer than the manifest
-        meta_path = target.parent
-        while not (meta_path / "zarr.json").is_file():
-            meta_path = meta_path.parent
-        meta = json.loads((meta_path / "zarr.json").read_text())
-        meta["shape"][0] -= 1
-        (meta_path / "zarr.json").write_text(json.dumps(meta))
+    elif fault == "rewritten_shard":  # a valid shard (its crc32c passes) with other content, as if copied in
+        array_dir = _array_dir(target)
+        name = array_dir.relative_to(store).as_posix()
+        arr = zarr.open_group(str(store), mode="r+")[name]
+        rows = min(arr.shape[0], arr.shards[0] if arr.shards else arr.chunks[0])
+        block = arr[:rows]
+        arr[:rows] = np.roll(block, 1, axis=0) if rows > 1 else (block + 1).astype(block.dtype)
+    elif fault == "garbage_root_meta":
+        (store / "zarr.json").write_text("{not json")
+    elif fault == "swapped_classes":
+        meta = json.loads((store / "zarr.json").read_text())
+        classes = meta["attributes"].get("classes")
+        if isinstance(classes, list) and len(classes) > 1:
+            classes[0], classes[1] = classes[1], classes[0]
+        else:
+            meta["attributes"]["format_note"] = "changed"
+        (store / "zarr.json").write_text(json.dumps(meta))
+    else:  # the array's metadata edited in place
+        meta_file = _array_dir(target) / "zarr.json"
+        meta = json.loads(meta_file.read_text())
+        if fault == "change_shape":  # one row fewer than the manifest
+            meta["shape"][0] -= 1
+        elif fault == "separator":  # zarr would look for chunks under other names and read fill values
+            meta["chunk_key_encoding"] = {"name": "default", "configuration": {"separator": "."}}
+        elif fault == "fill_value":
+            meta["fill_value"] = 7
+        elif fault == "codecs":  # the same bytes read through another chain
+            meta["codecs"] = [{"name": "bytes", "configuration": {"endian": "big"}}]
+        elif fault == "extra_array_attr":
+            meta["attributes"]["note"] = "added"
+        else:
+            meta_file.write_text("[1, 2")
+            return
+        meta_file.write_text(json.dumps(meta))
+
+
+def _array_dir(data_file: Path) -> Path:
+    path = data_file.parent
+    while not (path / "zarr.json").is_file():
+        path = path.parent
+    return path
 
 
 @pytest.fixture
@@ -171,3 +208,21 @@ def test_training_on_a_damaged_store_writes_no_record(small_run, copy_of, tmp_pa
     with pytest.raises(StoreError, match=store.name):
         train.run(params, BASE, "dcq", 1, "convnetd3", 0, store, small_run.prepared, tmp_path / "m.pt", record)
     assert not record.exists() and not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize("fmt", format_names())
+def test_a_shard_with_other_content_is_named_by_array_and_shard_as_it_is_read(fmt, copy_of):
+    """A shard that passes its own crc32c but not the manifest's hash: refused when read, naming where it is."""
+    store = copy_of(fmt)
+    damage(store, "rewritten_shard")
+    with pytest.raises(StoreError, match=rf"{store.name}: array '[\w/]+': (shard|chunk) [\d.c]+ differs from the "
+                                         r"manifest \(damaged, or copied from another store\)"):
+        read_all(store)
+
+
+@pytest.mark.parametrize("fault", ["separator", "fill_value", "codecs", "extra_array_attr", "swapped_classes"])
+def test_layout_and_attr_changes_fail_on_open_before_any_data_is_read(fault, copy_of):
+    store = copy_of("dcq-v1")
+    damage(store, fault)
+    with pytest.raises(StoreError, match=rf"{store.name}: .*(differ from the manifest|dcq writes)"):
+        open_store(store)
