@@ -60,7 +60,7 @@ def guarded(module):
     stage would otherwise find out only when it swaps its output in, maybe hours later). A stage module may name
     `OUTPUT_FOLDERS` (options naming a folder it writes its outputs into, not an output) and `OUTPUT_OWNERS` (option
     -> test for an output format that carries no dcq marker)."""
-    from pipeline.io.atomic import check_replaceable
+    from pipeline.io.atomic import OutputError, check_replaceable
 
     command = module.command
     folders, owners = getattr(module, "OUTPUT_FOLDERS", ()), getattr(module, "OUTPUT_OWNERS", {})
@@ -69,9 +69,15 @@ def guarded(module):
     @functools.wraps(command)
     def run(**kwargs):
         with user_errors():
+            inputs = {k: v.resolve() for k, v in kwargs.items() if isinstance(v, Path) and k not in names}
             for name in names:
                 if isinstance(kwargs.get(name), Path):
                     check_replaceable(kwargs[name], owners.get(name))
+                    out = kwargs[name].resolve()
+                    for option, path in inputs.items():
+                        if path == out or out in path.parents:
+                            raise OutputError(f"{kwargs[name]} is also this stage's input --{option.replace('_', '-')}"
+                                              "; nothing was changed (write the output elsewhere)")
         return command(**kwargs)
 
     return run

@@ -206,3 +206,18 @@ def test_exchange_swaps_a_file_and_a_folder(tmp_path):
     if not atomic.exchange(a, b):
         pytest.skip("renameat2(RENAME_EXCHANGE) is not available here")
     assert a.is_dir() and b.read_text() == "a"
+
+
+def test_an_output_that_is_also_an_input_is_refused_before_the_stage_starts(small_run, tmp_path):
+    """Sealed stores are ours, so a mistyped `--out` naming the stage's own input would otherwise replace it."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    before = tree(small_run.prepared)
+    result = CliRunner().invoke(app, ["features", "--prepared", str(small_run.prepared), "--teacher",
+                                      str(small_run.teacher), "--out", str(small_run.prepared)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [f"error: {small_run.prepared} is also this stage's input --prepared; "
+                                                  "nothing was changed (write the output elsewhere)"]
+    assert tree(small_run.prepared) == before
