@@ -1,28 +1,58 @@
-"""`dcq`: one subcommand per pipeline stage (what dvc.yaml runs), plus `inspect`, `export` and `verify`."""
+"""`dcq`: one subcommand per pipeline stage (what dvc.yaml runs), plus `inspect`, `export` and `verify`.
+
+A command's module is imported only when that command runs: `dcq --help` and `dcq --version` import neither torch
+nor zarr, and `dvc repro` starts ~30 stage processes that each pay only for their own stage's libraries."""
 
 from __future__ import annotations
 
 import functools
 import importlib
 import inspect
-import json
-import sys
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 
-from pipeline.io.dcq_store import DCQStore, export_imagefolder
-from pipeline.io.formats import open_store
-from pipeline.io.verify import read_attrs, verify_store
-from pipeline.stages.common import user_errors
-
-STAGES = ["prepare", "teacher", "features", "cluster", "attention", "colour_counts", "palette", "refine", "encode", "fidelity", "ablate", "baseline", "codec", "scores", "prune", "evaluate_synthetic",
-          "train", "report", "experts", "distill"]
-
+STAGES = ["prepare", "teacher", "features", "cluster", "attention", "colour_counts", "palette", "refine", "encode",
+          "fidelity", "ablate", "baseline", "codec", "scores", "prune", "evaluate_synthetic", "train", "report",
+          "experts", "distill"]
+TOOLS = ["inspect", "export", "verify"]
+# `dcq --help` lists these without importing any command (tests/test_cli.py checks each against its docstring).
+SHORT_HELP = {
+    "prepare": "Read the dataset named in params (prepare:) into Zarr.",
+    "teacher": "Train (or load) the teacher and measure its test accuracy.",
+    "features": "Pooled shallow-layer teacher features for every train image.",
+    "cluster": "faiss K-means of the train images into chromaticity clusters (or the labels/random ablations).",
+    "attention": "Grad-CAM++ maps for every train image's true label.",
+    "colour_counts": "Colour counts of the top-k_gra% attention pixels of every cluster (shared by every palette@q).",
+    "palette": "K-means palettes in LAB per cluster from the colour counts of the top-k_gra% attention pixels.",
+    "refine": "Refine the K-means palettes by minimising the Sobel edge loss.",
+    "encode": "Encode the train set as q-bit palette indices plus shared palettes, for every bit depth in one pass.",
+    "fidelity": "Measure PSNR, SSIM and CIEDE2000 ΔE of a quantized train set against the original images.",
+    "ablate": "Rebuild the DCQ store with one variant's params changed (an ablation).",
+    "baseline": "Quantize every train image on its own (Median Cut, octree, K-means) at q bits.",
+    "codec": "Store the train set with a standard codec at the quality that matches DCQ's bytes at q.",
+    "scores": "Train a proxy model and record per-sample AUM, EL2N, forgetting and entropy scores.",
+    "prune": "Keep the coreset a pruning method selects, at the storage of q-bit colour indices.",
+    "evaluate_synthetic": "Train a fresh network on a synthetic set (with DSA) and test it on the original test set.",
+    "train": "Train one model on one dataset variant and test it on the original test set.",
+    "report": "Aggregate the runs into reports/: metrics list, summary, plot, image grid, Markdown and HTML.",
+    "experts": "Train expert networks with DSA and save their parameters after every epoch.",
+    "distill": "Distill a synthetic train set at the storage of IPC images per class.",
+    "inspect": "Print a JSON summary: bits, images, clusters, bytes on disk vs raw 24-bit RGB, measured and nominal "
+               "ratio.",
+    "export": "Write the reconstructed train set as palette PNGs in ImageFolder layout.",
+    "verify": "Check stores in full, exiting 2 with a line naming the first store and array that fail.",
+}
 
 
 def inspect_store(store: Path = typer.Argument(..., help="a DCQ store (data/dcq/q{q}.zarr)")):
     """Print a JSON summary: bits, images, clusters, bytes on disk vs raw 24-bit RGB, measured and nominal ratio."""
+    import json
+
+    from pipeline.io.dcq_store import DCQStore
+    from pipeline.stages.common import user_errors
+
     with user_errors():
         typer.echo(json.dumps(DCQStore(store).summary(), indent=2))
 
@@ -32,19 +62,27 @@ def export(store: Path = typer.Argument(..., help="a DCQ store"),
            overwrite: bool = typer.Option(False, "--overwrite", help="write into a non-empty folder, replacing only "
                                           "the files export writes")):
     """Write the reconstructed train set as palette PNGs in ImageFolder layout."""
+    from pipeline.io.dcq_store import DCQStore, export_imagefolder
+    from pipeline.stages.common import user_errors
+
     with user_errors():
         count = export_imagefolder(DCQStore(store), out, overwrite)
     typer.echo(f"exported {count} images to {out}")
 
 
 def verify(stores: list[Path] = typer.Argument(..., help="Zarr stores written by dcq stages")):
-    """Check stores in full: manifest, shapes, every chunk present and its crc32c, every array's content hash,
-    and the format's own rules. Exit 2 naming the first store and array that fail."""
+    """Check stores in full, exiting 2 with a line naming the first store and array that fail.
+
+    Checks the manifest, each node's metadata, shapes, every chunk present and its crc32c and hash, every array's
+    content hash, and the format's own rules."""
+    from pipeline.io.formats import open_store
+    from pipeline.io.verify import read_attrs, verify_store
+    from pipeline.stages.common import user_errors
+
     with user_errors():
         for store in stores:
             checked = verify_store(store)
-            fmt = read_attrs(store).get("format")
-            if fmt is not None:
+            if read_attrs(store).get("format") is not None:
                 open_store(store)  # the format's own checks (shapes against attrs, label and cluster ranges)
             typer.echo(f"ok {store}: {len(checked)} arrays ({', '.join(f'{k}[{v}]' for k, v in checked.items())})")
 
@@ -57,10 +95,11 @@ def output_options(command) -> list[str]:
 
 def guarded(module):
     """The stage's command, refusing before it starts any output path that holds something dcq did not write (the
-    stage would otherwise find out only when it swaps its output in, maybe hours later). A stage module may name
-    `OUTPUT_FOLDERS` (options naming a folder it writes its outputs into, not an output) and `OUTPUT_OWNERS` (option
-    -> test for an output format that carries no dcq marker)."""
+    stage would otherwise find out only when it swaps its output in, maybe hours later), or that is one of its
+    inputs. A stage module may name `OUTPUT_FOLDERS` (options naming a folder it writes its outputs into, not an
+    output) and `OUTPUT_OWNERS` (option -> test for an output format that carries no dcq marker)."""
     from pipeline.io.atomic import OutputError, check_replaceable
+    from pipeline.stages.common import user_errors
 
     command = module.command
     folders, owners = getattr(module, "OUTPUT_FOLDERS", ()), getattr(module, "OUTPUT_OWNERS", {})
@@ -83,28 +122,69 @@ def guarded(module):
     return run
 
 
-def build_app(stages: list[str]) -> typer.Typer:
-    app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+def load_command(name: str):
+    """The function behind subcommand `name`, importing its module now."""
+    if name in TOOLS:
+        return {"inspect": inspect_store, "export": export, "verify": verify}[name]
+    return guarded(importlib.import_module(f"pipeline.stages.{name}"))
+
+
+class LazyGroup(TyperGroup):
+    """A typer group whose subcommands are built on first use, and whose help lists them from SHORT_HELP."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return [*STAGES, *TOOLS]
+
+    def get_command(self, ctx, name: str):
+        if name not in SHORT_HELP:
+            return None
+        single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        single.command(name)(load_command(name))
+        command = typer.main.get_command(single)
+        command.name = name
+        return command
+
+    def format_help(self, ctx, formatter) -> None:
+        super(TyperGroup, self).format_help(ctx, formatter)  # plain click's: rich's would build every command first
+
+    def format_commands(self, ctx, formatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, SHORT_HELP[name]) for name in self.list_commands(ctx)])
+
+
+def version() -> str:
+    from pipeline import __version__
+
+    return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dcq {version()}")
+        raise typer.Exit()
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(cls=LazyGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                      rich_markup_mode=None,
                       help="Dataset colour quantization: a staged pipeline from images to palettes + indices in Zarr.")
-    for name in stages:
-        module = importlib.import_module(f"pipeline.stages.{name}")
-        app.command(name)(guarded(module))
-    app.command("inspect")(inspect_store)
-    app.command("export")(export)
-    app.command("verify")(verify)
+
+    @app.callback()
+    def options(show_version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                                  help="print dcq's version and exit")):
+        """Dataset colour quantization: a staged pipeline from images to palettes + indices in Zarr."""
+
     return app
 
 
 def main() -> None:
-    """Console entry point. A stage subcommand imports only its own stage module: `dvc repro` starts ~30 of
-    them and importing every stage's libraries costs ~3 s each. Anything else gets the whole CLI."""
-    wanted = sys.argv[1] if len(sys.argv) > 1 else None
-    build_app([wanted] if wanted in STAGES else STAGES)()
+    """Console entry point."""
+    build_app()(prog_name="dcq")
 
 
 def __getattr__(name: str):
     if name == "app":  # `from pipeline.cli import app`: the whole CLI (tests, CliRunner)
-        return build_app(STAGES)
+        return build_app()
     raise AttributeError(name)
 
 

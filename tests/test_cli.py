@@ -4,6 +4,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from tests.conftest import REPO
 
 runner = CliRunner()
 
@@ -52,7 +53,8 @@ def test_ablate_command_builds_a_variant_and_names_an_unknown_one(small_run, tmp
               "--teacher", str(small_run.teacher)]
     result = runner.invoke(app, ["ablate", "--variant", "k2", *common, "--out", str(tmp_path / "k2.zarr")])
     assert result.exit_code == 0, result.output
-    assert json.loads(runner.invoke(app, ["inspect", str(tmp_path / "k2.zarr")]).stdout)["clusters"] == 2
+    shown = runner.invoke(app, ["inspect", str(tmp_path / "k2.zarr")])
+    assert json.loads(shown.stdout)["clusters"] == 2, (shown.output, shown.exception)
     result = runner.invoke(app, ["ablate", "--variant", "k3", *common, "--out", str(tmp_path / "k3.zarr")])
     assert result.exit_code == 2 and "'k3' is not in ablate.variants ['k2']" in result.output
     assert not (tmp_path / "k3.zarr").exists()
@@ -122,3 +124,38 @@ def test_verify_reports_every_store_it_checked(small_run):
     result = runner.invoke(app, ["verify", str(small_run.prepared), str(small_run.dcq(1))])
     assert result.exit_code == 0, result.output
     assert result.output.count("ok ") == 2 and "train/images[160]" in result.output
+
+
+def test_help_lists_every_command_with_its_docstring_and_imports_no_heavy_library():
+    import ast
+    import subprocess
+    import sys
+
+    from pipeline.cli import SHORT_HELP, STAGES, TOOLS, inspect_store
+
+    tools = {"inspect": inspect_store.__doc__, "export": None, "verify": None}
+    for name in [*STAGES, *TOOLS]:
+        if name in STAGES:
+            tree = ast.parse((REPO / "pipeline" / "stages" / f"{name}.py").read_text())
+            doc = ast.get_docstring(next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "command"))
+        else:
+            import pipeline.cli as cli
+
+            doc = tools[name] or getattr(cli, name).__doc__  # "inspect" is inspect_store (the name is a module)
+        assert SHORT_HELP[name] == doc.strip().splitlines()[0], name
+    code = ("import sys; from pipeline.cli import main; sys.argv = ['dcq', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('torch', 'zarr', 'numpy', 'rich') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO).stdout
+    assert "HEAVY []" in out, out
+    assert all(name in out for name in [*STAGES, *TOOLS])
+
+
+def test_version_option_and_attribute_agree():
+    from importlib.metadata import version
+
+    import pipeline
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"dcq {pipeline.__version__}"
+    assert pipeline.__version__ == version("dcq")

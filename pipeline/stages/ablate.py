@@ -33,6 +33,7 @@ import zarr
 from pipeline.config import BaseParams, load_base, load_section, params_hash, parse_section, read_yaml, require, to_dict
 from pipeline.errors import ParamsError
 from pipeline.io.atomic import atomic_output
+from pipeline.io.verify import seal
 from pipeline.prune.coreset import CoresetSpec, coreset_prepared, within_ipc_budget
 from pipeline.quantize.attention_store import AttentionParams, write_attention
 from pipeline.quantize.bitpack import check_bits
@@ -132,6 +133,7 @@ def run(params: AblateParams, base: BaseParams, defaults: dict[str, Any], name: 
         if variant.coreset is not None and variant.coreset.ipc is not None:
             extra |= within_ipc_budget(work / "dcq.zarr", variant.coreset.ipc, f"ablate {name}")
         store.attrs.update({"ablation": ablation, "params": lineage, "params_hash": params_hash(lineage)} | extra)
+        seal(store)  # the manifest vouches for the attrs too: seal again after changing them
         with atomic_output(out) as tmp:
             shutil.move(str(work / "dcq.zarr"), str(tmp))
     images = int(zarr.open_group(str(out), mode="r").attrs["num_images"])
