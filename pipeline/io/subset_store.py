@@ -79,6 +79,11 @@ class SubsetStore:
         with reading(self.path):
             return self.root["images"][:]
 
+    def decode(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Images uint8 (n,H,W,3) of rows [start, stop)."""
+        with reading(self.path):
+            return self.root["images"][start:len(self) if stop is None else stop]
+
     def describe(self) -> str:
         return f"{len(self):,} of {self.attrs['source_images']:,} images, full colour"
 
