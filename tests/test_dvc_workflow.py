@@ -83,11 +83,11 @@ def project(tmp_path_factory, cifar10) -> Path:
 def test_repro_writes_the_report_metrics_and_the_dcq_store(project):
     assert (project / "reports" / "report.html").stat().st_size > 10_000
     assert (project / "data" / "dcq" / "q1.zarr" / "zarr.json").is_file()
-    records = json.loads((project / "reports" / "metrics.json").read_text())
+    records = json.loads((project / "reports" / "metrics.json").read_text())["records"]
     assert {(r["method"], r["bits"], r["seed"]) for r in records} == {("full", None, 0), ("full", None, 1),
                                                                       ("dcq", 1, 0), ("dcq", 1, 1)}
     summary = json.loads((project / "reports" / "summary.json").read_text())
-    assert set(summary) == {"full", "dcq-q1"} and set(summary["dcq-q1"]) == {"accuracy", "bytes"}
+    assert set(summary) == {"full", "dcq-q1", "written_by"} and set(summary["dcq-q1"]) == {"accuracy", "bytes"}
     md = (project / "reports" / "report.md").read_text()
     assert "| baselines | not run |" in md and "| distillation | not run |" in md
 
@@ -114,9 +114,37 @@ def test_a_params_change_reruns_exactly_what_it_affects(project):
     assert not any(key.startswith("full.") for key in changed), diff  # full colour did not rerun
     assert "dcq-q1" in dvc(project, "metrics", "diff").stdout
     plots = dvc(project, "plots", "show", "-o", "plots_out")
-    assert plots.returncode == 0 and "test_accuracy" in (project / "plots_out" / "index.html").read_text()
+    page = (project / "plots_out" / "index.html").read_text()
+    assert plots.returncode == 0 and "test_accuracy" in page
+    assert all(name in page for name in ("accuracy_vs_ratio.png", "train_images.png", "per_class.png")), page[:2000]
     git(project, "add", "-A")
     git(project, "commit", "-qm", "k_gra 80")
+
+
+def recipes() -> list[list[str]]:
+    """The `dvc ...` commands of docs/dvc.md's code blocks: the docs are what the test runs."""
+    import shlex
+
+    text = (REPO / "docs" / "dvc.md").read_text()
+    blocks = text.split("```bash\n")[1:]
+    return [shlex.split(line)[1:] for block in blocks for line in block.split("```")[0].splitlines()
+            if line.startswith("dvc ")]
+
+
+def test_the_docs_recipes_run_and_fit_a_terminal(project):
+    found = recipes()
+    assert {cmd[0] for cmd in found} >= {"status", "exp", "dag", "plots"}, found
+    for cmd in found:
+        if cmd[:2] == ["plots", "diff"]:
+            continue  # needs an earlier revision with plots: run by test_a_params_change_... through `plots show`
+        out = dvc(project, *cmd, *(["--no-pager"] if cmd[:2] == ["exp", "show"] else []))
+        width = max((len(line) for line in out.stdout.splitlines()), default=0)
+        assert width < 160, (cmd, out.stdout)
+        if cmd[:2] == ["exp", "show"]:
+            assert "dcq-q1.accuracy" in out.stdout and "palette.k_gra" in out.stdout, out.stdout
+        if cmd[0] == "dag":
+            assert out.stdout.startswith("```mermaid") and "report" in out.stdout and "baseline" not in out.stdout
+    assert "dvc_plots/" in (REPO / ".gitignore").read_text().splitlines()
 
 
 def test_a_queued_experiment_runs_in_a_temporary_workspace(project):

@@ -75,7 +75,7 @@ def test_dask_executor_writes_the_serial_bytes(small_run, tmp_path, cluster, mon
         same_store(tmp_path / "serial" / store, tmp_path / "dask" / store)
     # every Dask stage ran as several shard tasks; how many maps a stage makes is not fixed (the codec searches its
     # quality in as many passes as it needs to meet the DCQ store's bytes, which depend on the teacher's float bits)
-    assert sorted(mapped) == sorted(["prepare", "features", "attention", "colour_counts", "palette", "encode-cluster",
+    assert sorted(mapped) == sorted(["prepare", "features", "attention", "colour_counts", "encode-cluster",
                                      "encode-best_palette", "median_cut", "libimagequant", "codec"]), sorted(mapped)
     assert all(min(tasks) >= 5 for tasks in mapped.values()), mapped
     shards = zarr.open_group(str(tmp_path / "dask" / "attention.zarr"), mode="r")["cams"].shards[0]

@@ -65,7 +65,7 @@ def test_report_renders_tables_plot_grid_and_self_contained_html(small_run, tmp_
     summary = json.loads(paths["summary"].read_text())
     assert summary == {"full": {"accuracy": 42.0, "bytes": 470000},
                        "dcq-q1": {"accuracy": 21.0, "bytes": summary["dcq-q1"]["bytes"]},
-                       "dcq-q2": {"accuracy": 32.0, "bytes": summary["dcq-q2"]["bytes"]}}
+                       "dcq-q2": {"accuracy": 32.0, "bytes": summary["dcq-q2"]["bytes"]}, "written_by": "dcq"}
     rows = list(csv.DictReader(paths["data"].open()))
     assert [(r["method"], r["bits"], r["test_accuracy"]) for r in rows] == [
         ("full", "", "42.0"), ("dcq", "1", "21.0"), ("dcq", "2", "32.0")]
@@ -245,10 +245,10 @@ def test_dcq_of_a_coreset_at_an_ipc_budget_joins_the_ipc_table(small_run, scores
     on_disk = array_bytes(path)
     assert on_disk < used
     cell = rf"\({used / 1000:.2f} kB, {used / 30730:.0%} of budget, {on_disk / 30730:.0%} as zstd on disk, 118 samples\)"
-    assert re.search(rf"\| dcq \[ipc1\] \(train recipe\) \| DCQ of a coreset \(ablate\) \| - \| 19.00 ± 1.41, Δ \+5.00 "
+    assert re.search(r"\| dcq \[ipc1\] \(train recipe\) \| DCQ of a coreset \(ablate\) \| - \| 19.00 ± 1.41, Δ \+5.00 "
                      + cell, table), table
-    assert re.search(rf"\| dcq \[ipc1\] \(distillation protocol\) \| DCQ of a coreset \(ablate\) \| - \| 21.00 ± 1.41, "
-                     rf"Δ \+7.00 " + cell, table), table
+    assert re.search(r"\| dcq \[ipc1\] \(distillation protocol\) \| DCQ of a coreset \(ablate\) \| - \| 21.00 ± 1.41, "
+                     r"Δ \+7.00 " + cell, table), table
     assert "## DCQ ablations" not in md  # an IPC-budget variant is read against the distillers, not as an ablation
 
 
@@ -357,7 +357,7 @@ def test_architecture_runs_get_their_own_table_and_stay_out_of_the_main_ones(sma
     main = md.split("## At matched storage")[1].split("## Architectures")[0]
     assert "resnet18" not in main
     assert "| architectures | 6 runs |" in md
-    assert json.loads(paths["summary"].read_text()).keys() == {"full", "dcq-q1", "dcq-q2"}
+    assert json.loads(paths["summary"].read_text()).keys() == {"full", "dcq-q1", "dcq-q2", "written_by"}
     assert sum(r["model"] == "resnet18" for r in json.loads(paths["records"].read_text())["records"]) == 6
 
 
