@@ -213,7 +213,7 @@ def open_verified(path: str | Path, checked: bool = True) -> zarr.Group:
     path = Path(path)
     if not (path / _NODE_META).is_file():
         raise StoreError(f"{path} is not a Zarr store (no zarr.json)")
-    manifest = check_store(path) if checked else _manifest(path, _read_meta(path, "").get("attributes") or {})
+    manifest = check_store(path) if checked else _manifest(path, read_attrs(path))
     return zarr.open_group(store=VerifyingStore(path, manifest["files"], str(path)), mode="r")
 
 
@@ -296,7 +296,9 @@ def _manifest(path: Path, attrs: dict) -> dict:
     if manifest.get("version") != MANIFEST_VERSION:
         raise StoreError(f"{path}: sealed by an older dcq (no shard hashes in its manifest); rerun the stage that "
                          "writes it")
-    if not all(isinstance(manifest.get(k), dict) for k in ("arrays", "metadata", "files")):
+    if not all(isinstance(manifest.get(k), dict) for k in ("arrays", "metadata", "files")) \
+            or not all(isinstance(v, dict) for v in manifest["arrays"].values()) \
+            or not all(isinstance(v, str) for k in ("metadata", "files") for v in manifest[k].values()):
         raise StoreError(f"{path}: malformed manifest (needs arrays, metadata and files)")
     return manifest
 
@@ -324,6 +326,8 @@ def check_store(path: str | Path, root: zarr.Group | None = None) -> dict:
     """The cheap checks (see the module docstring); returns the manifest."""
     path = Path(path)
     root_meta = _read_meta(path, "")
+    if not isinstance(root_meta.get("attributes", {}), dict):
+        raise StoreError(f"{path}: zarr.json's attributes are not a mapping")
     manifest = _manifest(path, root_meta.get("attributes") or {})
     try:
         root = zarr.open_group(str(path), mode="r") if root is None else root
@@ -331,7 +335,7 @@ def check_store(path: str | Path, root: zarr.Group | None = None) -> dict:
         found = arrays(root)
     except DcqError:
         raise
-    except (ValueError, TypeError, KeyError, OSError) as exc:
+    except Exception as exc:  # zarr parsing metadata we did not vouch for yet: any failure is the file's fault
         raise StoreError(f"{path}: unreadable metadata ({type(exc).__name__}: {str(exc)[:100]})") from None
     if nodes != sorted(manifest["metadata"]):
         missing, extra = sorted(set(manifest["metadata"]) - set(nodes)), sorted(set(nodes) - set(manifest["metadata"]))

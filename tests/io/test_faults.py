@@ -226,3 +226,48 @@ def test_layout_and_attr_changes_fail_on_open_before_any_data_is_read(fault, cop
     damage(store, fault)
     with pytest.raises(StoreError, match=rf"{store.name}: .*(differ from the manifest|dcq writes)"):
         open_store(store)
+
+
+def _mutate(obj, rng, depth: int = 0) -> None:
+    """Replace, delete or descend into one entry of a JSON object or list."""
+    junk = [None, 0, -1, 1.5, "", "x", [], {}, [1], {"a": 1}, True, 2**70]
+    if isinstance(obj, dict) and obj:
+        key = rng.choice(sorted(obj))
+        if depth < 3 and isinstance(obj[key], (dict, list)) and rng.random() < 0.6:
+            _mutate(obj[key], rng, depth + 1)
+        elif rng.random() < 0.3:
+            del obj[key]
+        else:
+            obj[key] = rng.choice(junk)
+    elif isinstance(obj, list) and obj:
+        i = rng.randrange(len(obj))
+        if isinstance(obj[i], (dict, list)) and rng.random() < 0.6:
+            _mutate(obj[i], rng, depth + 1)
+        else:
+            obj[i] = rng.choice(junk)
+
+
+@pytest.mark.parametrize("fmt", ["dcq-v1", "codec-v1"])
+def test_any_mutation_of_any_metadata_file_is_a_store_error(fmt, format_stores, copy_of):
+    """Seeded random edits of every zarr.json (values replaced by junk, keys deleted, the file garbled): each read
+    is a StoreError naming the store, never another exception and never other data."""
+    import random
+
+    rng = random.Random(0)
+    metas = sorted(p.relative_to(format_stores[fmt]) for p in format_stores[fmt].rglob("zarr.json"))
+    for trial in range(60):
+        store = copy_of(fmt)
+        target = store / rng.choice(metas)
+        if trial % 5 == 0:
+            target.write_text(rng.choice(["", "{", "[]", "null", "1", '"s"', '{"a":']))
+        else:
+            original = json.loads(target.read_text())
+            meta = json.loads(target.read_text())
+            while meta == original:  # a junk value may equal the one it replaces
+                _mutate(meta, rng)
+            target.write_text(json.dumps(meta))
+        with pytest.raises(StoreError, match=store.name):
+            read_all(store)
+        result = CliRunner().invoke(app, ["verify", str(store)])
+        assert result.exit_code == 2 and result.output.startswith("error: "), (trial, result.output)
+        shutil.rmtree(store)
