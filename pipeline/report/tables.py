@@ -200,10 +200,10 @@ def build(inputs: ReportInputs) -> list[document.Block]:
                    [[records.series_label(r["method"], r.get("ablation")), "-" if r["bits"] is None else r["bits"],
                      r["model"], r["seed"], f"{r['test_accuracy']:.2f}", r.get("final_train_accuracy", "-"),
                      r.get("epochs", "-"), r.get("train_seconds", "-"), r.get("hardware", "-")] for r in all_recs]))
-    if stale:
-        blocks.append(("p", (f"Left out: {len(stale)} stale run record(s) whose train set is gone or was rebuilt "
-                             "since: " + ", ".join(f"`{r['method']}` bits {r['bits']} {r['model']} seed {r['seed']}"
-                                                   for r in stale) + ". Delete them from the runs folder.")))
+    if stale:  # one count, not one line per record: the studies table counts them per study, with its command
+        blocks.append(("p", f"Left out: {len(stale)} stale run record(s), whose train set is not on disk or was "
+                            "rebuilt since; the table of studies counts them per study, and its command refreshes "
+                            "them."))
     blocks.append(("h2", "Stage timings"))
     if timings:
         main = sum(t for _, t, in_main in timings if in_main)
