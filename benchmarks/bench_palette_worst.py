@@ -12,15 +12,16 @@ iterations and no pixel cap, as the stage runs it. The palette row of the cost t
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 
 def main() -> None:
@@ -31,7 +32,9 @@ def main() -> None:
     args = ap.parse_args()
     from pipeline.quantize.palette import ColourCounts, fit_palette_counts
 
-    preset = yaml.safe_load(args.preset.read_text())
+    from pipeline.config import preset_params
+
+    preset = preset_params(args.preset, REPO / "params.yaml")  # the preset's overrides over params.yaml
     palette, k = preset["palette"], preset["cluster"]["k"]
     counts = ColourCounts()
     counts.codes = np.random.default_rng(0).permutation(1 << 24)[: args.colours].astype(np.int32)

@@ -13,7 +13,8 @@ exec > >(tee -a $OUT/log.txt) 2>&1
 export PYTHONPATH=$PWD:/tmp/site TQDM_DISABLE=1 PYTHONUNBUFFERED=1
 [ -d ../shared/data/cifar10-jpeg ] || { mkdir -p ../shared/data && tar xzf .devdata/cifar10.tar.gz -C ../shared/data; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; nproc
-python3 benchmarks/bench_scale.py --sizes ${N1:-2000} ${N2:-6000} --image-size 224 --params pipeline/presets/imagenet.yaml \
+python3 -m pipeline.cli preset imagenet --merged > /tmp/imagenet-params.yaml || exit 1  # the preset over params.yaml
+python3 benchmarks/bench_scale.py --sizes ${N1:-2000} ${N2:-6000} --image-size 224 --params /tmp/imagenet-params.yaml \
   --set base.device=auto --set prepare.test_split=test --set refine.steps=${STEPS:-30} \
   --teacher-images ${TEACHER:-2000} --teacher-epochs 1 --work /tmp/scale224 --json $OUT/scale_imagenet_224px_gpu.json
 python3 benchmarks/imagenet_cost.py $OUT/scale_imagenet_224px_gpu.json --workers 1 8 | tee $OUT/cost.md

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-import yaml
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 IMAGENET_TRAIN = 1_281_167
 PER_CLUSTER = ("palette",)  # one process, cluster by cluster: not divided among workers
@@ -47,7 +49,9 @@ def main() -> None:
     args = ap.parse_args()
     bench = json.loads(args.bench.read_text())
     refine_rate = json.loads(args.refine.read_text())["rate"] if args.refine else None
-    preset = yaml.safe_load(args.preset.read_text())
+    from pipeline.config import preset_params
+
+    preset = preset_params(args.preset, REPO / "params.yaml")  # the preset's overrides over params.yaml
     n1, n2 = bench["sizes"][:2]
     overrides = dict(item.split("=", 1) for item in bench.get("overrides", []))
     bits = len(preset["palette"]["bits"])

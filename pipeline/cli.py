@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 STAGES = ["prepare", "teacher", "features", "cluster", "attention", "colour_counts", "palette", "refine", "encode",
           "fidelity", "ablate", "baseline", "codec", "scores", "prune", "evaluate_synthetic", "train", "report",
           "experts", "distill"]
-TOOLS = ["inspect", "export", "verify"]
+TOOLS = ["inspect", "export", "verify", "preset"]
 # `dcq --help` lists these without importing any command (tests/test_cli.py checks each against its docstring).
 SHORT_HELP = {
     "prepare": "Read the dataset named in params (prepare:) into Zarr.",
@@ -43,6 +43,7 @@ SHORT_HELP = {
                "ratio.",
     "export": "Write the reconstructed train set as palette PNGs in ImageFolder layout.",
     "verify": "Check stores in full, exiting 2 with a line naming the first store and array that fail.",
+    "preset": "Print a preset's overrides as `dvc exp run -S` values, or params.yaml with them applied.",
 }
 
 
@@ -87,6 +88,26 @@ def verify(stores: list[Path] = typer.Argument(..., help="Zarr stores written by
             typer.echo(f"ok {store}: {len(checked)} arrays ({', '.join(f'{k}[{v}]' for k, v in checked.items())})")
 
 
+def preset(name: str = typer.Argument(..., help="paper | imagenet, or a preset file"),
+           merged: bool = typer.Option(False, "--merged", help="print params.yaml with the preset applied instead"),
+           params_file: Path = typer.Option(Path("params.yaml"), "--params", help="the params the preset overrides")):
+    """Print a preset's overrides as `dvc exp run -S` values, or params.yaml with them applied.
+
+    `dvc exp run $(dcq preset paper)` runs an experiment with the paper's settings; `dcq preset paper --merged`
+    prints the whole params file (write it elsewhere, then move it over params.yaml)."""
+    import yaml
+
+    from pipeline.config import preset_overrides, preset_params
+    from pipeline.stages.common import user_errors
+
+    with user_errors():
+        if merged:
+            typer.echo(yaml.safe_dump(preset_params(name, params_file), sort_keys=False, width=110), nl=False)
+        else:
+            preset_params(name, params_file)  # every section of the preset is one of params.yaml's
+            typer.echo(" ".join(f"-S {value}" for value in preset_overrides(name)))
+
+
 def output_options(command) -> list[str]:
     """The parameters of a stage command that name a file or store it writes: `out`, `record`, `timing`, `*_out`."""
     return [name for name in inspect.signature(command).parameters
@@ -125,7 +146,7 @@ def guarded(module):
 def load_command(name: str):
     """The function behind subcommand `name`, importing its module now."""
     if name in TOOLS:
-        return {"inspect": inspect_store, "export": export, "verify": verify}[name]
+        return {"inspect": inspect_store, "export": export, "verify": verify, "preset": preset}[name]
     return guarded(importlib.import_module(f"pipeline.stages.{name}"))
 
 

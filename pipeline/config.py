@@ -252,3 +252,57 @@ def lineage(*upstream: dict, **own) -> dict:
 
 def params_hash(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+PRESETS = Path(__file__).resolve().parent / "presets"
+
+
+def preset_path(name: str | Path) -> Path:
+    """A preset by name (`paper`, `imagenet`: pipeline/presets/NAME.yaml) or by path."""
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PRESETS / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PRESETS.glob("*.yaml"))
+        raise ParamsError(f"no preset {name!r}; presets: {', '.join(known)}")
+    return path
+
+
+def merge_preset(params: dict, preset: dict, where: str) -> dict:
+    """`params` with the preset's values put in. Every section of the preset must be a section of `params`; below
+    that a mapping merges key by key where params has all its keys, and otherwise replaces the whole mapping (a
+    map of named variants). A misspelt key then reaches the section's parser, which names it."""
+    merged = dict(params)
+    for key, value in preset.items():
+        if key not in params:
+            raise ParamsError(f"{where}: section {key!r} is not in params.yaml (a preset only overrides)")
+        merged[key] = _merge(params[key], value)
+    return merged
+
+
+def _merge(default: Any, value: Any) -> Any:
+    if isinstance(value, dict) and isinstance(default, dict) and set(value) <= set(default):
+        return {**default, **{k: _merge(default[k], v) for k, v in value.items()}}
+    return value
+
+
+def preset_params(name: str | Path, params_file: str | Path = "params.yaml") -> dict:
+    """params.yaml with the preset's overrides applied."""
+    path = preset_path(name)
+    return merge_preset(read_yaml(params_file), read_yaml(path), str(path))
+
+
+def preset_overrides(name: str | Path) -> list[str]:
+    """The preset as `dvc exp run -S` values, `section.key=value`, each value compact JSON (valid YAML, no spaces,
+    so `$(dcq preset NAME)` splits into whole arguments)."""
+    def leaves(obj: dict, prefix: str):
+        for key, value in obj.items():
+            if isinstance(value, dict) and value:
+                yield from leaves(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    path = preset_path(name)
+    # a space only occurs inside a string here: escaped, it stays one shell word and YAML reads it back as a space
+    return [f"{key}={json.dumps(value, separators=(',', ':')).replace(' ', chr(92) + 'u0020')}"
+            for key, value in leaves(read_yaml(path), "")]

@@ -77,16 +77,54 @@ def test_resolved_params_hash_is_stable():
     assert params_hash(a) != params_hash(resolved_params(base=BaseParams(seed=1), palette=PaletteParams()))
 
 
-@pytest.mark.parametrize("name", ["paper.yaml", "imagenet.yaml"])
-def test_paper_preset_parses_for_every_stage_and_has_the_same_keys(name):
+@pytest.mark.parametrize("name", ["paper", "imagenet"])
+def test_a_preset_holds_only_overrides_of_existing_keys_and_parses_for_every_stage(name, tmp_path):
+    import json
+
+    from pipeline.config import preset_overrides, preset_params
     from tests.test_dvc_yaml import SECTION, STAGE_PARAMS
 
-    preset = REPO / "pipeline" / "presets" / name
-    load_base(preset)
-    for stage, cls in STAGE_PARAMS.items():
-        load_section(preset, SECTION.get(stage, stage), cls)
     default = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert yaml.safe_load(preset.read_text()).keys() == default.keys()
+    preset = yaml.safe_load((REPO / "pipeline" / "presets" / f"{name}.yaml").read_text())
+
+    def overridden(value, base, key):  # each value the preset sets, down to a mapping it replaces whole
+        if isinstance(value, dict) and isinstance(base, dict) and set(value) <= set(base):
+            for k, v in value.items():
+                yield from overridden(v, base[k], f"{key}.{k}")
+        else:
+            yield key, value, base
+
+    for section, body in preset.items():
+        assert section in default, section
+        for key, value, base in overridden(body, default[section], section):
+            assert value != base, f"{name}: {key} repeats params.yaml's value"
+    merged = tmp_path / "params.yaml"
+    merged.write_text(yaml.safe_dump(preset_params(name, REPO / "params.yaml")))
+    load_base(merged)
+    for stage, cls in STAGE_PARAMS.items():
+        load_section(merged, SECTION.get(stage, stage), cls)
+    # the -S values, applied as DVC applies them (each a YAML value at its dotted key), give the same params
+    applied = yaml.safe_load((REPO / "params.yaml").read_text())
+    for item in preset_overrides(name):
+        assert " " not in item, item
+        key, value = item.split("=", 1)
+        *parents, last = key.split(".")
+        node = applied
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = yaml.safe_load(value)
+    assert json.dumps(applied, sort_keys=True) == json.dumps(preset_params(name, REPO / "params.yaml"), sort_keys=True)
+
+
+def test_a_preset_section_params_yaml_lacks_is_an_error_naming_it(tmp_path):
+    from pipeline.config import preset_params
+
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("prepare: {train_per_class: 5}\nprepair: {root: x}\n")
+    with pytest.raises(ParamsError, match="section 'prepair' is not in params.yaml"):
+        preset_params(bad, REPO / "params.yaml")
+    with pytest.raises(ParamsError, match="no preset 'nope'; presets: imagenet, paper"):
+        preset_params("nope", REPO / "params.yaml")
 
 
 # ---- finite or refuse, and params files read strictly (duplicate keys, encoding)

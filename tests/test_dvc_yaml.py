@@ -240,14 +240,14 @@ def test_paths_are_declared_once_and_base_has_every_default():
                                          "pipeline/presets/imagenet.yaml"])
 def test_trained_bit_depths_are_encoded(params_file):
     """train_dcq@q depends on data/dcq/q{q}.zarr, which only exists for q in palette.bits."""
-    params = yaml.safe_load((REPO / params_file).read_text())
+    params = params_of(params_file)
     assert set(params["train"]["bits"]) <= set(params["palette"]["bits"])
 
 
 @pytest.mark.parametrize("params_file", ["params.yaml", "pipeline/presets/paper.yaml",
                                          "pipeline/presets/imagenet.yaml"])
 def test_the_equal_bytes_study_trains_only_what_exists_and_adds_new_seeds(params_file):
-    params = yaml.safe_load((REPO / params_file).read_text())
+    params = params_of(params_file)
     extra = params["equal_bytes"]
     assert set(extra["bits"]) <= set(params["palette"]["bits"]) & set(params["baseline"]["bits"])
     assert set(extra["methods"]) <= set(params["baseline"]["methods"])
@@ -255,6 +255,15 @@ def test_the_equal_bytes_study_trains_only_what_exists_and_adds_new_seeds(params
     assert set(extra["bits"]) <= set(params["prune"]["bits"])
     assert not set(extra["seeds"]) & set(params["train"]["seeds"]), "a seed the main job already trains"
     assert len(set(extra["seeds"]) | set(params["train"]["seeds"])) >= 5
+
+
+def params_of(params_file: str) -> dict:
+    """params.yaml, or a preset applied over it (presets hold only overrides)."""
+    from pipeline.config import preset_params
+
+    if params_file.startswith("pipeline/presets/"):
+        return preset_params(REPO / params_file, REPO / "params.yaml")
+    return yaml.safe_load((REPO / params_file).read_text())
 
 
 def test_no_stage_reruns_when_only_the_executor_changes():
@@ -271,7 +280,7 @@ def test_the_issue_15_studies_read_only_what_exists(params_file):
     from pipeline.config import parse_section
     from pipeline.models.registry import model_names
 
-    params = yaml.safe_load((REPO / params_file).read_text())
+    params = params_of(params_file)
     arch = parse_section(train.TrainParams, params["architectures"], f"{params_file}:architectures")
     assert set(arch.models) <= set(model_names())
     assert set(arch.bits) <= set(params["palette"]["bits"])
@@ -288,7 +297,7 @@ def test_the_second_regime_trains_longer_and_only_contenders_that_exist(params_f
     named in equal_bytes and must be stores some stage builds, at bit depths those stages build."""
     from pipeline.config import parse_section
 
-    params = yaml.safe_load((REPO / params_file).read_text())
+    params = params_of(params_file)
     regime = parse_section(train.TrainParams, params["regime2"], f"{params_file}:regime2")
     main = parse_section(train.TrainParams, params["train"], f"{params_file}:train")
     assert regime.recipe.epochs == 4 * main.recipe.epochs
