@@ -141,7 +141,7 @@ def test_help_lists_every_command_with_its_docstring_and_imports_no_heavy_librar
         else:
             import pipeline.cli as cli
 
-            doc = tools[name] or getattr(cli, name).__doc__  # "inspect" is inspect_store (the name is a module)
+            doc = tools.get(name) or getattr(cli, name).__doc__  # "inspect" is inspect_store (the name is a module)
         assert SHORT_HELP[name] == doc.strip().splitlines()[0], name
     code = ("import sys; from pipeline.cli import main; sys.argv = ['dcq', '--help']\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
@@ -159,3 +159,14 @@ def test_version_option_and_attribute_agree():
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"dcq {pipeline.__version__}"
     assert pipeline.__version__ == version("dcq")
+
+
+def test_preset_prints_dvc_overrides_or_the_merged_params():
+    from pipeline.config import preset_overrides, preset_params
+
+    shown = runner.invoke(app, ["preset", "paper", "--params", str(REPO / "params.yaml")])
+    assert shown.exit_code == 0 and shown.output.split() == [w for v in preset_overrides("paper") for w in ("-S", v)]
+    merged = runner.invoke(app, ["preset", "imagenet", "--merged", "--params", str(REPO / "params.yaml")])
+    assert yaml.safe_load(merged.output) == preset_params("imagenet", REPO / "params.yaml")
+    missing = runner.invoke(app, ["preset", "nope", "--params", str(REPO / "params.yaml")])
+    assert missing.exit_code == 2 and missing.output.strip() == "error: no preset 'nope'; presets: imagenet, paper"
