@@ -174,22 +174,23 @@ def confusion_grid(matrices: list[tuple[str, np.ndarray]], classes: list[str], o
     """Row-normalised confusion matrices (% of each true class), the first one (full colour) as it is, each
     other as its difference to the first: red cells are predictions the quantized train set made more often."""
     n = len(matrices)
-    fig, axes = plt.subplots(1, n, figsize=(3.3 * n + 0.6, 3.9), dpi=110, squeeze=False)
-    base = None
-    for ax, (title, matrix) in zip(axes[0], matrices):
-        pct = 100.0 * matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-        if base is None:
-            base = pct
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 0.6, 4.2), dpi=110, squeeze=False)
+    pcts = [100.0 * matrix / np.maximum(matrix.sum(1, keepdims=True), 1) for _, matrix in matrices]
+    # one symmetric scale for every difference panel, wide enough for the largest difference (never clipped)
+    limit = max([10.0, *(float(np.abs(p - pcts[0]).max()) for p in pcts[1:])])
+    limit = float(np.ceil(limit / 10.0) * 10.0)
+    for ax, (title, _), pct in zip(axes[0], matrices, pcts):
+        if pct is pcts[0]:
             im = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
-            ax.set_title(f"{title}\n% of true class", fontsize=9)
+            ax.set_title(f"{title}\n% of true class", fontsize=10)
         else:
-            im = ax.imshow(pct - base, cmap="RdBu_r", vmin=-30, vmax=30)
-            ax.set_title(f"{title}\nminus full colour (points)", fontsize=9)
-        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(classes)), classes if ax is axes[0][0] else [], fontsize=7)
-        ax.set_xlabel("predicted", fontsize=8)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("true class", fontsize=8)
+            im = ax.imshow(pct - pcts[0], cmap="RdBu_r", vmin=-limit, vmax=limit)
+            ax.set_title(f"{title}\nminus full colour (points)", fontsize=10)
+        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=9)
+        ax.set_yticks(range(len(classes)), classes if ax is axes[0][0] else [], fontsize=9)
+        ax.set_xlabel("predicted", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=9)
+    axes[0][0].set_ylabel("true class", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, format="png", metadata=PNG_METADATA)
     plt.close(fig)
