@@ -16,7 +16,6 @@ from typer.core import TyperGroup
 STAGES = ["prepare", "teacher", "features", "cluster", "attention", "colour_counts", "palette", "refine", "encode",
           "fidelity", "ablate", "baseline", "codec", "scores", "prune", "evaluate_synthetic", "train", "report",
           "experts", "distill"]
-TOOLS = ["inspect", "export", "verify", "preset"]
 # `dcq --help` lists these without importing any command (tests/test_cli.py checks each against its docstring).
 SHORT_HELP = {
     "prepare": "Read the dataset named in params (prepare:) into Zarr.",
@@ -108,6 +107,9 @@ def preset(name: str = typer.Argument(..., help="paper | imagenet, or a preset f
             typer.echo(" ".join(f"-S {value}" for value in preset_overrides(name)))
 
 
+TOOLS = {"inspect": inspect_store, "export": export, "verify": verify, "preset": preset}  # not stages: no guard
+
+
 def output_options(command) -> list[str]:
     """The parameters of a stage command that name a file or store it writes: `out`, `record`, `timing`, `*_out`."""
     return [name for name in inspect.signature(command).parameters
@@ -146,7 +148,7 @@ def guarded(module):
 def load_command(name: str):
     """The function behind subcommand `name`, importing its module now."""
     if name in TOOLS:
-        return {"inspect": inspect_store, "export": export, "verify": verify, "preset": preset}[name]
+        return TOOLS[name]
     return guarded(importlib.import_module(f"pipeline.stages.{name}"))
 
 

@@ -70,8 +70,7 @@ class BaseParams:
     executor: Literal["serial", "dask"] = dataclasses.field(default="serial", metadata={"not_recorded": True})
     scheduler: str | None = dataclasses.field(default=None, metadata={"not_recorded": True})  # null: a LocalCluster
 
-    def __post_init__(self):
-        require(0 <= self.seed < 2**32, f"seed={self.seed} must be in [0, 2**32)")
+    def __post_init__(self):  # seed's range is a rule by name (_RULES), like every section's seed
         check_scheduler(self.scheduler)
 
 

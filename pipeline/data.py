@@ -22,39 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pipeline.errors import StoreError
-from pipeline.io.arrays import open_group
-from pipeline.io.dcq_store import FORMATS as INDEXED_FORMATS
-from pipeline.io.formats import open_store
-from pipeline.io.train_sets import CODEC_FORMAT, SUBSET_FORMAT, is_prepared_store
-from pipeline.io.verify import check_classes, reading
-
-READABLE = (*INDEXED_FORMATS, SUBSET_FORMAT, CODEC_FORMAT)
-
-
-class _PreparedTrain:
-    """The train split of a prepared (full-colour) store, with the reader interface of the other formats."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        root = open_group(path, "prepared store")
-        self.images = root["train/images"]
-        self.classes = check_classes(path, root.attrs.get("classes"))
-        with reading(path, "prepared store"):
-            self.labels = root["train/labels"][:].astype(np.int64)
-
-    def decode(self, start: int, stop: int) -> np.ndarray:
-        with reading(self.path, "prepared store"):
-            return self.images[start:stop]
-
-
-def open_reader(path: Path):
-    """The store's reader: `labels`, `classes` and `decode(start, stop)` -> uint8 (n,H,W,3)."""
-    if not Path(path).exists():
-        raise StoreError(f"train set {path} does not exist")
-    if is_prepared_store(path):
-        return _PreparedTrain(path)
-    return open_store(path, READABLE, "train-set")
+from pipeline.io.train_sets import TRAIN_SET_FORMATS as READABLE  # noqa: F401  (the formats it reads)
+from pipeline.io.train_sets import open_train_store
 
 
 class StoreDataset(Dataset):
@@ -63,7 +32,7 @@ class StoreDataset(Dataset):
 
     def __init__(self, path: str | Path, transform: Callable | None = None, block: int = 256):
         self.path, self.transform, self.block = Path(path), transform, max(1, int(block))
-        reader = open_reader(self.path)
+        reader = open_train_store(self.path)
         self.classes: list[str] = list(reader.classes)
         self.labels = torch.from_numpy(np.asarray(reader.labels, dtype=np.int64))
         self._reader, self._cached = reader, (None, None)
@@ -78,7 +47,7 @@ class StoreDataset(Dataset):
         first = index // self.block * self.block
         if self._cached[0] != first:
             if self._reader is None:
-                self._reader = open_reader(self.path)
+                self._reader = open_train_store(self.path)
             self._cached = (first, self._reader.decode(first, min(len(self), first + self.block)))
         return self._cached[1]
 

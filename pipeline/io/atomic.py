@@ -73,11 +73,6 @@ def _is_sealed_store(path: Path) -> bool:
         and isinstance(meta["attributes"].get("manifest"), dict)
 
 
-def _head(path: Path, size: int = 4096) -> bytes:
-    with path.open("rb") as fh:
-        return fh.read(size)
-
-
 def _json_marked(path: Path) -> bool:
     if path.stat().st_size > 64 * 2**20:
         return False
@@ -99,7 +94,8 @@ def _png_marked(path: Path) -> bool:
 
 
 def _text_marked(path: Path) -> bool:
-    return TEXT_MARKER.encode() in _head(path, 1024)
+    with path.open("rb") as fh:
+        return TEXT_MARKER.encode() in fh.read(1024)
 
 
 def _checkpoint(path: Path) -> bool:

@@ -31,7 +31,7 @@ from pipeline.io.dcq_store import DCQStore
 from pipeline.io.formats import open_store
 from pipeline.io.subset_store import FORMAT as SUBSET_FORMAT
 from pipeline.io.subset_store import SubsetStore
-from pipeline.io.verify import check, parsing_attrs, reading
+from pipeline.io.verify import check, check_classes, parsing_attrs, reading
 from pipeline.train.packed import PackedImages
 from pipeline.train.streamed import StreamedImages
 
@@ -157,6 +157,39 @@ def _load_prepared(path: Path, part: tuple[int, int] = (0, 1), stream: bool = Fa
                     dict(attrs.get("params", {})), None, total)
 
 
+TRAIN_SET_FORMATS = (*INDEXED_FORMATS, SUBSET_FORMAT, CODEC_FORMAT)
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"train set {path} does not exist")
+    return path
+
+
+class PreparedTrainSplit:
+    """The train split of a prepared (full-colour) store, read like the other train-set stores."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        root = open_group(path, "prepared store")
+        self.images = root["train/images"]
+        self.classes = check_classes(path, root.attrs.get("classes"))
+        with reading(path, "prepared store"):
+            self.labels = root["train/labels"][:].astype(np.int64)
+
+    def decode(self, start: int, stop: int) -> np.ndarray:
+        with reading(self.path, "prepared store"):
+            return self.images[start:stop]
+
+
+def open_train_store(path: str | Path):
+    """The store of the train set at `path` as a reader: `labels`, `classes` and `decode(start, stop)` -> uint8
+    (n,H,W,3), whatever its format (for a Dataset that decodes as items are asked for)."""
+    path = _existing(path)
+    return PreparedTrainSplit(path) if is_prepared_store(path) else open_store(path, TRAIN_SET_FORMATS, "train-set")
+
+
 def store_params(path: str | Path) -> dict | None:
     """The resolved params a train-set store was made with (attrs only, no pixels); None if it is gone."""
     path = Path(path)
@@ -170,11 +203,9 @@ def load_train_set(path: str | Path, packed: bool = False, part: tuple[int, int]
     """The train set at `path`; `packed`: a palette-indexed store's images stay packed (`PackedImages`); `part`
     (rank, size): only that data-parallel rank's share of the rows (bytes and ratio stay the whole set's);
     `stream`: a full-colour (prepared) set is read as training reaches its rows (`StreamedImages`)."""
-    path = Path(path)
-    if not path.exists():
-        raise StoreError(f"train set {path} does not exist")
+    path = _existing(path)
     if is_prepared_store(path):
         return _load_prepared(path, part, stream)
-    store = open_store(path, INDEXED_FORMATS + (SUBSET_FORMAT, CODEC_FORMAT), "train-set")
+    store = open_store(path, TRAIN_SET_FORMATS, "train-set")
     with parsing_attrs(path):
         return _load_subset(store, part) if isinstance(store, SubsetStore) else _load_decoded(store, packed, part)

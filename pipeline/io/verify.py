@@ -107,14 +107,9 @@ def seal(path: str | Path | zarr.Group) -> dict:
     root = path if isinstance(path, zarr.Group) else zarr.open_group(str(path), mode="r+")
     store_path = _store_root(path)
     found = arrays(root)
-    files = {}
-    for name in sorted(found):
-        chunk_dir = store_path / name / "c"
-        for file in sorted(chunk_dir.rglob("*")) if chunk_dir.is_dir() else []:
-            if file.is_file():
-                files[file.relative_to(store_path).as_posix()] = _file_hash(file)
-        if (store_path / name / "c").is_file():  # a 0-d array's one chunk
-            files[f"{name}/c"] = _file_hash(store_path / name / "c")
+    files = {file.relative_to(store_path).as_posix(): _file_hash(file)  # every chunk or shard file of an array
+             for name in sorted(found) for file in sorted((store_path / name).rglob("*"))
+             if file.is_file() and file.name != _NODE_META}
     manifest = {
         "version": MANIFEST_VERSION,
         "arrays": {name: {"shape": list(arr.shape), "dtype": str(arr.dtype), "sha256": content_hash(arr)}
@@ -283,10 +278,20 @@ def read_attrs(path: str | Path) -> dict:
     path = Path(path)
     if not (path / _NODE_META).is_file():
         raise StoreError(f"{path} is not a Zarr store (no zarr.json)")
-    attrs = _read_meta(path, "").get("attributes", {})
+    return _attrs(path, _read_meta(path, ""))
+
+
+def _attrs(path: Path, root_meta: dict) -> dict:
+    attrs = root_meta.get("attributes", {})
     if not isinstance(attrs, dict):
         raise StoreError(f"{path}: zarr.json's attributes are not a mapping")
     return attrs
+
+
+def _same_names(path: Path, what: str, found, listed) -> None:
+    if sorted(found) != sorted(listed):
+        missing, extra = sorted(set(listed) - set(found)), sorted(set(found) - set(listed))
+        raise StoreError(f"{path}: {what} differ from the manifest (missing {missing}, unexpected {extra})")
 
 
 def _manifest(path: Path, attrs: dict) -> dict:
@@ -326,9 +331,7 @@ def check_store(path: str | Path, root: zarr.Group | None = None) -> dict:
     """The cheap checks (see the module docstring); returns the manifest."""
     path = Path(path)
     root_meta = _read_meta(path, "")
-    if not isinstance(root_meta.get("attributes", {}), dict):
-        raise StoreError(f"{path}: zarr.json's attributes are not a mapping")
-    manifest = _manifest(path, root_meta.get("attributes") or {})
+    manifest = _manifest(path, _attrs(path, root_meta))
     try:
         root = zarr.open_group(str(path), mode="r") if root is None else root
         nodes = _node_names(root)
@@ -337,9 +340,7 @@ def check_store(path: str | Path, root: zarr.Group | None = None) -> dict:
         raise
     except Exception as exc:  # zarr parsing metadata we did not vouch for yet: any failure is the file's fault
         raise StoreError(f"{path}: unreadable metadata ({type(exc).__name__}: {str(exc)[:100]})") from None
-    if nodes != sorted(manifest["metadata"]):
-        missing, extra = sorted(set(manifest["metadata"]) - set(nodes)), sorted(set(nodes) - set(manifest["metadata"]))
-        raise StoreError(f"{path}: nodes differ from the manifest (missing {missing}, unexpected {extra})")
+    _same_names(path, "nodes", nodes, manifest["metadata"])
     for node in nodes:
         meta = root_meta if node == "" else _read_meta(path, node)
         if _meta_hash(meta, node == "") != manifest["metadata"][node]:
@@ -347,9 +348,7 @@ def check_store(path: str | Path, root: zarr.Group | None = None) -> dict:
             raise StoreError(f"{path}: {what} differ from the manifest ({_meta_key(node)} was changed)")
         if meta.get("node_type") == "array":
             _check_layout(path, node, meta)
-    if sorted(found) != sorted(manifest["arrays"]):
-        missing, extra = sorted(set(manifest["arrays"]) - set(found)), sorted(set(found) - set(manifest["arrays"]))
-        raise StoreError(f"{path}: arrays differ from the manifest (missing {missing}, unexpected {extra})")
+    _same_names(path, "arrays", found, manifest["arrays"])
     for name, arr in found.items():
         entry = manifest["arrays"][name]
         if list(arr.shape) != list(entry.get("shape", [])) or str(arr.dtype) != entry.get("dtype"):
