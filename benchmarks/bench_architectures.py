@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.io.sources import list_imagefolder, load_image
+from pipeline.models.inputs import Normalization, to_input
 from pipeline.models.registry import create_model
-from pipeline.train.engine import Normalization, to_input
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = ("eager NCHW", "eager channels_last", "compiled channels_last", "eager channels_last, 1 thread")

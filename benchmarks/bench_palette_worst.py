@@ -12,9 +12,9 @@ iterations and no pixel cap, as the stage runs it. The palette row of the cost t
 from __future__ import annotations
 
 import argparse
-import sys
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -30,9 +30,8 @@ def main() -> None:
     ap.add_argument("--colours", type=int, default=1 << 24, help="distinct colours of the cluster (at most 2^24)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    from pipeline.quantize.palette import ColourCounts, fit_palette_counts
-
     from pipeline.config import preset_params
+    from pipeline.quantize.palette import ColourCounts, fit_palette_counts
 
     preset = preset_params(args.preset, REPO / "params.yaml")  # the preset's overrides over params.yaml
     palette, k = preset["palette"], preset["cluster"]["k"]

@@ -1,7 +1,7 @@
 """Peak memory and seconds of the train stage on full colour, resident against streamed, as N doubles (issue 14).
 
 Resident, the train stage holds the whole train split on the device; streamed (`train.stream_window` > 0,
-pipeline/train/streamed.py) it holds about three windows of images and reads the next one from the prepared store
+pipeline/io/streamed.py) it holds about three windows of images and reads the next one from the prepared store
 while training. The images are bench_scale's: real CIFAR-10 train images repeated with seeded flips and shifts
 (for scale only), upsampled by prepare to `--image-size`. Each run is its own `dcq train` process; its peak RSS is
 the kernel's (wait4), with one malloc arena as in tests/test_memory.py.

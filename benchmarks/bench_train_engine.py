@@ -22,8 +22,9 @@ from PIL import Image
 
 from pipeline.device import resolve_runtime
 from pipeline.io.sources import list_imagefolder, load_image
+from pipeline.models.inputs import Normalization
 from pipeline.models.registry import create_model
-from pipeline.train.engine import Normalization, Recipe, train
+from pipeline.train.engine import Recipe, train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -43,6 +43,8 @@ SHORT_HELP = {
     "export": "Write the reconstructed train set as palette PNGs in ImageFolder layout.",
     "verify": "Check stores in full, exiting 2 with a line naming the first store and array that fail.",
     "preset": "Print a preset's overrides as `dvc exp run -S` values, or params.yaml with them applied.",
+    "dvc-deps": "Check (or --write) every dvc stage's code deps and params keys against what the code reads.",
+    "params-doc": "Check (or --write) docs/params.md, the parameters reference made from the params dataclasses.",
 }
 
 
@@ -107,7 +109,47 @@ def preset(name: str = typer.Argument(..., help="paper | imagenet, or a preset f
             typer.echo(" ".join(f"-S {value}" for value in preset_overrides(name)))
 
 
-TOOLS = {"inspect": inspect_store, "export": export, "verify": verify, "preset": preset}  # not stages: no guard
+def dvc_deps(write: bool = typer.Option(False, "--write", help="rewrite the stale lists in place")):
+    """Check (or --write) every dvc stage's code deps and params keys against what the code reads.
+
+    Without --write, exits 1 and names each dvc.yaml whose lists differ. Only the `deps:` code files and `params:`
+    keys are written; everything else in the files stays as it is."""
+    from pipeline import wiring
+    from pipeline.io.atomic import replace_text
+
+    stale = wiring.stale()
+    for name, text in stale.items():
+        if write:
+            # dvc.yaml is the project's own file and only its code-deps and params lists change
+            replace_text(wiring.REPO / name, text, owned=lambda _: True)
+        typer.echo(f"{'wrote' if write else 'stale'}: {name}")
+    if not stale:
+        typer.echo(f"up to date: {len(wiring.PIPELINES)} pipelines")
+    elif not write:
+        typer.echo("run `dcq dvc-deps --write` to rewrite them")
+        raise typer.Exit(1)
+
+
+def params_doc(write: bool = typer.Option(False, "--write", help="rewrite docs/params.md")):
+    """Check (or --write) docs/params.md, the parameters reference made from the params dataclasses."""
+    from pipeline import params_reference, wiring
+    from pipeline.io.atomic import replace_text
+
+    path = wiring.REPO / "docs" / "params.md"
+    text = params_reference.render()
+    current = path.read_text() if path.exists() else None
+    if current == text:
+        typer.echo(f"up to date: {path}")
+    elif write:
+        replace_text(path, text)
+        typer.echo(f"wrote: {path}")
+    else:
+        typer.echo(f"stale: {path}; run `dcq params-doc --write`")
+        raise typer.Exit(1)
+
+
+TOOLS = {"inspect": inspect_store, "export": export, "verify": verify, "preset": preset, "dvc-deps": dvc_deps,
+         "params-doc": params_doc}  # not stages: no guard
 
 
 def output_options(command) -> list[str]:

@@ -27,7 +27,7 @@ INT_LIMIT = 2**63
 
 # Rules by field name, for every section that has such a field: each rule is stated once, here.
 _RULES: list[tuple[re.Pattern, Callable[[Any], bool], str]] = [
-    (re.compile(r"^(lr|lr_\w+|\w+_lr)$"), lambda v: v > 0, "must be > 0"),
+    (re.compile(r"^(lr|lr_\w+|(?!min_)\w+_lr)$"), lambda v: v > 0, "must be > 0"),
     (re.compile(r"^min_lr$"), lambda v: v >= 0, "must be >= 0"),
     (re.compile(r"^momentum$"), lambda v: 0 <= v < 1, "must be in [0, 1)"),
     (re.compile(r"^weight_decay$"), lambda v: v >= 0, "must be >= 0"),

@@ -144,7 +144,7 @@ def _world_entry(rank: int, size: int, init_file: str, fn, args: tuple, out_dir:
     import torch
     import torch.distributed as dist
 
-    from pipeline.train.distributed import World
+    from pipeline.distributed import World
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)

@@ -16,12 +16,17 @@ def write(tmp_path, data) -> str:
     return str(path)
 
 
-def test_repo_params_parse_for_every_stage():
-    from tests.test_dvc_yaml import SECTION, STAGE_PARAMS
+def _section_classes() -> dict:
+    """{params section: the dataclass it parses into} for every section a stage parses."""
+    from pipeline.params_reference import section_classes
 
+    return {section: cls for section, cls in section_classes().items() if cls is not None}
+
+
+def test_repo_params_parse_for_every_stage():
     load_base(REPO / "params.yaml")
-    for stage, cls in STAGE_PARAMS.items():
-        load_section(REPO / "params.yaml", SECTION.get(stage, stage), cls)
+    for section, cls in _section_classes().items():
+        load_section(REPO / "params.yaml", section, cls)
 
 
 def test_unknown_key_is_rejected_with_its_name(tmp_path):
@@ -82,8 +87,6 @@ def test_a_preset_holds_only_overrides_of_existing_keys_and_parses_for_every_sta
     import json
 
     from pipeline.config import preset_overrides, preset_params
-    from tests.test_dvc_yaml import SECTION, STAGE_PARAMS
-
     default = yaml.safe_load((REPO / "params.yaml").read_text())
     preset = yaml.safe_load((REPO / "pipeline" / "presets" / f"{name}.yaml").read_text())
 
@@ -101,8 +104,8 @@ def test_a_preset_holds_only_overrides_of_existing_keys_and_parses_for_every_sta
     merged = tmp_path / "params.yaml"
     merged.write_text(yaml.safe_dump(preset_params(name, REPO / "params.yaml")))
     load_base(merged)
-    for stage, cls in STAGE_PARAMS.items():
-        load_section(merged, SECTION.get(stage, stage), cls)
+    for section, cls in _section_classes().items():
+        load_section(merged, section, cls)
     # the -S values, applied as DVC applies them (each a YAML value at its dotted key), give the same params
     applied = yaml.safe_load((REPO / "params.yaml").read_text())
     for item in preset_overrides(name):
@@ -185,9 +188,7 @@ def _params_classes():
     import dataclasses
     import typing
 
-    from tests.test_dvc_yaml import STAGE_PARAMS
-
-    seen, todo = {BaseParams}, [BaseParams, *STAGE_PARAMS.values()]
+    seen, todo = {BaseParams}, [BaseParams, *_section_classes().values()]
     while todo:  # nested sections (a recipe inside train, ...) get fuzzed on their own too
         cls = todo.pop()
         seen.add(cls)

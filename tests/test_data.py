@@ -65,16 +65,16 @@ def test_what_is_not_a_train_set_is_refused_by_name(format_stores, tmp_path):
         StoreDataset(format_stores["expert-trajectories-v1"])
 
 
-def test_the_readme_example_trains_a_torchvision_resnet_on_a_store(small_run):
-    """The README's training loop, run as written on a small store (one epoch, no workers)."""
+def test_the_docs_example_trains_a_torchvision_resnet_on_a_store(small_run):
+    """docs/api.md's training loop, run as written on a small store (one epoch, no workers)."""
     from tests.conftest import REPO
 
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "api.md").read_text()
     code = next(code for code in (block.split("```")[0] for block in text.split("```python\n")[1:])
                 if "StoreDataset(" in code)
     assert len(code.strip().splitlines()) <= 20
     code = (code.replace('"data/dcq/q2.zarr"', repr(str(small_run.dcq(2))))
             .replace("range(10)", "range(1)").replace("num_workers=2", "num_workers=0"))
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)
+    exec(compile(code, "docs/api.md", "exec"), scope)
     assert scope["loss"].isfinite() and len(scope["train"]) == len(StoreDataset(small_run.dcq(2)))

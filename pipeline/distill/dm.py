@@ -15,8 +15,8 @@ from torch import nn
 
 from pipeline.config import require
 from pipeline.distill.dsa import DSAParams, augment
+from pipeline.distributed import ONE_PROCESS, World, all_sum, average_gradients
 from pipeline.errors import finite_loss
-from pipeline.train.distributed import ONE_PROCESS, World, all_sum, average_gradients
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from pipeline.distill.zca import ZCA
 from pipeline.errors import StoreError, finite_loss
 from pipeline.io.formats import open_format, register_format
 from pipeline.io.verify import check, parsing_attrs, reading
-from pipeline.train.engine import Normalization, to_input
+from pipeline.models.inputs import Normalization, to_input
 
 FORMAT = "expert-trajectories-v1"
 

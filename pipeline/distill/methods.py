@@ -26,12 +26,12 @@ from pipeline.distill import dm, mtt
 from pipeline.distill.experts import ExpertStore
 from pipeline.distill.params import unflatten
 from pipeline.distill.synthetic import LowRankSet, PixelSet, progressive_start
+from pipeline.distributed import ONE_PROCESS, World
 from pipeline.errors import ParamsError
 from pipeline.io.synthetic_store import budget_bytes
 from pipeline.io.train_sets import TrainSet
 from pipeline.models.registry import create_model
 from pipeline.registry import Registry
-from pipeline.train.distributed import ONE_PROCESS, World
 
 
 @dataclass
@@ -48,7 +48,7 @@ class DistillContext:
     device: torch.device
     progress: Callable[[int, float], None]
     set_total: Callable[[int], None]
-    world: World = ONE_PROCESS  # under torchrun: this rank (pipeline/train/distributed.py)
+    world: World = ONE_PROCESS  # under torchrun: this rank (pipeline/distributed.py)
 
     @property
     def num_classes(self) -> int:

@@ -31,8 +31,8 @@ from pipeline.config import require
 from pipeline.distill.dsa import DSAParams, augment
 from pipeline.distill.experts import ExpertStore
 from pipeline.distill.params import unflatten
+from pipeline.distributed import ONE_PROCESS, World, all_sum, average_gradients
 from pipeline.errors import finite_loss
-from pipeline.train.distributed import ONE_PROCESS, World, all_sum, average_gradients
 
 
 @dataclass(frozen=True)

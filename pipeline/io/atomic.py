@@ -250,3 +250,9 @@ def store_output(path: str | Path):
     with atomic_output(path) as tmp:
         yield tmp
         seal(tmp)
+
+
+def replace_text(path: str | Path, text: str, owned: Callable[[Path], bool] | None = None) -> None:
+    """Write `text` to `path` crash-safely (`atomic_output`); `owned` as there."""
+    with atomic_output(path, owned) as tmp:
+        Path(tmp).write_text(text)

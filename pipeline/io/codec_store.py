@@ -19,10 +19,10 @@ import zarr
 
 from pipeline.errors import StoreError
 from pipeline.io.arrays import create_rows, create_small, disk_bytes, iter_blocks
+from pipeline.io.codecs import CODECS, decode
 from pipeline.io.dcq_store import check_header, smallest_uint
 from pipeline.io.formats import open_format, register_format
 from pipeline.io.verify import check, parsing_attrs, reading
-from pipeline.quantize.codecs import CODECS, decode
 
 FORMAT = "codec-v1"
 

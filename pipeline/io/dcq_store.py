@@ -30,9 +30,9 @@ from tqdm import tqdm
 from pipeline.errors import StoreError
 from pipeline.io.arrays import disk_bytes, iter_blocks, write_block_size
 from pipeline.io.atomic import remove_stale_siblings
+from pipeline.io.bitpack import packed_bytes, unpack
 from pipeline.io.formats import open_format, register_format
 from pipeline.io.verify import check, check_classes, check_image_size, parsing_attrs, reading
-from pipeline.quantize.bitpack import packed_bytes, unpack
 
 FORMAT = "dcq-v1"
 PER_IMAGE_FORMAT = "palette-per-image-v1"

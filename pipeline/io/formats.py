@@ -28,6 +28,13 @@ def format_names() -> list[str]:
     return sorted(_MODULES)
 
 
+def format_module(fmt: str) -> str:
+    """The module that reads (and registers) store format `fmt`."""
+    if fmt not in _MODULES:
+        raise StoreError(f"unknown store format {fmt!r}; known formats: {format_names()}")
+    return _MODULES[fmt]
+
+
 def open_format(path: str | Path, formats: tuple[str, ...], missing: str) -> tuple[zarr.Group, dict]:
     """The store's group and attrs, read-only, after checking that its `format` is one of `formats`. `missing`
     is the message when there is no Zarr group at `path` at all."""
@@ -62,5 +69,5 @@ def store_format(path: str | Path, readable: tuple[str, ...] | None = None, role
 def open_store(path: str | Path, readable: tuple[str, ...] | None = None, role: str = "store"):
     """The registered store class for the store at `path`, opened (see `store_format` for `readable`)."""
     fmt = store_format(path, readable, role)
-    importlib.import_module(_MODULES[fmt])
+    importlib.import_module(format_module(fmt))
     return FORMATS.get(fmt)(path)

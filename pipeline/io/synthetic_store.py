@@ -25,9 +25,9 @@ import zarr
 
 from pipeline.errors import StoreError
 from pipeline.io.arrays import array_bytes
+from pipeline.io.bitpack import pack, packed_bytes, unpack
 from pipeline.io.formats import open_format, register_format
 from pipeline.io.verify import check, check_classes, check_image_size, parsing_attrs, seal, verify_store
-from pipeline.quantize.bitpack import pack, packed_bytes, unpack
 
 FORMAT = "synthetic-v1"
 REPRESENTATIONS = ("pixels", "palette", "low_rank")

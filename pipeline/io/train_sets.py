@@ -24,16 +24,17 @@ import zarr
 
 from pipeline.errors import StoreError
 from pipeline.io.arrays import disk_bytes, iter_blocks, open_group
-from pipeline.io.codec_store import FORMAT as CODEC_FORMAT
-from pipeline.io.codec_store import CodecStore
-from pipeline.io.dcq_store import FORMATS as INDEXED_FORMATS
-from pipeline.io.dcq_store import DCQStore
 from pipeline.io.formats import open_store
-from pipeline.io.subset_store import FORMAT as SUBSET_FORMAT
-from pipeline.io.subset_store import SubsetStore
+from pipeline.io.packed import PackedImages
+from pipeline.io.streamed import StreamedImages
 from pipeline.io.verify import check, check_classes, parsing_attrs, reading
-from pipeline.train.packed import PackedImages
-from pipeline.train.streamed import StreamedImages
+
+# The formats a train set can be, by name: their readers are imported through the format registry when a store is
+# opened, so a stage that only trains on full colour does not depend on any store reader's code.
+INDEXED_FORMATS = ("dcq-v1", "palette-per-image-v1")  # palette indices: decoded per block, or kept packed
+SUBSET_FORMAT = "subset-v1"
+CODEC_FORMAT = "codec-v1"
+TRAIN_SET_FORMATS = (*INDEXED_FORMATS, SUBSET_FORMAT, CODEC_FORMAT)
 
 
 @dataclass
@@ -41,8 +42,8 @@ class TrainSet:
     path: Path
     kind: str                     # "full" | "dcq" | a baseline or pruning method name
     images: torch.Tensor | PackedImages | StreamedImages  # uint8 (N,H,W,3), exactly the pixels the store rebuilds
-        # (packed: decoded per batch from indices + palettes, pipeline/train/packed.py; streamed: a full-colour set
-        # read window by window as training reaches it, pipeline/train/streamed.py)
+        # (packed: decoded per batch from indices + palettes, pipeline/io/packed.py; streamed: a full-colour set
+        # read window by window as training reaches it, pipeline/io/streamed.py)
     labels: torch.Tensor          # int64 (N,)
     classes: list[str]
     bits: int | None              # colour-index bits per pixel (pruned sets: the bit depth whose storage they
@@ -125,13 +126,13 @@ def load_split(prepared: Path, split: str, part: tuple[int, int] = (0, 1), strea
     return images if stream else torch.from_numpy(images), torch.from_numpy(labels), dict(root.attrs)
 
 
-def _load_decoded(store: DCQStore | CodecStore, packed: bool = False, part: tuple[int, int] = (0, 1)) -> TrainSet:
+def _load_decoded(store, packed: bool = False, part: tuple[int, int] = (0, 1)) -> TrainSet:
     """A store that rebuilds every image (palette indices or codec files), decoded block by block, or with
     `packed` (palette-indexed stores) kept as indices + palettes and decoded per batch."""
     path = store.path
     h, w = store.image_size
     first, last = share(len(store), part)
-    if packed and isinstance(store, DCQStore):
+    if packed and store.attrs["format"] in INDEXED_FORMATS:
         images = PackedImages.of_store(store, (first, last))
     else:
         images = torch.empty((last - first, h, w, 3), dtype=torch.uint8)
@@ -143,7 +144,7 @@ def _load_decoded(store: DCQStore | CodecStore, packed: bool = False, part: tupl
                     None if source is None else int(source), len(store))
 
 
-def _load_subset(store: SubsetStore, part: tuple[int, int] = (0, 1)) -> TrainSet:
+def _load_subset(store, part: tuple[int, int] = (0, 1)) -> TrainSet:
     first, last = share(len(store.labels), part)
     return TrainSet(store.path, store.method, torch.from_numpy(store.images()[first:last]),
                     torch.from_numpy(store.labels[first:last]), store.classes, store.bits, store.stored_bytes,
@@ -156,8 +157,6 @@ def _load_prepared(path: Path, part: tuple[int, int] = (0, 1), stream: bool = Fa
     return TrainSet(path, "full", images, labels, list(attrs["classes"]), None, disk_bytes(path / "train"),
                     dict(attrs.get("params", {})), None, total)
 
-
-TRAIN_SET_FORMATS = (*INDEXED_FORMATS, SUBSET_FORMAT, CODEC_FORMAT)
 
 
 def _existing(path: str | Path) -> Path:
@@ -208,4 +207,6 @@ def load_train_set(path: str | Path, packed: bool = False, part: tuple[int, int]
         return _load_prepared(path, part, stream)
     store = open_store(path, TRAIN_SET_FORMATS, "train-set")
     with parsing_attrs(path):
-        return _load_subset(store, part) if isinstance(store, SubsetStore) else _load_decoded(store, packed, part)
+        if store.attrs["format"] == SUBSET_FORMAT:
+            return _load_subset(store, part)
+        return _load_decoded(store, packed, part)

@@ -221,8 +221,34 @@ def reading(path: str | Path, what: str = "store") -> Iterator[None]:
         raise
     except (ValueError, RuntimeError, OSError) as exc:  # wraps reads of chunk bytes only
         text = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
-        raise StoreError(f"{what} {path}: a chunk is corrupt or truncated ({text}); rebuild it with the stage "
-                         "that wrote it") from None
+        culprit = _first_bad_file(Path(path))
+        where = "a chunk" if culprit is None else \
+            f"array {culprit[0]!r}: {'shard' if culprit[2] else 'chunk'} {culprit[1]}"
+        raise StoreError(f"{what} {path}: {where} is corrupt or truncated ({text}); rebuild the store with the "
+                         "stage that wrote it") from None
+
+
+def _first_bad_file(path: Path) -> tuple[str, str, bool] | None:
+    """(array, chunk index, is a shard) of the first chunk file whose bytes differ from the manifest's hash (or
+    that is gone); None when the store has no manifest to compare with or every file matches. Error path only."""
+    try:
+        files = _manifest(path, read_attrs(path))["files"]
+    except (DcqError, OSError, ValueError):
+        return None
+    for key, digest in sorted(files.items()):
+        file = path / key
+        if not file.is_file() or _file_hash(file) != digest:
+            array, chunk = _store_name(key)
+            return array, chunk, "/c/" in key and _is_sharded(path, array)
+    return None
+
+
+def _is_sharded(path: Path, array: str) -> bool:
+    try:
+        meta = json.loads((path / array / _NODE_META).read_text())
+    except (OSError, ValueError):
+        return False
+    return any(c.get("name") == "sharding_indexed" for c in meta.get("codecs", []) if isinstance(c, dict))
 
 
 def _chunk_keys(arr: zarr.Array, grid_shape: tuple[int, ...]) -> Iterator[str]:

@@ -10,8 +10,8 @@ from torch import nn
 
 from pipeline.errors import StoreError
 from pipeline.io.atomic import MARKER, MARKER_KEY
+from pipeline.models.inputs import Normalization
 from pipeline.models.registry import create_model
-from pipeline.train.engine import Normalization
 
 
 def save_checkpoint(path: Path, model: nn.Module, arch: str, num_classes: int, image_size: int,

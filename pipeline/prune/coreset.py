@@ -14,12 +14,12 @@ from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.errors import ParamsError, StoreError
 from pipeline.io.arrays import array_bytes, open_group
 from pipeline.io.atomic import store_output
+from pipeline.io.bitpack import check_bits, packed_bytes
 from pipeline.io.subset_store import write_subset
 from pipeline.io.synthetic_store import budget_bytes
 from pipeline.io.verify import seal
 from pipeline.prune.dynamics import SCORES, importance
 from pipeline.prune.select import ccs, hardest, kept_count, random_stratified
-from pipeline.quantize.bitpack import check_bits, packed_bytes
 from pipeline.timing import Timer, summary
 
 METHODS = ("random", "ccs") + SCORES

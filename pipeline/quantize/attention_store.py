@@ -20,10 +20,10 @@ from pipeline.io.arrays import create_rows, finite, iter_blocks, open_group, ope
 from pipeline.io.atomic import store_output
 from pipeline.io.verify import open_verified
 from pipeline.models.checkpoint import load_checkpoint
+from pipeline.models.inputs import to_input
 from pipeline.models.layers import get_module
 from pipeline.quantize.attention import MAPS, keep_cam_resolution, label_cams, make_cam
 from pipeline.timing import Timer, summary
-from pipeline.train.engine import to_input
 
 
 @dataclass(frozen=True)

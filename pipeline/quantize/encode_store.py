@@ -23,9 +23,9 @@ from pipeline.errors import StoreError
 from pipeline.executor import map_shards
 from pipeline.io.arrays import create_rows, create_small, open_group, open_rows, write_block_size
 from pipeline.io.atomic import store_output
+from pipeline.io.bitpack import check_bits, pack, packed_bytes
 from pipeline.io.dcq_store import FORMAT, smallest_uint
 from pipeline.io.verify import open_verified
-from pipeline.quantize.bitpack import check_bits, pack, packed_bytes
 from pipeline.quantize.color import lab_to_rgb_u8, rgb_to_lab
 from pipeline.quantize.palette import nearest
 from pipeline.timing import Timer, summary

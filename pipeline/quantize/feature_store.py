@@ -18,9 +18,9 @@ from pipeline.io.arrays import create_rows, finite, open_group, open_rows, write
 from pipeline.io.atomic import store_output
 from pipeline.io.verify import open_verified
 from pipeline.models.checkpoint import load_checkpoint
+from pipeline.models.inputs import to_input
 from pipeline.models.layers import truncated_extractor
 from pipeline.timing import Timer, summary
-from pipeline.train.engine import to_input
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from pipeline.errors import StoreError
 from pipeline.executor import map_shards, spans
 from pipeline.io.arrays import CHECKSUMMED, EVERY_CHUNK, create_small, open_group, write_block_size
 from pipeline.io.atomic import store_output
+from pipeline.io.bitpack import check_bits
 from pipeline.io.verify import open_verified
 from pipeline.quantize.attention import check_maps, image_size_maps, top_pixels
-from pipeline.quantize.bitpack import check_bits
 from pipeline.quantize.palette import ClusterColourCounts, ColourCounts, fit_palette_counts, merge_sorted_runs
 from pipeline.timing import Timer, summary
 

@@ -28,9 +28,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pipeline.distributed import ONE_PROCESS, World, all_sum_
 from pipeline.quantize.color import lab_to_rgb, rgb_to_lab
 from pipeline.quantize.palette import nearest
-from pipeline.train.distributed import ONE_PROCESS, World, all_sum_
 
 _EPS = 1e-6  # keeps sqrt differentiable where an image is flat
 STEP_PIXELS = 1 << 24  # above this many pixels a refinement step runs in chunks of images (module docstring)

@@ -10,16 +10,16 @@ import torch
 import zarr
 from tqdm import tqdm
 
+from pipeline import distributed
 from pipeline.config import BaseParams, lineage, off_switch, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
 from pipeline.io.arrays import create_small, open_group, take_rows, write_json
 from pipeline.io.atomic import store_output
-from pipeline.quantize.bitpack import check_bits
+from pipeline.io.bitpack import check_bits
 from pipeline.quantize.color import lab_to_rgb_u8, rgb_to_lab
 from pipeline.quantize.refine import STEP_PIXELS, evaluate, refine_palettes, total_images
 from pipeline.timing import Timer, summary
-from pipeline.train import distributed
 
 
 @dataclass(frozen=True)

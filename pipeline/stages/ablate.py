@@ -33,10 +33,10 @@ import zarr
 from pipeline.config import BaseParams, load_base, load_section, params_hash, parse_section, read_yaml, require, to_dict
 from pipeline.errors import ParamsError
 from pipeline.io.atomic import atomic_output
+from pipeline.io.bitpack import check_bits
 from pipeline.io.verify import seal
 from pipeline.prune.coreset import CoresetSpec, coreset_prepared, within_ipc_budget
 from pipeline.quantize.attention_store import AttentionParams, write_attention
-from pipeline.quantize.bitpack import check_bits
 from pipeline.quantize.cluster_store import ClusterParams, write_clusters
 from pipeline.quantize.encode_store import EncodeParams, write_dcq
 from pipeline.quantize.feature_store import FeaturesParams, write_features

@@ -15,7 +15,9 @@ import typer
 
 from pipeline.config import BaseParams
 from pipeline.quantize.attention_store import AttentionParams, write_attention
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, read_params, stage_command
+
+WIRING = StageWiring(AttentionParams, "attention")
 
 
 def run(params: AttentionParams, base: BaseParams, prepared: Path, teacher: Path, out: Path) -> dict:
@@ -30,6 +32,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Grad-CAM++ maps for every train image's true label."""
-    base, params = read_params(params_file, "attention", AttentionParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command("attention", timing):
         run(params, base, prepared, teacher, out)

@@ -22,11 +22,11 @@ from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.executor import map_shards
 from pipeline.io.arrays import create_rows, create_small, iter_blocks, open_group, open_rows, write_block_size
 from pipeline.io.atomic import store_output
+from pipeline.io.bitpack import check_bits, pack, packed_bytes
 from pipeline.io.dcq_store import PER_IMAGE_FORMAT, smallest_uint
 from pipeline.io.verify import open_verified
-from pipeline.quantize.bitpack import check_bits, pack, packed_bytes
 from pipeline.quantize.per_image import QUANTIZERS, check_quantizer, quantize_block
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, Timer, read_params, stage_command, summary
 
 SUB_BLOCK_PIXELS = 1 << 21  # images are read and quantized ~2 M pixels at a time (memory set by this, not the shard)
 
@@ -43,6 +43,9 @@ class BaselineParams:
         for q in self.bits:
             check_bits(q)
         require(self.kmeans_iterations >= 1, f"kmeans_iterations={self.kmeans_iterations} must be >= 1")
+
+
+WIRING = StageWiring(BaselineParams, "baseline", matrix=("methods", "bits"))
 
 
 def quantize_shard(method: str, bits: int, iterations: int, seed: int, prepared: str, out: str, start: int,
@@ -99,6 +102,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Quantize every train image on its own (Median Cut, octree, K-means) at q bits."""
-    base, params = read_params(params_file, "baseline", BaselineParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command(f"baseline {method}@{bits}", timing):
         run(params, base, method, bits, prepared, out)

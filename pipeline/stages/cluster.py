@@ -16,7 +16,9 @@ import typer
 
 from pipeline.config import BaseParams
 from pipeline.quantize.cluster_store import ClusterParams, write_clusters
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, read_params, stage_command
+
+WIRING = StageWiring(ClusterParams, "cluster")
 
 
 def run(params: ClusterParams, base: BaseParams, features: Path, out: Path, prepared: Path | None = None) -> dict:
@@ -31,6 +33,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """faiss K-means of the train images into chromaticity clusters (or the labels/random ablations)."""
-    base, params = read_params(params_file, "cluster", ClusterParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command("cluster", timing):
         run(params, base, features, out, prepared)

@@ -30,12 +30,12 @@ from pipeline.errors import ParamsError
 from pipeline.executor import map_shards
 from pipeline.io.arrays import disk_bytes, open_group, take_rows, write_block_size
 from pipeline.io.atomic import store_output
+from pipeline.io.bitpack import check_bits
 from pipeline.io.codec_store import write_codec
+from pipeline.io.codecs import CODECS, QUALITY_RANGE, check_codec, encode_set, search_quality
 from pipeline.io.dcq_store import DCQStore
 from pipeline.io.verify import open_verified, seal
-from pipeline.quantize.bitpack import check_bits
-from pipeline.quantize.codecs import CODECS, QUALITY_RANGE, check_codec, encode_set, search_quality
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, Timer, read_params, stage_command, summary
 
 METADATA_BYTES = 4096  # the store's JSON and array overhead, reserved from the target before searching
 
@@ -52,6 +52,9 @@ class CodecParams:
         for q in self.bits:
             check_bits(q)
         require(self.search_images >= 1, f"search_images={self.search_images} must be >= 1")
+
+
+WIRING = StageWiring(CodecParams, "codec", matrix=("codecs", "bits"))
 
 
 def encode_shard(codec: str, quality: int, prepared: str, scratch: str, start: int, stop: int
@@ -118,6 +121,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Store the train set with a standard codec at the quality that matches DCQ's bytes at q."""
-    base, params = read_params(params_file, "codec", CodecParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command(f"codec {codec}@{bits}", timing):
         run(params, base, codec, bits, prepared, match, out)

@@ -18,9 +18,12 @@ import typer
 
 from pipeline.config import BaseParams
 from pipeline.quantize.palette_store import PaletteParams, write_colour_counts
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, read_params, stage_command
 
 READS = ("k_gra",)  # of the palette section
+
+
+WIRING = StageWiring(PaletteParams, "palette", reads_only=READS)
 
 
 def run(params: PaletteParams, base: BaseParams, prepared: Path, clusters: Path, attention: Path, out: Path) -> dict:
@@ -36,6 +39,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Colour counts of the top-k_gra% attention pixels of every cluster (shared by every palette@q)."""
-    base, params = read_params(params_file, "palette", PaletteParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command("colour_counts", timing):
         run(params, base, prepared, clusters, attention, out)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,6 +21,24 @@ T = TypeVar("T")
 # complete (pipeline/io/atomic.py), so the previous output is still in place.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EMFILE,
                       errno.ENAMETOOLONG, errno.EXDEV, errno.EIO, errno.ENOTDIR, errno.EISDIR}
+
+
+@dataclass(frozen=True)
+class StageWiring:
+    """What a stage reads from params.yaml, declared once in its module. `dcq dvc-deps` writes each dvc stage's
+    `params:` from it (and its `deps:` from the module's imports).
+
+    section: the params section it parses into `params` (a dvc stage may name another with `--section`);
+    base: the `base` keys that can change its output; matrix: keys of the section that dvc's foreach/matrix hands
+    to each run on the command line (each run reads only its own item, so they are not listed);
+    reads_only: when it reads only some keys of its section; also_reads: keys of other sections it reads."""
+
+    params: type
+    section: str
+    base: tuple[str, ...] = ("seed", "device", "precision")
+    matrix: tuple[str, ...] = ()
+    reads_only: tuple[str, ...] | None = None
+    also_reads: tuple[str, ...] = ()
 
 
 def read_params(params_file: Path, section: str, cls: type[T]) -> tuple[BaseParams, T]:

@@ -20,6 +20,7 @@ import typer
 import zarr
 from tqdm import tqdm
 
+from pipeline import distributed
 from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.distill import dm, mtt
@@ -37,8 +38,7 @@ from pipeline.io.atomic import store_output
 from pipeline.io.synthetic_store import SyntheticStore, write
 from pipeline.io.train_sets import load_train_set
 from pipeline.models.registry import create_model
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
-from pipeline.train import distributed
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, Timer, read_params, stage_command, summary
 
 METHODS = tuple(distiller_names())
 
@@ -58,6 +58,9 @@ class DistillParams:
         unknown = [m for m in self.methods if m not in METHODS]
         require(not unknown, f"methods={unknown} are not distillers {list(METHODS)}")
         require(all(i >= 1 for i in self.ipcs), f"ipcs={self.ipcs} must each be >= 1")
+
+
+WIRING = StageWiring(DistillParams, "distill", matrix=("methods", "ipcs"))
 
 
 def run(params: DistillParams, base: BaseParams, method: str, ipc: int, train_set: Path, experts: Path,
@@ -119,6 +122,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Distill a synthetic train set at the storage of IPC images per class."""
-    base, params = read_params(params_file, "distill", DistillParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command(f"distill {method}@ipc{ipc}", timing):
         run(params, base, method, ipc, train_set, experts, out)

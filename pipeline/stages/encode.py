@@ -21,9 +21,12 @@ from pipeline.config import BaseParams, load_section
 from pipeline.errors import ParamsError
 from pipeline.quantize.encode_store import EncodeParams, write_dcq_stores
 from pipeline.quantize.palette_store import PaletteParams
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command, user_errors
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, read_params, stage_command, user_errors
 
 ALSO_READS = ("palette.bits",)  # the bit depths to encode, read from the palette section (declared once there)
+
+
+WIRING = StageWiring(EncodeParams, "encode", also_reads=ALSO_READS)
 
 
 def store_name(bits: int) -> str:
@@ -52,7 +55,7 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Encode the train set as q-bit palette indices plus shared palettes, for every bit depth in one pass."""
-    base, params = read_params(params_file, "encode", EncodeParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     if not bits:
         with user_errors():
             bits = list(load_section(params_file, "palette", PaletteParams).bits)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import typer
 
+from pipeline import distributed
 from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.distill.budgeted import open_budgeted
@@ -36,8 +37,7 @@ from pipeline.errors import StoreError
 from pipeline.io.arrays import write_json
 from pipeline.io.train_sets import load_split
 from pipeline.models.registry import create_model, model_names
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command, summary
-from pipeline.train import distributed
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, read_params, stage_command, summary
 
 MATRIX_KEYS = ("seeds", "dcq_variants")
 
@@ -55,6 +55,9 @@ class EvaluateSyntheticParams:
     def __post_init__(self):
         require(self.arch in model_names(), f"arch={self.arch!r} is not in the model registry {model_names()}")
         require(self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size} must be >= 1")
+
+
+WIRING = StageWiring(EvaluateSyntheticParams, "evaluate_synthetic", base=("device", "precision"), matrix=MATRIX_KEYS)
 
 
 def run(params: EvaluateSyntheticParams, base: BaseParams, seed: int, synthetic: Path, experts: Path,
@@ -124,6 +127,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Train a fresh network on a synthetic set (with DSA) and test it on the original test set."""
-    base, params = read_params(params_file, "evaluate_synthetic", EvaluateSyntheticParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command(f"evaluate_synthetic {synthetic.name} seed {seed}", timing):
         run(params, base, seed, synthetic, experts, prepared, record)

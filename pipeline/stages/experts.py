@@ -24,6 +24,7 @@ import typer
 import zarr
 from tqdm import tqdm
 
+from pipeline import distributed
 from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.distill.dsa import DSAParams
@@ -34,10 +35,9 @@ from pipeline.distill.zca import ZCA
 from pipeline.io.arrays import CHECKSUMMED, EVERY_CHUNK, create_small, open_rows
 from pipeline.io.atomic import store_output
 from pipeline.io.train_sets import load_split, load_train_set
+from pipeline.models.inputs import Normalization
 from pipeline.models.registry import create_model, model_names
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
-from pipeline.train import distributed
-from pipeline.train.engine import Normalization
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, Timer, read_params, stage_command, summary
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ class ExpertsParams:
         require(self.arch in model_names(), f"arch={self.arch!r} is not in the model registry {model_names()}")
         require(self.num_experts >= 1, f"num_experts={self.num_experts} must be >= 1")
         require(self.zca_eps > 0, f"zca_eps={self.zca_eps} must be > 0")
+
+
+WIRING = StageWiring(ExpertsParams, "experts")
 
 
 def run(params: ExpertsParams, base: BaseParams, train_set: Path, prepared: Path, out: Path) -> dict:
@@ -121,6 +124,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Train expert networks with DSA and save their parameters after every epoch."""
-    base, params = read_params(params_file, "experts", ExpertsParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command("experts", timing):
         run(params, base, train_set, prepared, out)

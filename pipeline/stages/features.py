@@ -17,7 +17,9 @@ import typer
 
 from pipeline.config import BaseParams
 from pipeline.quantize.feature_store import FeaturesParams, write_features
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, read_params, stage_command
+
+WIRING = StageWiring(FeaturesParams, "features")
 
 
 def run(params: FeaturesParams, base: BaseParams, prepared: Path, teacher: Path, out: Path) -> dict:
@@ -32,6 +34,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Pooled shallow-layer teacher features for every train image."""
-    base, params = read_params(params_file, "features", FeaturesParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command("features", timing):
         run(params, base, prepared, teacher, out)

@@ -21,7 +21,7 @@ from pipeline.io.codec_store import FORMAT as CODEC_FORMAT
 from pipeline.io.dcq_store import FORMATS as QUANTIZED_FORMATS
 from pipeline.io.formats import open_store
 from pipeline.quantize.fidelity import store_fidelity
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, Timer, read_params, stage_command, summary
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class FidelityParams:
 
     def __post_init__(self):
         require(self.block_size >= 1, f"block_size={self.block_size} must be >= 1")
+
+
+WIRING = StageWiring(FidelityParams, "fidelity", base=())
 
 
 def run(params: FidelityParams, store_path: Path, prepared: Path, out: Path) -> dict:
@@ -61,6 +64,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Measure PSNR, SSIM and CIEDE2000 ΔE of a quantized train set against the original images."""
-    _, params = read_params(params_file, "fidelity", FidelityParams)
+    _, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command(f"fidelity {store.name}", timing):
         run(params, store, prepared, out)

@@ -19,7 +19,9 @@ import typer
 
 from pipeline.config import BaseParams
 from pipeline.quantize.palette_store import PaletteParams, write_palettes
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, read_params, stage_command
+
+WIRING = StageWiring(PaletteParams, "palette", matrix=("bits",))
 
 
 def run(params: PaletteParams, base: BaseParams, bits: int, colour_counts: Path, out: Path) -> dict:
@@ -34,6 +36,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """K-means palettes in LAB per cluster from the colour counts of the top-k_gra% attention pixels."""
-    base, params = read_params(params_file, "palette", PaletteParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command(f"palette@{bits}", timing):
         run(params, base, bits, colour_counts, out)

@@ -34,7 +34,7 @@ from pipeline.io.sources import (
     list_torchvision,
     project_path,
 )
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, Timer, read_params, stage_command, summary
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,9 @@ class PrepareParams:
         for key in ("train_per_class", "test_per_class"):
             value = getattr(self, key)
             require(value is None or value >= 1, f"{key}={value} must be >= 1 or null")
+
+
+WIRING = StageWiring(PrepareParams, "prepare", base=("seed",))
 
 
 def list_split(params: PrepareParams, split: str) -> SplitListing:
@@ -156,6 +159,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Read the dataset named in params (prepare:) into Zarr."""
-    base, params = read_params(params_file, "prepare", PrepareParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command("prepare", timing):
         run(params, base, out)

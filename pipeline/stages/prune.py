@@ -16,7 +16,9 @@ import typer
 
 from pipeline.config import BaseParams
 from pipeline.prune.coreset import METHODS, PruneParams, write_coreset
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, read_params, stage_command
+
+WIRING = StageWiring(PruneParams, "prune", matrix=("methods", "bits"))
 
 
 def run(params: PruneParams, base: BaseParams, method: str, bits: int, prepared: Path, scores_path: Path | None,
@@ -34,6 +36,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Keep the coreset a pruning method selects, at the storage of q-bit colour indices."""
-    base, params = read_params(params_file, "prune", PruneParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command(f"prune {method}@{bits}", timing):
         run(params, base, method, bits, prepared, scores, out)

@@ -21,7 +21,9 @@ import typer
 
 from pipeline.config import BaseParams
 from pipeline.quantize.refine_store import RefineParams, write_refined
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, read_params, stage_command
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, read_params, stage_command
+
+WIRING = StageWiring(RefineParams, "refine")
 
 
 def run(params: RefineParams, base: BaseParams, bits: int, prepared: Path, clusters: Path, palettes: Path,
@@ -40,6 +42,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Refine the K-means palettes by minimising the Sobel edge loss."""
-    base, params = read_params(params_file, "refine", RefineParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command(f"refine@{bits}", timing):
         run(params, base, bits, prepared, clusters, palettes, out, metrics_out)

@@ -23,7 +23,7 @@ from pipeline.errors import StoreError
 from pipeline.io.arrays import disk_bytes, open_group, write_json
 from pipeline.io.atomic import atomic_output
 from pipeline.report import architectures, document, figures, gather, records, regimes, tables
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, Timer, read_params, stage_command, summary
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,9 @@ class ReportParams:
 
     def __post_init__(self):
         require(1 <= self.grid_images <= 64, f"grid_images={self.grid_images} must be in 1..64")
+
+
+WIRING = StageWiring(ReportParams, "report", base=("seed",))
 
 
 def figure(out: Path | None, draw) -> None:
@@ -129,7 +132,7 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Aggregate the runs into reports/: metrics list, summary, plot, image grid, Markdown and HTML."""
-    base, params = read_params(params_file, "report", ReportParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command("report", timing):
         run(params, base, runs, prepared, fidelity, timings, teacher_metrics, records_out, summary_out, plot_data_out,
             plot_png_out, grid_png_out, methods_png_out, markdown_out, html_out, fidelity_png_out, confusion_png_out,

@@ -5,7 +5,7 @@ Writes `OUT` (Zarr group): `aum`, `el2n`, `forgetting`, `entropy` float32 (N,), 
        prepared-store order (definitions in pipeline/prune/dynamics.py); attrs hold the resolved params and
        the proxy's per-epoch history.
 The proxy is trained by the pipeline itself with the same engine as every other run, seeded by base.seed.
-Under `torchrun --nproc_per_node N` the proxy trains data-parallel (pipeline/train/distributed.py): each rank
+Under `torchrun --nproc_per_node N` the proxy trains data-parallel (pipeline/distributed.py): each rank
 holds its share of the rows and records the dynamics of its own rows, the scores are gathered, and rank 0 writes
 the store (attrs gain `world_size`).
 """
@@ -20,16 +20,17 @@ import torch
 import typer
 import zarr
 
+from pipeline import distributed
 from pipeline.config import BaseParams, lineage, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.io.arrays import create_rows
 from pipeline.io.atomic import store_output
 from pipeline.io.train_sets import load_split
+from pipeline.models.inputs import Normalization
 from pipeline.models.registry import create_model, model_names
 from pipeline.prune.dynamics import SCORES, TrainingDynamics
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
-from pipeline.train import distributed
-from pipeline.train.engine import Normalization, Recipe, predict, train
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, Timer, read_params, stage_command, summary
+from pipeline.train.engine import Recipe, predict, train
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class ScoresParams:
         require(1 <= self.el2n_epochs <= self.recipe.epochs,
                 f"el2n_epochs={self.el2n_epochs} must be in 1..recipe.epochs ({self.recipe.epochs})")
         require(self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size} must be >= 1")
+
+
+WIRING = StageWiring(ScoresParams, "scores")
 
 
 def run(params: ScoresParams, base: BaseParams, prepared: Path, out: Path) -> dict:
@@ -81,6 +85,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Train a proxy model and record per-sample AUM, EL2N, forgetting and entropy scores."""
-    base, params = read_params(params_file, "scores", ScoresParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command("scores", timing):
         run(params, base, prepared, out)

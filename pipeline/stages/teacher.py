@@ -1,7 +1,7 @@
 """teacher: the task-specific pre-trained model that DCQ's features and attention come from.
 
 Reads  `teacher:` + `base`; the prepared store (train/ to train on, test/ to measure). Under `torchrun` it trains
-       data-parallel like the train stage (pipeline/train/distributed.py): rank 0 writes.
+       data-parallel like the train stage (pipeline/distributed.py): rank 0 writes.
 Writes `CHECKPOINT` (weights, arch, normalisation, resolved params, per-epoch history) and `METRICS`
        (flat JSON for DVC: test accuracy, final train loss/accuracy, seconds, params hash). With `teacher.checkpoint` set, that checkpoint is loaded and
        re-measured instead of training.
@@ -16,18 +16,19 @@ import numpy as np
 import torch
 import typer
 
+from pipeline import distributed
 from pipeline.config import BaseParams, lineage, off_switch, params_hash, require
 from pipeline.device import resolve_runtime
 from pipeline.errors import StoreError
 from pipeline.io.arrays import write_json
 from pipeline.io.atomic import atomic_output
+from pipeline.io.streamed import window_shuffle
 from pipeline.io.train_sets import load_split
 from pipeline.models.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.models.inputs import Normalization
 from pipeline.models.registry import create_model, model_names
-from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, Timer, read_params, stage_command, summary
-from pipeline.train import distributed
-from pipeline.train.engine import Normalization, Recipe, accuracy, evaluate, train
-from pipeline.train.streamed import window_shuffle
+from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, Timer, read_params, stage_command, summary
+from pipeline.train.engine import Recipe, accuracy, evaluate, train
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class TeacherParams:
         require(self.arch in model_names(), f"arch={self.arch!r} is not in the model registry {model_names()}")
         require(self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size} must be >= 1")
         window_shuffle(self.stream_window, self.stream_block)  # its range checks
+
+
+WIRING = StageWiring(TeacherParams, "teacher")
 
 
 def run(params: TeacherParams, base: BaseParams, prepared: Path, checkpoint_out: Path, metrics_out: Path) -> dict:
@@ -105,6 +109,6 @@ def command(
     timing: Path | None = TIMING_OPTION,
 ):
     """Train (or load) the teacher and measure its test accuracy."""
-    base, params = read_params(params_file, "teacher", TeacherParams)
+    base, params = read_params(params_file, WIRING.section, WIRING.params)
     with stage_command("teacher", timing):
         run(params, base, prepared, checkpoint_out, metrics_out)

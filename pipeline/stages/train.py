@@ -9,7 +9,7 @@ Writes `CHECKPOINT` (weights, normalisation, resolved params of the whole lineag
        less its wall-clock times: a rerun writes the same bytes) and
        `RECORD`: one flat JSON record (method, bits, compression_ratio, model, seed, test_accuracy,
        train_bytes, ...) that is a DVC metric and one row of reports/metrics.json.
-Under `torchrun --nproc_per_node N` it trains data-parallel (pipeline/train/distributed.py): each rank holds its
+Under `torchrun --nproc_per_node N` it trains data-parallel (pipeline/distributed.py): each rank holds its
 share of the train and test rows, rank 0 writes both outputs, the record gains `world_size`.
 """
 
@@ -20,29 +20,31 @@ from pathlib import Path
 import torch
 import typer
 
+from pipeline import distributed
 from pipeline.config import BaseParams, lineage, params_hash
 from pipeline.device import resolve_runtime
 from pipeline.errors import ParamsError
 from pipeline.io.arrays import write_json
 from pipeline.io.atomic import atomic_output
+from pipeline.io.bitpack import check_bits
+from pipeline.io.packed import PackedImages
+from pipeline.io.streamed import StreamedImages, window_shuffle
 from pipeline.io.train_sets import load_split, load_train_set
 from pipeline.models.checkpoint import save_checkpoint
+from pipeline.models.inputs import Normalization
 from pipeline.models.registry import create_model, model_names
-from pipeline.quantize.bitpack import check_bits
 from pipeline.stages.common import (
     PARAMS_OPTION,
     TIMING_OPTION,
+    StageWiring,
     Timer,
     read_params,
     stage_command,
     summary,
     user_errors,
 )
-from pipeline.train import distributed
-from pipeline.train.engine import Normalization, evaluate, train
-from pipeline.train.packed import PackedImages
+from pipeline.train.engine import evaluate, train
 from pipeline.train.params import TrainParams
-from pipeline.train.streamed import StreamedImages, window_shuffle
 
 # DVC builds one stage per (variant, model, seed) from these lists; each run reads only its own item.
 MATRIX_KEYS = ("models", "seeds", "bits")
@@ -50,6 +52,9 @@ MATRIX_KEYS = ("models", "seeds", "bits")
 SECTIONS = ("train", "architectures", "regime2")
 # The record's wall-clock fields stay out of the checkpoint (a cached output), so a rerun writes the same bytes.
 WALL_CLOCK = ("seconds", "train_seconds")
+
+
+WIRING = StageWiring(TrainParams, "train", base=("device", "precision"), matrix=MATRIX_KEYS)
 
 
 def check_section(section: str) -> None:

@@ -21,9 +21,10 @@ from tqdm import tqdm
 
 from pipeline.config import require
 from pipeline.device import Runtime
+from pipeline.distributed import ONE_PROCESS, World, all_min, all_sum, broadcast_buffers, local_batch
 from pipeline.errors import finite_loss
-from pipeline.train.distributed import ONE_PROCESS, World, all_min, all_sum, broadcast_buffers, local_batch
-from pipeline.train.streamed import StreamedImages, WindowShuffle
+from pipeline.io.streamed import StreamedImages, WindowShuffle
+from pipeline.models.inputs import Normalization, to_input
 
 
 @dataclass(frozen=True)
@@ -48,70 +49,6 @@ class Recipe:
         require(self.lr > 0, f"lr={self.lr} must be > 0")
         require(0 <= self.min_lr <= self.lr, f"min_lr={self.min_lr} must be in [0, lr]")
         require(self.crop_padding >= 0, f"crop_padding={self.crop_padding} must be >= 0")
-
-
-@dataclass(frozen=True)
-class Normalization:
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-    @staticmethod
-    def from_images(images) -> Normalization:
-        """Per-channel mean/std of uint8 (N,H,W,3) images (an array, or `PackedImages` decoded block by block), in
-        [0,1] units, accumulated in float64 over pixel blocks of 2^22 whatever the image blocks were."""
-        return Normalization.from_totals(Normalization.totals(images))
-
-    @staticmethod
-    def totals(images) -> np.ndarray:
-        """(7,) float64: per-channel sum and sum of squares in [0,1] units, and the pixel count (so that the
-        totals of several shards add up: data-parallel training)."""
-        if isinstance(images, np.ndarray):
-            image_blocks = iter([images.reshape(-1, 3)])
-        else:
-            image_blocks = (b.cpu().numpy().reshape(-1, 3) for b in images.blocks())
-        total = np.zeros(3)
-        total_sq = np.zeros(3)
-        count = 0
-        for block in _pixel_blocks(image_blocks, 1 << 22):
-            block = block.astype(np.float64) / 255.0
-            total += block.sum(0)
-            total_sq += (block**2).sum(0)
-            count += len(block)
-        return np.concatenate([total, total_sq, [count]])
-
-    @staticmethod
-    def from_totals(totals: np.ndarray) -> Normalization:
-        total, total_sq, count = totals[:3], totals[3:6], totals[6]
-        mean = total / count
-        std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
-        return Normalization(tuple(float(m) for m in mean), tuple(float(s) for s in std))
-
-    def to_dict(self) -> dict:
-        return {"mean": list(self.mean), "std": list(self.std)}
-
-
-def _pixel_blocks(blocks, size: int):
-    """Re-cut a stream of (n,3) pixel arrays into consecutive (size,3) arrays (the last one shorter)."""
-    pending, held = [], 0
-    for block in blocks:
-        while len(block):
-            take = min(size - held, len(block))
-            pending.append(block[:take])
-            held += take
-            block = block[take:]
-            if held == size:
-                yield pending[0] if len(pending) == 1 else np.concatenate(pending)
-                pending, held = [], 0
-    if held:
-        yield pending[0] if len(pending) == 1 else np.concatenate(pending)
-
-
-def to_input(batch_u8: torch.Tensor, norm: Normalization) -> torch.Tensor:
-    """uint8 (B,H,W,3) -> normalised float (B,3,H,W) in channels_last memory."""
-    x = batch_u8.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(norm.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(norm.std, device=x.device).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
 def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
@@ -161,7 +98,7 @@ def train(
     With a `world` of several processes (torchrun), `images` are this rank's rows: each rank draws its own seeded
     order and augmentation, takes batch_size / world.size images per step, and DDP averages the gradients.
 
-    `shuffle`: each epoch's order is window-shuffled (pipeline/train/streamed.py) instead of a uniform permutation;
+    `shuffle`: each epoch's order is window-shuffled (pipeline/io/streamed.py) instead of a uniform permutation;
     `images` may then be `StreamedImages`, which reads each window from its store as the order reaches it."""
     # one process: the same generator as always, so a plain run is what it was before DDP existed
     gen = torch.Generator().manual_seed(seed if world.size == 1 else seed + 1_000_003 * world.rank)

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pipeline.config import off_switch, require
+from pipeline.io.bitpack import check_bits
+from pipeline.io.streamed import window_shuffle
 from pipeline.models.registry import model_names
-from pipeline.quantize.bitpack import check_bits
 from pipeline.train.engine import Recipe
-from pipeline.train.streamed import window_shuffle
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ import torch
 from pipeline.distill import autopalette as ap
 from pipeline.distill.synthetic import LowRankSet, progressive_start
 from pipeline.io.train_sets import load_split
+from pipeline.models.inputs import Normalization, to_input
 from pipeline.models.registry import create_model
-from pipeline.train.engine import Normalization, to_input
 
 
 @pytest.fixture(scope="module")

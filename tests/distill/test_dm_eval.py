@@ -11,8 +11,8 @@ from pipeline.distill.experts import preprocess, to_uint8
 from pipeline.distill.synthetic import PixelSet
 from pipeline.distill.zca import ZCA
 from pipeline.io.train_sets import load_split
+from pipeline.models.inputs import Normalization
 from pipeline.models.registry import create_model
-from pipeline.train.engine import Normalization
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def _dm_in_world(world, prepared):
 
 
 def test_dm_two_ranks_average_into_one_synthetic_set(small_run, tmp_path):
-    from pipeline.train.distributed import World
+    from pipeline.distributed import World
     from tests.conftest import run_in_world
 
     ranks = run_in_world(_dm_in_world, 2, tmp_path, small_run.prepared)

@@ -6,7 +6,7 @@ import torch
 from pipeline.distill.dsa import FAMILIES, DSAParams, augment
 from pipeline.errors import ParamsError
 from pipeline.io.train_sets import load_split
-from pipeline.train.engine import Normalization, to_input
+from pipeline.models.inputs import Normalization, to_input
 
 
 @pytest.fixture(scope="module")

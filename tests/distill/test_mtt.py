@@ -109,7 +109,7 @@ def _distill_in_world(world, expert_store, prepared):
 
 
 def test_two_ranks_match_their_own_segments_and_stay_equal(expert_store, small_run, tmp_path):
-    from pipeline.train.distributed import World
+    from pipeline.distributed import World
     from tests.conftest import run_in_world
 
     ranks = run_in_world(_distill_in_world, 2, tmp_path, expert_store, small_run.prepared)

@@ -1,9 +1,8 @@
 """Row-chunked arrays: inner chunks of many images at every size, shards of whole chunks."""
 
 import numpy as np
-import zarr
-
 import pytest
+import zarr
 
 from pipeline.io.arrays import create_rows, take_rows, write_block_size
 

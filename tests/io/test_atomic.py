@@ -120,7 +120,6 @@ def _option(param) -> str:
 def _required_args(command, tmp_path: Path, skip: str) -> list[str]:
     """Every other required option of a stage command, with a value of its type (paths that do not exist)."""
     import inspect
-
     import typing
 
     args, hints = [], typing.get_type_hints(command)

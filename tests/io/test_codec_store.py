@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import zarr
 
+from pipeline.io import codecs
 from pipeline.io.codec_store import write_codec
-from pipeline.quantize import codecs
 
 ATTRS = {"codec": "jpeg", "bits": 2, "image_size": [32, 32], "classes": [str(i) for i in range(10)]}
 

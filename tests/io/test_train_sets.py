@@ -41,3 +41,12 @@ def test_unknown_or_missing_train_sets_are_clear_errors(small_run, tmp_path):
     zarr.open_group(str(tmp_path / "other.zarr"), mode="w").attrs["format"] = "mystery-v9"
     with pytest.raises(StoreError, match="unknown train-set format 'mystery-v9'"):
         load_train_set(tmp_path / "other.zarr")
+
+
+def test_train_set_formats_are_the_readers_own_names():
+    """train_sets names the formats without importing their readers; the names must be the readers' own."""
+    from pipeline.io import codec_store, dcq_store, formats, subset_store, train_sets
+
+    assert train_sets.INDEXED_FORMATS == dcq_store.FORMATS
+    assert train_sets.SUBSET_FORMAT == subset_store.FORMAT and train_sets.CODEC_FORMAT == codec_store.FORMAT
+    assert set(train_sets.TRAIN_SET_FORMATS) <= set(formats.format_names())

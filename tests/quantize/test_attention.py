@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from pipeline.device import resolve_runtime
-from pipeline.errors import ParamsError
+from pipeline.errors import ParamsError, StoreError
 from pipeline.models.checkpoint import load_checkpoint
+from pipeline.models.inputs import to_input
 from pipeline.models.layers import get_module
-from pipeline.errors import StoreError
 from pipeline.quantize.attention import (
     full_size_cams,
     image_size_maps,
@@ -16,7 +16,6 @@ from pipeline.quantize.attention import (
     selected_count,
     top_pixels,
 )
-from pipeline.train.engine import to_input
 
 
 @pytest.mark.parametrize("k_gra", [0.5, 10, 33.3, 50, 75, 100])

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from pipeline.quantize.bitpack import unpack
+from pipeline.io.bitpack import unpack
 from pipeline.quantize.color import rgb_to_lab
 from pipeline.quantize.encode_store import encode_block
 from pipeline.quantize.palette import fit_palette, nearest

@@ -3,8 +3,16 @@ import torch
 import zarr
 
 from pipeline.quantize import refine, refine_store
-from pipeline.quantize.refine import (chunked_loss, edge_loss, edge_maps, image_chunks, quantize, refine_loss,
-                                      refine_palettes, sobel_magnitude)
+from pipeline.quantize.refine import (
+    chunked_loss,
+    edge_loss,
+    edge_maps,
+    image_chunks,
+    quantize,
+    refine_loss,
+    refine_palettes,
+    sobel_magnitude,
+)
 from pipeline.quantize.refine_store import sample_cluster_images, stored_lab
 
 

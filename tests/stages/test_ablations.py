@@ -70,8 +70,8 @@ def test_features_from_pixels_are_the_input_colour_statistics(small_run, tmp_pat
     import torch
 
     from pipeline.models.checkpoint import load_checkpoint
+    from pipeline.models.inputs import to_input
     from pipeline.stages import features
-    from pipeline.train.engine import to_input
 
     out = tmp_path / "pixels.zarr"
     features.run(replace(SMALL["features"], layer="pixels"), BASE, small_run.prepared, small_run.teacher, out)

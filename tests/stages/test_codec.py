@@ -6,10 +6,10 @@ import pytest
 import zarr
 
 from pipeline.errors import ParamsError
+from pipeline.io import codecs
 from pipeline.io.arrays import disk_bytes
 from pipeline.io.codec_store import CodecStore
 from pipeline.io.train_sets import load_train_set
-from pipeline.quantize import codecs
 from pipeline.stages import codec
 from tests.conftest import BASE
 

@@ -137,10 +137,11 @@ def test_a_streamed_teacher_trains_the_resident_teacher_in_the_window_order(smal
     import torch
 
     from pipeline.device import resolve_runtime
+    from pipeline.io.streamed import WindowShuffle
     from pipeline.io.train_sets import load_split
+    from pipeline.models.inputs import Normalization
     from pipeline.models.registry import create_model
-    from pipeline.train.engine import Normalization, accuracy, train
-    from pipeline.train.streamed import WindowShuffle
+    from pipeline.train.engine import accuracy, train
 
     params = replace(SMALL["teacher"], stream_window=48, stream_block=16)
     metrics = teacher.run(params, BASE, small_run.prepared, tmp_path / "model.pt", tmp_path / "metrics.json")

@@ -70,11 +70,11 @@ def test_a_streamed_run_trains_the_resident_sets_weights_in_the_window_order(sma
     """stream_window > 0: full colour is read from the store as training reaches it (a DCQ store stays packed), both
     in the window-shuffled order; the weights are those of the resident images trained in that order."""
     from pipeline.device import resolve_runtime
+    from pipeline.io.streamed import WindowShuffle
     from pipeline.io.train_sets import load_train_set
+    from pipeline.models.inputs import Normalization
     from pipeline.models.registry import create_model
-    from pipeline.train.engine import Normalization
     from pipeline.train.engine import train as train_engine
-    from pipeline.train.streamed import WindowShuffle
 
     bits = None if method == "full" else 2
     params = replace(QUICK, stream_window=48, stream_block=16)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.train.engine import Normalization, augment, cosine_lr, to_input
+from pipeline.models.inputs import Normalization, to_input
+from pipeline.train.engine import augment, cosine_lr
 
 
 def test_augment_crops_and_flips_batched_and_seeded():
@@ -34,8 +35,9 @@ def test_normalization_and_cosine():
 def test_compiled_step_trains_like_the_eager_one_and_uses_full_batches(cifar10):
     """`recipe.compile: true` (the default params) must give the same training, up to float reordering."""
     from pipeline.device import resolve_runtime
+    from pipeline.models.inputs import Normalization
     from pipeline.models.registry import create_model
-    from pipeline.train.engine import Normalization, Recipe, train
+    from pipeline.train.engine import Recipe, train
 
     images, labels = _real_sample(cifar10, 100)
     norm = Normalization.from_images(images.numpy())
@@ -68,8 +70,9 @@ def test_fp16_training_scales_the_loss_and_unscales_before_each_step(cifar10):
     """fp16 autocast (a GPU without bf16) trains through a GradScaler: the history carries its scale, and the
     weights follow fp32's (a step taken on still-scaled gradients would land 2^16 times too far)."""
     from pipeline.device import Runtime
+    from pipeline.models.inputs import Normalization
     from pipeline.models.registry import create_model
-    from pipeline.train.engine import Normalization, Recipe, train
+    from pipeline.train.engine import Recipe, train
 
     images, labels = _real_sample(cifar10, 96)
     norm = Normalization.from_images(images.numpy())
@@ -93,8 +96,9 @@ def test_a_loss_that_turns_nan_stops_training_with_a_one_line_error(cifar10):
     """A huge lr drives the weights to Inf within a few steps: training stops at the first non-finite loss."""
     from pipeline.device import Runtime
     from pipeline.errors import TrainingError
+    from pipeline.models.inputs import Normalization
     from pipeline.models.registry import create_model
-    from pipeline.train.engine import Normalization, Recipe, train
+    from pipeline.train.engine import Recipe, train
 
     images, labels = _real_sample(cifar10, 64)
     norm = Normalization.from_images(images.numpy())

@@ -13,9 +13,7 @@ import torch
 import yaml
 import zarr
 
-from pipeline.errors import ParamsError
-from pipeline.models.checkpoint import load_checkpoint
-from pipeline.train.distributed import (
+from pipeline.distributed import (
     World,
     all_rows,
     average_gradients,
@@ -23,6 +21,8 @@ from pipeline.train.distributed import (
     from_environment,
     local_batch,
 )
+from pipeline.errors import ParamsError
+from pipeline.models.checkpoint import load_checkpoint
 from tests.conftest import REPO, run_in_world
 
 

@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from pipeline.device import resolve_runtime
+from pipeline.io.bitpack import pack
+from pipeline.io.bitpack import unpack as unpack_numpy
 from pipeline.io.dcq_store import DCQStore
+from pipeline.io.packed import PackedImages, unpack
 from pipeline.io.train_sets import load_train_set
+from pipeline.models.inputs import Normalization
 from pipeline.models.registry import create_model
-from pipeline.quantize.bitpack import pack
-from pipeline.quantize.bitpack import unpack as unpack_numpy
 from pipeline.stages import baseline
-from pipeline.train.engine import Normalization, Recipe, train
-from pipeline.train.packed import PackedImages, unpack
+from pipeline.train.engine import Recipe, train
 from tests.conftest import BASE
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ParamsError
-from pipeline.quantize.bitpack import pack, packed_bytes, unpack
+from pipeline.io.bitpack import pack, packed_bytes, unpack
 
 
 @pytest.mark.parametrize("bits", range(1, 9))
