@@ -141,7 +141,7 @@ def test_help_lists_every_command_with_its_docstring_and_imports_no_heavy_librar
         else:
             import pipeline.cli as cli
 
-            doc = tools.get(name) or getattr(cli, name).__doc__  # "inspect" is inspect_store (the name is a module)
+            doc = tools.get(name) or cli.TOOLS[name].__doc__  # "inspect" is inspect_store (the name is a module)
         assert SHORT_HELP[name] == doc.strip().splitlines()[0], name
     code = ("import sys; from pipeline.cli import main; sys.argv = ['dcq', '--help']\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"

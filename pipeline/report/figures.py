@@ -12,32 +12,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pipeline.io.dcq_store import DCQStore
-from pipeline.report import records
+from pipeline.report.figure_style import method_style, place_labels
 
 # Fixed metadata so the same data gives the same PNG bytes.
 PNG_METADATA = {"Software": "dcq"}  # the owner mark (pipeline/io/atomic.py), not a version: reruns write the same bytes
-
-
-# One colour and one marker per method, fixed, so a method looks the same in every figure and report.
-_COLOURS = plt.get_cmap("tab20").colors
-_MARKERS = "o s ^ D v P X < > p h * d H 8".split()
-
-
-def method_style(series: str, order: list[str]) -> dict:
-    """The same colour and marker for a method in every figure: known methods by their fixed report order, other
-    series (ablations, coresets then DCQ) after them in `order`. A series label may end in " (IPC)" or
-    " (model)"; a second model's series keep their method's colour and marker, drawn hollow and dashed."""
-    base, _, model = series.partition(" (")
-    model = model.rstrip(")")
-    known = records.METHOD_ORDER
-    bases = [o.partition(" (")[0] for o in order]
-    extra = sorted({b for b in bases if b not in known})
-    i = known.index(base) if base in known else len(known) + (extra.index(base) if base in extra else len(extra))
-    style = {"color": _COLOURS[(2 * i) % 20 if i < 10 else (2 * (i - 10) + 1) % 20], "marker": _MARKERS[i % len(_MARKERS)]}
-    models = sorted({o.partition(" (")[2].rstrip(")") for o in order} - {"", "IPC"})
-    if model and model != "IPC" and models and model != models[-1]:
-        style |= {"markerfacecolor": "white", "linestyle": "--"}
-    return style
 
 
 def _series(rows: list[dict]) -> list[str]:
@@ -59,8 +37,13 @@ def accuracy_plot(storage_rows: list[dict], ipc_rows: list[dict], out: Path) -> 
     """Two panels. Left: mean test accuracy (bars: std over seeds) against the train set's bytes on disk as a share
     of raw 24-bit RGB, one line per quantizer or coreset (q labels on DCQ only). Right: accuracy against the
     images-per-class budget for the distillation comparison. Legends sit outside the axes."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), dpi=110, gridspec_kw={"width_ratios": [1.25, 1]})
+    if ipc_rows:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), dpi=110, gridspec_kw={"width_ratios": [1.25, 1]})
+    else:  # no distillation runs: one panel, not an empty one beside it
+        fig, left = plt.subplots(figsize=(7.5, 5.2), dpi=110)
+        right = None
     order = _series(storage_rows) + [s for s in _series(ipc_rows) if s not in _series(storage_rows)]
+    labels = []
     for series in _series(storage_rows):
         pts = sorted((r for r in storage_rows if _label(r, storage_rows) == series), key=lambda r: r["compression_ratio"])
         style = method_style(series, order)
@@ -71,10 +54,8 @@ def accuracy_plot(storage_rows: list[dict], ipc_rows: list[dict], out: Path) -> 
         left.errorbar(x, y, yerr=[p["test_accuracy_std"] for p in pts], capsize=3, label=series, markersize=6,
                       linewidth=1.2, **style)
         if pts[0]["method"] == "dcq" and pts[0].get("ablation") is None:
-            for p in pts:
-                left.annotate(f"q={p['bits']}", (100 * p["compression_ratio"], p["test_accuracy_mean"]),
-                              textcoords="offset points", xytext=(7, -3), ha="left", va="top", fontsize=8,
-                              color=style["color"])
+            labels += [(100 * p["compression_ratio"], p["test_accuracy_mean"], f"q={p['bits']}", style["color"])
+                       for p in pts]
     left.set_xscale("log")
     ticks = [t for t in (0.5, 1, 2, 5, 10, 20, 50, 100)
              if storage_rows and min(100 * r["compression_ratio"] for r in storage_rows) / 2 <= t <= 150]
@@ -86,6 +67,8 @@ def accuracy_plot(storage_rows: list[dict], ipc_rows: list[dict], out: Path) -> 
     left.grid(True, which="both", alpha=0.3)
     if storage_rows:
         left.legend(loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout()
+    place_labels(left, labels)
     if ipc_rows:
         for series in _series(ipc_rows):
             pts = sorted((r for r in ipc_rows if _label(r, ipc_rows) == series), key=lambda r: r["ipc"])
@@ -99,12 +82,7 @@ def accuracy_plot(storage_rows: list[dict], ipc_rows: list[dict], out: Path) -> 
         right.set_ylabel("test accuracy (%)")
         right.legend(loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=2, fontsize=8, frameon=False)
         right.grid(True, which="both", alpha=0.3)
-    else:
-        right.text(0.5, 0.5, "distillation study not run\n(dvc repro studies/distillation/dvc.yaml)",
-                   ha="center", va="center", fontsize=9, transform=right.transAxes)
-        right.set_xticks([])
-        right.set_yticks([])
-    right.set_title("Distillers at equal storage (IPC budget)", fontsize=10)
+        right.set_title("Distillers at equal storage (IPC budget)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, format="png", metadata=PNG_METADATA)
     plt.close(fig)
@@ -117,15 +95,12 @@ def sharing_plot(panels: list[dict], out: Path) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.4), dpi=110, squeeze=False)
     for ax, panel in zip(axes[0], panels):
         ks = [p["k"] for p in panel["points"]]
-        style = method_style("dcq", [])
+        order = ["dcq", *(ref["label"].split(" ")[0] for ref in panel["references"])]
+        style = method_style("dcq", order)
         ax.errorbar(ks, [p["mean"] for p in panel["points"]], yerr=[p["half"] for p in panel["points"]],
                     capsize=3, markersize=6, linewidth=1.4, label="DCQ, k shared palettes", **style)
-        for p in panel["points"]:
-            ax.annotate(p["bytes"], (p["k"], p["mean"]), textcoords="offset points", xytext=(9, -13), ha="left",
-                        fontsize=7.5, color=style["color"],
-                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
         for ref in panel["references"]:
-            ref_style = method_style(ref["label"].split(" ")[0], [])
+            ref_style = method_style(ref["label"].split(" ")[0], order)
             ax.axhline(ref["mean"], color=ref_style["color"], linestyle="--", linewidth=1.1, label=ref["label"])
         ax.set_xscale("log")
         ax.set_xlim(min(ks) / 2, max(ks) * 3)  # room for the labels right of the last point
@@ -142,6 +117,9 @@ def sharing_plot(panels: list[dict], out: Path) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
+    for ax, panel in zip(axes[0], panels):
+        colour = method_style("dcq", ["dcq"])["color"]
+        place_labels(ax, [(p["k"], p["mean"], p["bytes"], colour) for p in panel["points"]], fontsize=7.5)
     fig.savefig(out, format="png", metadata=PNG_METADATA)
     plt.close(fig)
 
@@ -150,15 +128,15 @@ def fidelity_plot(rows: list[dict], out: Path) -> None:
     """Mean test accuracy against the train set's mean CIEDE2000 ΔE to the original images, one point per store."""
     fig, ax = plt.subplots(figsize=(8.5, 4.6), dpi=110)
     order = _series(rows)
+    labels = []
     for series in order:
         pts = sorted((r for r in rows if _label(r, rows) == series), key=lambda r: r["delta_e2000"])
         ax.errorbar([p["delta_e2000"] for p in pts], [p["test_accuracy_mean"] for p in pts],
                     yerr=[p["test_accuracy_std"] for p in pts], capsize=3, label=series, markersize=6,
                     linewidth=1.0, **method_style(series, order))
         if pts[0]["method"] == "dcq" and pts[0].get("ablation") is None:
-            for p in pts:
-                ax.annotate(f"q={p['bits']}", (p["delta_e2000"], p["test_accuracy_mean"]), textcoords="offset points",
-                            xytext=(7, -3), ha="left", va="top", fontsize=8)
+            labels += [(p["delta_e2000"], p["test_accuracy_mean"], f"q={p['bits']}",
+                        method_style(series, order)["color"]) for p in pts]
     ax.margins(x=0.08)
     ax.set_xlabel("mean CIEDE2000 ΔE of the train images to the originals (lower = closer)")
     ax.set_ylabel("test accuracy (%)")
@@ -166,6 +144,7 @@ def fidelity_plot(rows: list[dict], out: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
+    place_labels(ax, labels)
     fig.savefig(out, format="png", metadata=PNG_METADATA)
     plt.close(fig)
 
@@ -233,14 +212,5 @@ def image_grid(originals: np.ndarray, labels: list[str], rows: np.ndarray, colum
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout(pad=0.3)
-    fig.savefig(out, format="png", metadata=PNG_METADATA)
-    plt.close(fig)
-
-
-def placeholder(text: str, out: Path) -> None:
-    """A small PNG that says why a figure is empty."""
-    fig, ax = plt.subplots(figsize=(4, 0.8), dpi=100)
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9)
-    ax.axis("off")
     fig.savefig(out, format="png", metadata=PNG_METADATA)
     plt.close(fig)

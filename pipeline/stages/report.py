@@ -6,7 +6,8 @@ Reads  `report:` + `base` (seed of the images shown); every run record under RUN
 Writes RECORDS (reports/metrics.json: {records: the list of run records}), SUMMARY (the main job's mean accuracy and bytes
        per method and q: the DVC metric), PLOT_DATA (CSV for `dvc plots`), PLOT_PNG (two panels: storage and IPC),
        FIDELITY_PNG, CONFUSION_PNG, SHARING_PNG (the equal-bytes study's k sweep), GRID_PNG, METHODS_PNG, MARKDOWN
-       and HTML (self-contained).
+       and HTML (self-contained). A figure whose data is absent is not drawn (a figure of ours left from an earlier
+       run is removed) and the report says why. The report's sections: pipeline/report/sections/.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ import typer
 from pipeline.config import BaseParams, require
 from pipeline.errors import StoreError
 from pipeline.io.arrays import disk_bytes, open_group, write_json
-from pipeline.io.atomic import atomic_output
-from pipeline.report import architectures, document, figures, gather, records, regimes, tables
+from pipeline.io.atomic import atomic_output, is_dcq_output
+from pipeline.report import document, figures, gather, outline, plot_data, records
+from pipeline.report.context import ReportInputs
+from pipeline.report.sections import architectures, per_class, regimes, variants
+from pipeline.report.sections import fidelity as fidelity_section
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, Timer, read_params, stage_command, summary
 
 
@@ -38,11 +42,19 @@ class ReportParams:
 WIRING = StageWiring(ReportParams, "report", base=("seed",))
 
 
-def figure(out: Path | None, draw) -> None:
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(out) as tmp:
-            draw(tmp)
+def figure(out: Path | None, draw, absent: str | None = None, reasons: dict | None = None, key: str = "") -> None:
+    """Draw the figure at `out`; with `absent` (why its data is missing) draw nothing, remove a figure of ours
+    left there by an earlier run, and note the reason for the report."""
+    if out is None:
+        return
+    if absent is not None:
+        reasons[key] = absent
+        if out.is_file() and is_dcq_output(out):
+            out.unlink()
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out) as tmp:
+        draw(tmp)
 
 
 def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fidelity: Path | None, timings: Path,
@@ -69,36 +81,40 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
         teacher = json.loads(Path(teacher_metrics).read_text()) if Path(teacher_metrics).is_file() else {}
         methods_q, columns = gather.method_columns(recs, stores)
         classes, confusion = gather.confusion_by_variant(recs)
-        inputs = tables.ReportInputs(
+        storage_rows = plot_data.plotted([r for r in rows if r["ipc"] is None], recs)
+        fidelity_found = gather.load_fidelity(fidelity) if fidelity else {}
+        matrices = [(per_class.variant_title(k), confusion[k]) for k in per_class.confusion_order(confusion)]
+        panels = variants.sharing_panels(rows, recs)
+        absent: dict[str, str] = {}
+        inputs = ReportInputs(
             title=params.title, recs=recs, rows=rows, stale=stale, stores=stores, prepared_attrs=attrs,
             test_images=int(root["test"]["labels"].shape[0]), full_bytes=disk_bytes(Path(prepared) / "train"),
             timings=gather.load_timings(timings), train_params=gather.run_params(runs), teacher=teacher,
-            plot_png=plot_png_out, grid_png=grid_png_out, fidelity=gather.load_fidelity(fidelity) if fidelity else {},
+            plot_png=plot_png_out, grid_png=grid_png_out, fidelity=fidelity_found,
             fidelity_png=fidelity_png_out, classes=classes, confusion=confusion, confusion_png=confusion_png_out,
             methods_q=methods_q, methods_png=methods_png_out, sharing_png=sharing_png_out,
             architecture_recs=arch_recs, architecture_rows=records.summarize(arch_recs) if arch_recs else [],
-            regime_recs=regime_recs, regime_rows=records.summarize(regime_recs) if regime_recs else [])
-        storage_rows = tables.plotted([r for r in rows if r["ipc"] is None], recs)
+            regime_recs=regime_recs, regime_rows=records.summarize(regime_recs) if regime_recs else [],
+            absent=absent)
+        fidelity_rows = fidelity_section.fidelity_rows(inputs, [r for r in rows if r["ipc"] is None])
         figure(plot_png_out, lambda out: figures.accuracy_plot(storage_rows, [r for r in rows if r["ipc"] is not None],
                                                                out))
         figure(grid_png_out, lambda out: figures.image_grid(originals, names, picked,
                                                             [(f"{q} bit", st) for q, st in stores.items()], out))
-        figure(methods_png_out, lambda out: figures.image_grid(originals, names, picked, columns, out) if columns
-               else figures.placeholder("no per-image quantizer runs at a DCQ bit depth", out))
-        fidelity_rows = tables.fidelity_rows(inputs, [r for r in rows if r["ipc"] is None])
-        figure(fidelity_png_out, lambda out: figures.fidelity_plot(fidelity_rows, out) if fidelity_rows
-               else figures.placeholder("no quantized train set on disk to measure", out))
-        matrices = [(tables.variant_title(k), confusion[k]) for k in tables.confusion_order(confusion)]
-        figure(confusion_png_out, lambda out: figures.confusion_grid(matrices[:5], classes, out) if matrices
-               else figures.placeholder("no run records with a confusion matrix", out))
-        panels = tables.sharing_panels(rows, recs)
-        figure(sharing_png_out, lambda out: figures.sharing_plot(panels, out) if panels
-               else figures.placeholder("no DCQ variants on the sharing axis (studies/equal_bytes)", out))
-        blocks = tables.build(inputs)
+        figure(methods_png_out, lambda out: figures.image_grid(originals, names, picked, columns, out),
+               None if columns else "no per-image quantizer runs at a DCQ bit depth", absent, "methods")
+        figure(fidelity_png_out, lambda out: figures.fidelity_plot(fidelity_rows, out),
+               None if fidelity_rows else "no quantized train set has a fidelity measurement", absent, "fidelity")
+        figure(confusion_png_out, lambda out: figures.confusion_grid(matrices[:5], classes, out),
+               None if matrices else "no run record holds a confusion matrix", absent, "confusion")
+        figure(sharing_png_out, lambda out: figures.sharing_plot(panels, out),
+               None if panels else "fewer than two DCQ variants on the sharing axis have runs (the equal-bytes "
+               "study, `dvc repro studies/equal_bytes/dvc.yaml`)", absent, "sharing")
+        blocks = outline.build(inputs)
         write_json(records_out, {"records": every})
         write_json(summary_out, records.dvc_summary(rows))
-        with atomic_output(plot_data_out, owned=tables.is_plot_csv) as tmp:
-            tmp.write_text(tables.plot_csv(storage_rows))
+        with atomic_output(plot_data_out, owned=plot_data.is_plot_csv) as tmp:
+            tmp.write_text(plot_data.plot_csv(storage_rows))
         with atomic_output(markdown_out) as tmp:
             tmp.write_text(document.to_markdown(blocks, markdown_out))
         with atomic_output(html_out) as tmp:
@@ -108,7 +124,7 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
     return {"records": every, "rows": rows, "stale": stale}
 
 
-OUTPUT_OWNERS = {"plot_data_out": tables.is_plot_csv}  # a CSV carries no marker: its header says it is ours
+OUTPUT_OWNERS = {"plot_data_out": plot_data.is_plot_csv}  # a CSV carries no marker: its header says it is ours
 
 
 def command(

@@ -328,7 +328,7 @@ def test_equal_bytes_variants_get_differences_to_dcq_and_the_strongest_rival_and
     assert "![test accuracy against the number of shared palettes k](sharing.png)" in md
     with Image.open(paths["sharing"]) as img:
         assert img.size[0] > 500 and img.size[1] > 300
-    panels = report.tables.sharing_panels(report.records.summarize(
+    panels = report.variants.sharing_panels(report.records.summarize(
         [r for r in json.loads(paths["records"].read_text())["records"]]), json.loads(paths["records"].read_text())["records"])
     assert [p["k"] for p in panels[0]["points"]] == [1, 4, n]  # k1, the params.yaml DCQ (k=4), kN; not `best`
     assert panels[0]["references"][0]["label"].startswith("median_cut")
@@ -391,7 +391,8 @@ def test_second_regime_runs_get_their_own_table_beside_the_main_regime(small_run
 
 
 def test_second_regime_difference_to_dcq_is_paired_and_needs_five_seeds(small_run, tmp_path):
-    from pipeline.report import records, regimes
+    from pipeline.report import records
+    from pipeline.report.sections import regimes
 
     recs = [{"method": m, "bits": 2, "model": "m", "seed": s, "test_accuracy": a + s, "ablation": None,
              "ipc": None, "compression_ratio": 0.1, "train_bytes": 1000, "epochs": 16, "run_group": "regime2"}

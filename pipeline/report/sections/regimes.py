@@ -5,6 +5,8 @@ main regime, with its difference to DCQ at the same q and the ranking of the two
 from __future__ import annotations
 
 from pipeline.report import document, records, stats
+from pipeline.report.context import Report
+from pipeline.report.outline import section
 
 RUN_GROUP = "regime2"  # the folder under the runs folder that holds the regime's records
 
@@ -94,3 +96,12 @@ def regime_blocks(regime_rows: list[dict], regime_recs: list[dict], main_rows: l
                f"established only with at least {stats.MIN_SEEDS} seeds and an interval that excludes 0.")),
         ("table", ["train set", "q", "model", "bytes", "main regime (%)", "second regime (%)",
                    "minus DCQ, main regime", "minus DCQ, second regime"], table)] + rankings
+
+
+@section("second regime", "body", 70)
+def regime_section(report: Report) -> list[document.Block]:
+    inputs = report.inputs
+    if not inputs.regime_rows:
+        return []
+    return regime_blocks(inputs.regime_rows, inputs.regime_recs, records.summarize(report.main_recs),
+                         report.main_recs)

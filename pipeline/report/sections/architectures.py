@@ -4,6 +4,8 @@ recipe and the same seeds (records under `runs/architectures/`), beside the main
 from __future__ import annotations
 
 from pipeline.report import document, records
+from pipeline.report.context import Report
+from pipeline.report.outline import section
 
 RUN_GROUP = "architectures"  # the folder under the runs folder that holds the study's records
 
@@ -68,3 +70,11 @@ def architecture_blocks(arch_rows: list[dict], arch_recs: list[dict], reference_
                "images/s over the runs' train seconds (on a shared machine, only indicative).")),
         ("table", ["model", "recipe", "full colour"] + [f"DCQ q = {q}" for q in bits] +
          ["ranking", "seeds", "budget"], table)]
+
+
+@section("architectures", "body", 60)
+def architectures_section(report: Report) -> list[document.Block]:
+    inputs = report.inputs
+    if not inputs.architecture_rows:
+        return []
+    return architecture_blocks(inputs.architecture_rows, inputs.architecture_recs, report.rows, report.recs)
