@@ -1,18 +1,24 @@
-"""Device and precision resolution shared by every stage (`base.device`, `base.precision`)."""
+"""Device and precision resolution shared by every stage (`base.device`, `base.precision`).
+
+torch is imported when a runtime is resolved, not when this module is: stages that run no kernels never pay for it."""
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from pipeline.errors import ParamsError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def cpu_has_fast_bf16() -> bool:
     """bf16 autocast pays off on CPUs with native bf16 (AVX-512 BF16 or AMX); on AVX2-only CPUs it
     is emulated and measured ~15x slower than fp32 for ResNet-18 training (AMD EPYC, 2 cores)."""
+    import torch
+
     checks = [getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None)]
     return any(fn() for fn in checks if fn is not None)
 
@@ -25,12 +31,16 @@ class Runtime:
     def autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
+        import torch
+
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     @property
     def hardware(self) -> str:
         """What ran the kernels, for a record's provenance: the GPU's name, or the CPU vector ISA torch dispatches
         to (AVX2 and AVX-512 machines run other kernels, so the same seed trains to other bits)."""
+        import torch
+
         if self.device.type == "cuda":
             return f"cuda {torch.cuda.get_device_name(self.device)}"
         return f"cpu {torch.backends.cpu.get_cpu_capability()}"
@@ -41,6 +51,8 @@ class Runtime:
 
 
 def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
+    import torch
+
     if device == "cuda" and not torch.cuda.is_available():
         raise ParamsError("base.device is 'cuda' but torch.cuda.is_available() is False; use 'auto' or 'cpu'")
     if device == "auto":

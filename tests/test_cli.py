@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -170,3 +171,15 @@ def test_preset_prints_dvc_overrides_or_the_merged_params():
     assert yaml.safe_load(merged.output) == preset_params("imagenet", REPO / "params.yaml")
     missing = runner.invoke(app, ["preset", "nope", "--params", str(REPO / "params.yaml")])
     assert missing.exit_code == 2 and missing.output.strip() == "error: no preset 'nope'; presets: imagenet, paper"
+
+
+@pytest.mark.parametrize("stage", ["prepare", "cluster", "fidelity", "codec", "report"])
+def test_a_stage_that_runs_no_model_starts_without_torch(stage):
+    """Each `dvc repro` stage is its own process: a stage that runs no model must not pay torch's import (seconds
+    on a small CPU) to start. benchmarks/bench_startup.py measures what it saves."""
+    import subprocess
+    import sys
+
+    code = f"import sys; import pipeline.stages.{stage}; print(sorted(m for m in ('torch',) if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert out.strip() == "[]", f"{stage} imports torch at start-up"

@@ -20,10 +20,9 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -33,6 +32,9 @@ from pipeline.io.atomic import remove_stale_siblings
 from pipeline.io.bitpack import packed_bytes, unpack
 from pipeline.io.formats import open_format, register_format
 from pipeline.io.verify import check, check_classes, check_image_size, parsing_attrs, reading
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = "dcq-v1"
 PER_IMAGE_FORMAT = "palette-per-image-v1"
@@ -116,6 +118,8 @@ class DCQStore:
             yield start, self.decode(start, stop)
 
     def tensor(self, start: int = 0, stop: int | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
+        import torch
+
         return torch.from_numpy(self.decode(start, stop)).to(device)
 
     def describe(self) -> str:

@@ -71,3 +71,15 @@ def open_store(path: str | Path, readable: tuple[str, ...] | None = None, role: 
     fmt = store_format(path, readable, role)
     importlib.import_module(format_module(fmt))
     return FORMATS.get(fmt)(path)
+
+
+def is_prepared_store(path: Path) -> bool:
+    return (path / "train" / "images" / "zarr.json").is_file()
+
+
+def store_params(path: str | Path) -> dict | None:
+    """The resolved params a train-set store was made with (attrs only, no pixels); None if it is gone."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        return None
+    return dict(zarr.open_group(str(path), mode="r").attrs.get("params", {}))

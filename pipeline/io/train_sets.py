@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 
 from pipeline.errors import StoreError
 from pipeline.io.arrays import disk_bytes, iter_blocks, open_group
-from pipeline.io.formats import open_store
+from pipeline.io.formats import is_prepared_store, open_store
 from pipeline.io.packed import PackedImages
 from pipeline.io.streamed import StreamedImages
 from pipeline.io.verify import check, check_classes, parsing_attrs, reading
@@ -91,10 +90,6 @@ class TrainSet:
         if test_prepare is not None and made_from is not None and made_from != test_prepare:
             raise StoreError(f"{where} was made from another prepared dataset (prepare params {made_from}) than "
                              f"the test set ({test_prepare})")
-
-
-def is_prepared_store(path: Path) -> bool:
-    return (path / "train" / "images" / "zarr.json").is_file()
 
 
 def share(n: int, part: tuple[int, int]) -> tuple[int, int]:
@@ -187,14 +182,6 @@ def open_train_store(path: str | Path):
     (n,H,W,3), whatever its format (for a Dataset that decodes as items are asked for)."""
     path = _existing(path)
     return PreparedTrainSplit(path) if is_prepared_store(path) else open_store(path, TRAIN_SET_FORMATS, "train-set")
-
-
-def store_params(path: str | Path) -> dict | None:
-    """The resolved params a train-set store was made with (attrs only, no pixels); None if it is gone."""
-    path = Path(path)
-    if not (path / "zarr.json").is_file():
-        return None
-    return dict(zarr.open_group(str(path), mode="r").attrs.get("params", {}))
 
 
 def load_train_set(path: str | Path, packed: bool = False, part: tuple[int, int] = (0, 1),

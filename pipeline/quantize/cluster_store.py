@@ -11,7 +11,6 @@ import numpy as np
 import zarr
 
 from pipeline.config import BaseParams, lineage, off_switch, require
-from pipeline.device import resolve_runtime
 from pipeline.errors import ParamsError, StoreError
 from pipeline.io.arrays import create_rows, create_small, iter_blocks, open_group, write_block_size
 from pipeline.io.atomic import store_output
@@ -55,11 +54,13 @@ def assign_without_kmeans(source: str, k: int, labels: np.ndarray, classes: int,
 
 
 def write_clusters(params: ClusterParams, base: BaseParams, features: Path, out: Path, prepared: Path | None = None) -> dict:
-    runtime = resolve_runtime(base.device, base.precision)
+    # faiss runs on a GPU when faiss-gpu sees one (pipeline/quantize/kmeans.py), unless base.device is cpu: no torch
+    # import just to ask whether CUDA is there
+    gpu = base.device != "cpu"
     feat_root = open_group(features, "features store")
     n = feat_root["features"].shape[0]
     if params.source == "features" and 0 < params.train_images < n:
-        return write_sampled_clusters(params, base, feat_root, out, runtime.device.type == "cuda")
+        return write_sampled_clusters(params, base, feat_root, out, gpu)
     feats = feat_root["features"][:]  # (N,D): K-means needs all of it
     if params.k > len(feats):
         raise ParamsError(f"cluster.k={params.k} is larger than the number of images ({len(feats)})")
@@ -77,7 +78,7 @@ def write_clusters(params: ClusterParams, base: BaseParams, features: Path, out:
             x = (feats - feats.mean(0)) / np.maximum(feats.std(0), 1e-6)
         if params.source == "features":
             centroids, assign = faiss_kmeans(x, params.k, params.iterations, base.seed,
-                                             runtime.device.type == "cuda", params.n_init)
+                                             gpu, params.n_init)
         else:
             assign = assign_without_kmeans(params.source, params.k, labels, classes, base.seed)
             if len(np.unique(assign)) != params.k:

@@ -8,15 +8,13 @@ import re
 from pathlib import Path
 
 import numpy as np
-import torch
 import zarr
 
 from pipeline.config import params_hash
 from pipeline.errors import StoreError
 from pipeline.io.arrays import array_bytes, uncompressed_bytes
 from pipeline.io.dcq_store import DCQStore
-from pipeline.io.formats import open_store
-from pipeline.io.train_sets import is_prepared_store, store_params
+from pipeline.io.formats import is_prepared_store, open_store, store_params
 from pipeline.io.verify import check_store
 from pipeline.report import records
 
@@ -148,6 +146,8 @@ def load_timings(timings: Path) -> list[tuple[str, float, bool]]:
 def run_params(runs: Path) -> dict:
     """The train section and run items of every checkpoint beside the records (first one per params hash); the
     studies that train with their own section (architectures) show theirs in their own table."""
+    import torch  # only to read the checkpoints' params: the report runs no model
+
     found: dict[str, dict] = {}
     for ckpt_path in sorted(Path(runs).rglob("*.pt")):
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # plain data only: never unpickle code

@@ -77,7 +77,6 @@ def test_a_figure_without_data_is_left_out_with_the_reason(rendered):
 
 def test_an_old_figure_of_ours_is_removed_when_its_data_is_gone(small_run, tmp_path):
     from PIL import Image
-
     from PIL.PngImagePlugin import PngInfo
 
     from pipeline.io.atomic import MARKER

@@ -91,7 +91,7 @@ def test_report_without_dcq_runs_is_a_clear_error(small_run, tmp_path):
 
 def test_runs_on_a_rebuilt_or_missing_store_are_left_out_and_counted(small_run, tmp_path):
     from pipeline.config import params_hash
-    from pipeline.io.train_sets import store_params
+    from pipeline.io.formats import store_params
 
     recs = records_for(small_run)
     for r in recs:
@@ -110,7 +110,8 @@ def test_baselines_and_coresets_share_the_tables_at_matched_storage(small_run, t
     """A per-image quantizer and a coreset beside DCQ: one matched-storage table, every store's bytes, and
     a grid of DCQ vs the quantizer with each image's own palette."""
     from pipeline.config import params_hash
-    from pipeline.io.train_sets import load_train_set, store_params
+    from pipeline.io.formats import store_params
+    from pipeline.io.train_sets import load_train_set
     from pipeline.stages import baseline, prune
 
     median_cut = tmp_path / "stores" / "median_cut-q2.zarr"
@@ -142,7 +143,8 @@ def test_ablations_get_their_own_table_and_leave_the_dcq_rows_alone(small_run, t
     """Ablation runs (same method and bits as DCQ, another store) are told apart by their store, compared with
     the params.yaml DCQ in their own table, and only a coreset ablation joins the plot."""
     from pipeline.config import params_hash
-    from pipeline.io.train_sets import load_train_set, store_params
+    from pipeline.io.formats import store_params
+    from pipeline.io.train_sets import load_train_set
     from pipeline.stages import ablate
     from tests.conftest import SMALL
 
@@ -214,7 +216,8 @@ def test_dcq_of_a_coreset_at_an_ipc_budget_joins_the_ipc_table(small_run, scores
     from pipeline.config import params_hash
     from pipeline.distill.evaluate import EvalRecipe
     from pipeline.io.arrays import array_bytes
-    from pipeline.io.train_sets import load_train_set, store_params
+    from pipeline.io.formats import store_params
+    from pipeline.io.train_sets import load_train_set
     from pipeline.stages import ablate, evaluate_synthetic
     from tests.conftest import SMALL
 
@@ -288,7 +291,8 @@ def test_equal_bytes_variants_get_differences_to_dcq_and_the_strongest_rival_and
     the params.yaml DCQ and the best other method at their q by paired intervals; the k sweep is drawn from the
     variants that change only the number of shared palettes, and they stay out of the ablations table."""
     from pipeline.config import params_hash
-    from pipeline.io.train_sets import load_train_set, store_params
+    from pipeline.io.formats import store_params
+    from pipeline.io.train_sets import load_train_set
     from pipeline.stages import ablate, baseline
     from tests.conftest import SMALL
 
