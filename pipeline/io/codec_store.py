@@ -53,6 +53,9 @@ def write_codec(root: zarr.Group, parts: Sequence[tuple[bytes, np.ndarray]], pie
 
 @register_format(FORMAT)
 class CodecStore:
+    """A train set stored with a standard codec (`codec-v1`: one encoded file per image, the shared tables once),
+    read-only; `decode(start, stop)` gives uint8 RGB images (n, H, W, 3)."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.root, self.attrs = open_format(self.path, (FORMAT,), f"no codec store at {self.path}")

@@ -57,6 +57,11 @@ def smallest_uint(max_value: int) -> np.dtype:
 
 @register_format(*FORMATS)
 class DCQStore:
+    """A palette-indexed train set, read-only: a DCQ store (`dcq-v1`: one palette per cluster) or a per-image
+    quantizer's (`palette-per-image-v1`: one palette per image). `decode(start, stop)` rebuilds uint8 RGB images
+    (n, H, W, 3); `labels`, `classes`, `bits`, `image_size` and `summary()` describe it. Every read is checked
+    against the store's manifest."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.root, self.attrs = open_format(self.path, FORMATS, f"no DCQ store at {self.path}")

@@ -47,6 +47,9 @@ def write_subset(root: zarr.Group, images: zarr.Array, labels: np.ndarray, keep:
 
 @register_format(FORMAT)
 class SubsetStore:
+    """A coreset (`subset-v1`): the selected full-colour images and their labels, read-only; `decode(start, stop)`
+    gives uint8 RGB images (n, H, W, 3)."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.root, self.attrs = open_format(self.path, (FORMAT,), f"no subset store at {self.path}")

@@ -73,6 +73,9 @@ def write(root: zarr.Group, representation: str, attrs: dict, **arrays: np.ndarr
 
 @register_format(FORMAT)
 class SyntheticStore:
+    """A distilled train set (`synthetic-v1`), read-only: images as pixels, palette indices or low-rank factors,
+    with hard or soft labels, within its storage budget."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.root, self.attrs = open_format(self.path, (FORMAT,), f"no synthetic store at {self.path}")
