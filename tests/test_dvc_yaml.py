@@ -196,3 +196,15 @@ def test_the_second_regime_trains_longer_and_only_contenders_that_exist(params_f
     for name in REGIME2_STAGES:
         body = load()["stages"][name]
         assert "--section regime2" in body["cmd"] and "/regime2/" in body["cmd"], name
+
+
+def test_the_root_lock_records_the_code_as_committed():
+    """A fresh clone's `dvc status dvc.yaml` must not call a main stage changed because the lock is older than the
+    code: every code dep's md5 in the root lock is the file's own (the lock is recommitted with the code)."""
+    import hashlib
+
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())
+    stale = sorted({dep["path"] for body in lock["stages"].values() for dep in body.get("deps", [])
+                    if dep["path"].startswith("pipeline/") and (not (REPO / dep["path"]).is_file()
+                    or hashlib.md5((REPO / dep["path"]).read_bytes()).hexdigest() != dep.get("md5"))})
+    assert not stale, f"dvc.lock records other code for {stale}: rerun the main job (`dvc repro`) and commit its lock"
