@@ -49,6 +49,23 @@ def _runs_code(path: Path) -> bool:
                                              for n in body)
 
 
+def pipeline_imports(source: str, package: str) -> list[tuple[str, list[str]]]:
+    """(module, names imported from it) for every `pipeline` import in `source`, at module or function level;
+    relative imports resolved against `package`, the importing module's package. `import a.b` gives (a.b, [])."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names if alias.name.split(".")[0] == "pipeline"]
+        elif isinstance(node, ast.ImportFrom):
+            target = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(parts + ([target] if target else []))
+            if target.split(".")[0] == "pipeline":
+                found.append((target, [alias.name for alias in node.names]))
+    return found
+
+
 def import_closure(*modules: str) -> set[str]:
     """Repository-relative files of every `pipeline` module that `modules` import, directly or not: module-level
     and function-level `import`/`from ... import` (absolute and relative), including `from pkg import submodule`."""
@@ -60,16 +77,8 @@ def import_closure(*modules: str) -> set[str]:
             continue
         seen.add(path)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                todo += [alias.name for alias in node.names if alias.name.split(".")[0] == "pipeline"]
-            elif isinstance(node, ast.ImportFrom):
-                target = node.module or ""
-                if node.level:
-                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    target = ".".join(parts + ([target] if target else []))
-                if target.split(".")[0] == "pipeline":
-                    todo += [target] + [f"{target}.{alias.name}" for alias in node.names]
+        for target, names in pipeline_imports(path.read_text(), package):
+            todo += [target] + [f"{target}.{alias}" for alias in names]
     # The root package's __init__ only reads the installed version, which no output records: a release must not
     # rerun every stage.
     return {str(p.relative_to(REPO)) for p in seen if _runs_code(p) and p != REPO / "pipeline" / "__init__.py"}

@@ -1,11 +1,11 @@
 """The package's parts import only downward: each part of `pipeline/` sits on one level of LAYERS, and a module may
 import only parts on a lower level, or its own part. The order is written here and nowhere else."""
 
-import ast
 from pathlib import Path
 
 import pytest
 
+from pipeline.wiring import pipeline_imports
 from tests.conftest import REPO
 
 # Top to bottom. A part is a folder of pipeline/ or a module directly under it.
@@ -39,16 +39,8 @@ def imported_modules(path: Path, source: str) -> set[str]:
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     package = package.removesuffix(".__init__")
     found = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == "pipeline"}
-        elif isinstance(node, ast.ImportFrom):
-            target = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                target = ".".join(parts + ([target] if target else []))
-            if target.split(".")[0] == "pipeline":
-                found |= {f"{target}.{a.name}" if part_of(target) is None else target for a in node.names}
+    for target, names in pipeline_imports(source, package):
+        found |= {target} if part_of(target) is not None or not names else {f"{target}.{n}" for n in names}
     return found
 
 
