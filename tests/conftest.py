@@ -73,7 +73,7 @@ def run_pipeline(root: Path, bits=(1, 2), teacher_checkpoint: Path | None = None
     else:
         r.teacher = teacher_checkpoint
     features.run(p["features"], BASE, r.prepared, r.teacher, r.features)
-    cluster.run(p["cluster"], BASE, r.features, r.clusters)
+    cluster.run(p["cluster"], BASE, r.features, r.clusters, r.prepared)
     attention.run(p["attention"], BASE, r.prepared, r.teacher, r.attention)
     colour_counts.run(p["palette"], BASE, r.prepared, r.clusters, r.attention, r.colour_counts)
     for q in bits:

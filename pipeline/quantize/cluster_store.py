@@ -14,6 +14,7 @@ from pipeline.config import BaseParams, lineage, off_switch, require
 from pipeline.errors import ParamsError, StoreError
 from pipeline.io.arrays import create_rows, create_small, iter_blocks, open_group, write_block_size
 from pipeline.io.atomic import store_output
+from pipeline.quantize.chromaticity import chromaticity, mean_lab
 from pipeline.quantize.kmeans import faiss_kmeans
 from pipeline.timing import Timer, summary
 
@@ -60,7 +61,7 @@ def write_clusters(params: ClusterParams, base: BaseParams, features: Path, out:
     feat_root = open_group(features, "features store")
     n = feat_root["features"].shape[0]
     if params.source == "features" and 0 < params.train_images < n:
-        return write_sampled_clusters(params, base, feat_root, out, gpu)
+        return write_sampled_clusters(params, base, feat_root, out, gpu, prepared=prepared)
     feats = feat_root["features"][:]  # (N,D): K-means needs all of it
     if params.k > len(feats):
         raise ParamsError(f"cluster.k={params.k} is larger than the number of images ({len(feats)})")
@@ -86,21 +87,38 @@ def write_clusters(params: ClusterParams, base: BaseParams, features: Path, out:
             centroids = np.stack([x[assign == c].mean(0) for c in range(params.k)]).astype(np.float32)
         sizes = np.bincount(assign, minlength=params.k)
         inertia = float(((x - centroids[assign]) ** 2).sum())
+        chroma = measure(prepared, assign, params.k)
     with store_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs.update({"params": lineage(feat_root.attrs["params"], base=base, cluster=params), "inertia": inertia,
-                           "standardized": params.standardize})
+                           "standardized": params.standardize, **chroma})
         arr = create_rows(root, "assignments", (len(assign),), np.int32)
         arr[:] = assign.astype(np.int32)
         create_small(root, "centroids", centroids)
         create_small(root, "sizes", sizes.astype(np.int64))
     summary("cluster", len(assign), "images", timer.seconds, k=params.k, source=params.source,
-            smallest=int(sizes.min()), largest=int(sizes.max()))
-    return {"sizes": sizes.tolist(), "inertia": inertia}
+            smallest=int(sizes.min()), largest=int(sizes.max()), **_shown(chroma))
+    return {"sizes": sizes.tolist(), "inertia": inertia, **chroma}
+
+
+def measure(prepared: Path | None, assign: np.ndarray, k: int) -> dict:
+    """{"chromaticity": {"ab", "L"}} of the assignment (pipeline/quantize/chromaticity.py), from the prepared
+    store's train images; {} without a prepared store to measure against."""
+    if prepared is None:
+        return {}
+    images = open_group(prepared, "prepared store")["train/images"]
+    if images.shape[0] != len(assign):
+        raise StoreError(f"{prepared} holds {images.shape[0]} train images, the clusters assign {len(assign)}")
+    return {"chromaticity": chromaticity(mean_lab(images), assign, k)}
+
+
+def _shown(chroma: dict) -> dict:
+    found = chroma.get("chromaticity")
+    return {} if found is None else {"chroma_ab": found["ab"], "chroma_L": found["L"]}
 
 
 def write_sampled_clusters(params: ClusterParams, base: BaseParams, feat_root, out: Path, gpu: bool,
-                           block: int | None = None) -> dict:
+                           block: int | None = None, prepared: Path | None = None) -> dict:
     """K-means fitted on a seeded sample of `params.train_images` images, then every image assigned to its nearest
     centroid `block` rows at a time (default: a features shard); the standardization uses the whole set's
     statistics, accumulated block by block."""
@@ -128,7 +146,7 @@ def write_sampled_clusters(params: ClusterParams, base: BaseParams, feat_root, o
         centroids, _ = faiss_kmeans(sample, params.k, params.iterations, base.seed, gpu, params.n_init)
         index = faiss.IndexFlatL2(dim)
         index.add(centroids)
-        sizes, inertia = np.zeros(params.k, np.int64), 0.0
+        sizes, inertia, chroma = np.zeros(params.k, np.int64), 0.0, {}
         with store_output(out) as tmp:
             root = zarr.open_group(str(tmp), mode="w")
             arr = create_rows(root, "assignments", (n,), np.int32)
@@ -143,9 +161,10 @@ def write_sampled_clusters(params: ClusterParams, base: BaseParams, feat_root, o
                 arr[shard_start:shard_stop] = nearest_ids
             create_small(root, "centroids", centroids)
             create_small(root, "sizes", sizes)
+            chroma = measure(prepared, arr[:], params.k)  # 4 bytes per image: the assignment, not the images
             root.attrs.update({"params": lineage(feat_root.attrs["params"], base=base, cluster=params),
                                "inertia": inertia, "standardized": params.standardize,
-                               "train_images": params.train_images})
+                               "train_images": params.train_images, **chroma})
     summary("cluster", n, "images", timer.seconds, k=params.k, source=params.source,
-            train_images=params.train_images, smallest=int(sizes.min()), largest=int(sizes.max()))
-    return {"sizes": sizes.tolist(), "inertia": inertia}
+            train_images=params.train_images, smallest=int(sizes.min()), largest=int(sizes.max()), **_shown(chroma))
+    return {"sizes": sizes.tolist(), "inertia": inertia, **chroma}

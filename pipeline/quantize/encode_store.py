@@ -145,7 +145,10 @@ def write_dcq_stores(params: EncodeParams, base: BaseParams, stores: dict[int, t
         check_bits(q, "encode --bits")
     prep = open_group(prepared, "prepared store")
     images, labels = prep["train/images"], prep["train/labels"][:]
-    original = open_group(clusters, "cluster store")["assignments"][:].astype(np.int64)
+    cluster_root = open_group(clusters, "cluster store")
+    original = cluster_root["assignments"][:].astype(np.int64)
+    # how chromatic the clusters the palettes were fitted to are (the cluster stage measures it), for the report
+    chroma = cluster_root.attrs.get("chromaticity")
     n, h, w, _ = images.shape
     if len(original) != n:
         raise StoreError(f"{clusters} assigns {len(original)} images, {prepared} holds {n} train images")
@@ -156,6 +159,8 @@ def write_dcq_stores(params: EncodeParams, base: BaseParams, stores: dict[int, t
             raise StoreError(f"{refined} holds {ref.attrs['bits']}-bit palettes, encode was asked for {q} bits")
         palettes_u8[q] = lab_to_rgb_u8(torch.from_numpy(ref["palettes"][:])).numpy()  # (k, 2^q, 3)
         attrs[q] = _dcq_attrs(params, base, q, ref, prep, images.shape, palettes_u8[q].shape[0])
+        if isinstance(chroma, dict):
+            attrs[q]["cluster_chromaticity"] = chroma
     moved = {}
     with Timer() as timer, contextlib.ExitStack() as stack:
         tmps, blocks = {}, {}

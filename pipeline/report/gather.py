@@ -55,9 +55,12 @@ def ablation_of(rec: dict) -> dict:
         return {}
     attrs = dict(zarr.open_group(str(path), mode="r").attrs)
     ablation = attrs.get("ablation")
+    chroma = attrs.get("cluster_chromaticity")
+    chroma = {"cluster_chromaticity": chroma} if isinstance(chroma, dict) else {}
     if not ablation:  # a main DCQ store: how many palettes it shares (the k sweep's reference point)
         clusters = attrs.get("clusters")
-        return {"clusters": clusters} if attrs.get("format") == "dcq-v1" and isinstance(clusters, int) else {}
+        is_dcq = attrs.get("format") == "dcq-v1" and isinstance(clusters, int)
+        return {"clusters": clusters, **chroma} if is_dcq else {}
 
     def flat(prefix: str, value) -> list[str]:
         if isinstance(value, dict):
@@ -69,7 +72,7 @@ def ablation_of(rec: dict) -> dict:
     budget = {} if "ipc" not in attrs else {
         "ipc": int(attrs["ipc"]), "budget_bytes": int(attrs["budget_bytes"]),
         "accounted_bytes": uncompressed_bytes(path), "on_disk_bytes": array_bytes(path)}
-    return {"ablation": ablation["name"], "clusters": int(attrs.get("clusters", 0)),
+    return {"ablation": ablation["name"], "clusters": int(attrs.get("clusters", 0)), **chroma,
             "ablation_change": ", ".join(flat("", {k: v for k, v in ablation.items() if k != "name"})) or "none"} | budget
 
 

@@ -5,6 +5,7 @@ from pipeline.report.sections import (  # noqa: F401  (each module registers its
     ablations,
     appendix,
     architectures,
+    clusters,
     distillation,
     fidelity,
     matched,
