@@ -408,3 +408,23 @@ def test_second_regime_difference_to_dcq_is_paired_and_needs_five_seeds(small_ru
         [dict(r, seed=r["seed"] + 3, test_accuracy=r["test_accuracy"] + 3) for r in recs[3:5]]
     row = next(r for r in regimes.regime_blocks(records.summarize(five), five, [], [])[2][2] if r[0] == "`jpeg`")
     assert "**established**: higher" in row[7]
+
+
+def test_every_committed_report_output_is_ours_so_a_rerun_may_replace_it():
+    """The report refuses to replace a file that is not a dcq output. The figures it draws only when a study has run
+    are not DVC outs (DVC does not delete them first), so a committed one must carry dcq's mark, or a fresh clone's
+    `dvc repro` stops at the report."""
+    import yaml
+
+    from pipeline.io.atomic import is_dcq_output
+    from pipeline.report.plot_data import is_plot_csv
+    from tests.conftest import REPO
+
+    paths = yaml.safe_load((REPO / "paths.yaml").read_text())["paths"]
+    cmd = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["report"]["cmd"]
+    outputs = [paths[key] for key in re.findall(r"\$\{paths\.(\w+)\}", cmd) if paths[key].startswith("reports/")]
+    assert len(outputs) >= 10
+    for out in outputs:
+        path = REPO / out
+        if path.exists():
+            assert is_dcq_output(path, is_plot_csv if path.suffix == ".csv" else None), out
