@@ -4,8 +4,9 @@
 directly or not (module- and function-level imports, relative ones too), plus the reader module of each store
 format the stage reads (found through the format registry at run time, so no import names it).
 `params:` = the keys its module's `WIRING` (pipeline/stages/common.py `StageWiring`) declares: the `base` keys,
-every field of its section but those dvc's matrix hands it, and keys it also reads. `dcq ablate` reruns the
-DCQ chain, so it reads every DCQ section and only its own variant.
+every field of its section but those dvc's matrix hands it, and keys it also reads; and its command's entry of
+`pipeline/algorithm_versions.yaml` (VERSIONS_FILE), so that dvc.lock records the algorithm version of every output.
+`dcq ablate` reruns the DCQ chain, so it reads every DCQ section, its own variant only, and the chain's versions.
 
 `render(text)` rewrites only those two lists of each stage of one dvc.yaml text and keeps everything else.
 """
@@ -32,6 +33,9 @@ PATH_FORMATS = {"dcq": "dcq-v1", "ablations": "dcq-v1", "baselines": "palette-pe
                 "pruned": "subset-v1", "synthetic": "synthetic-v1", "experts": "expert-trajectories-v1",
                 "experts_dcq": "expert-trajectories-v1"}
 _DEP_PATH = re.compile(r"\$\{paths\.(\w+)\}")
+VERSIONS_FILE = "pipeline/algorithm_versions.yaml"
+# The commands whose algorithms `dcq ablate` reruns, in chain order, besides its own.
+ABLATE_CHAIN = ("features", "cluster", "attention", "colour_counts", "palette", "refine", "encode", "ablate")
 
 
 def _module_file(name: str) -> Path | None:
@@ -101,20 +105,29 @@ def code_deps(body: dict) -> list[str]:
     return sorted(import_closure(f"pipeline.stages.{module}", *(format_module(f) for f in sorted(formats))))
 
 
-def params_keys(body: dict) -> list[str]:
+def params_keys(body: dict) -> list[str | dict[str, list[str]]]:
     module_name, section = stage_module(body)
     module = importlib.import_module(f"pipeline.stages.{module_name}")
     if module_name == "ablate":
-        keys = [f"base.{k}" for k in ("seed", "device", "precision")]
+        keys: list = [f"base.{k}" for k in ("seed", "device", "precision")]
         keys.append(f"{section or 'ablate'}.variants.${{item.variant}}")
         for name, cls in module.SECTIONS.items():
             keys += [f"{name}.{f.name}" for f in dataclasses.fields(cls) if f"{name}.{f.name}" != "palette.bits"]
-        return keys
+        return keys + [{VERSIONS_FILE: list(ABLATE_CHAIN)}]
     wiring = module.WIRING
     section = section or wiring.section
     fields = [f.name for f in dataclasses.fields(wiring.params) if f.name not in wiring.matrix
               and (wiring.reads_only is None or f.name in wiring.reads_only)]
-    return [f"base.{k}" for k in wiring.base] + [f"{section}.{f}" for f in fields] + list(wiring.also_reads)
+    return ([f"base.{k}" for k in wiring.base] + [f"{section}.{f}" for f in fields] + list(wiring.also_reads)
+            + [{VERSIONS_FILE: [module_name]}])
+
+
+def _items(item: str | dict[str, list[str]], indent: str) -> list[str]:
+    """The lines of one list item: a key, or a params file with its keys."""
+    if isinstance(item, str):
+        return [f"{indent}- {item}"]
+    return [line for name, keys in item.items()
+            for line in [f"{indent}- {name}:"] + [f"{indent}    - {key}" for key in keys]]
 
 
 def _list_span(lines: list[str], start: int, stop: int, key: str) -> tuple[int, int, str] | None:
@@ -132,14 +145,18 @@ def _list_span(lines: list[str], start: int, stop: int, key: str) -> tuple[int, 
     return None
 
 
+def _stage_name(line: str) -> str:
+    return line.split("#")[0].strip()[:-1]
+
+
 def render(text: str, where: str = "dvc.yaml") -> str:
     """`text` (one dvc.yaml) with every stage's code deps and params keys as the code says they are."""
     stages = yaml.safe_load(text)["stages"]
     lines = text.split("\n")
-    heads = [i for i, line in enumerate(lines) if re.match(r"^  [\w-]+:\s*$", line)
-             and line.strip()[:-1] in stages]
+    heads = [i for i, line in enumerate(lines) if re.match(r"^  [\w-]+:\s*(#.*)?$", line)
+             and _stage_name(line) in stages]
     for head, stop in reversed(list(zip(heads, heads[1:] + [len(lines)], strict=True))):
-        name = lines[head].strip()[:-1]
+        name = _stage_name(lines[head])
         body = stages[name].get("do", stages[name])
         for key, make in (("params", params_keys), ("deps", code_deps)):
             span = _list_span(lines, head + 1, stop, key)
@@ -150,7 +167,7 @@ def render(text: str, where: str = "dvc.yaml") -> str:
             new = make(body)
             if key == "deps":
                 new = new + [dep for dep in old if not dep.startswith("pipeline/")]
-            lines[first:end] = [f"{indent}- {item}" for item in new]
+            lines[first:end] = [line for item in new for line in _items(item, indent)]
     return "\n".join(lines)
 
 

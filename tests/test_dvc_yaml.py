@@ -53,6 +53,15 @@ def test_render_rewrites_a_hand_edited_list_and_keeps_the_rest():
     assert wiring.render(edited) == text
 
 
+def test_render_rewrites_a_stage_whose_name_carries_a_comment():
+    text = (REPO / "studies/distillation/dvc.yaml").read_text()
+    assert "  evaluate_dcq_ipc:   #" in text
+    dropped = "      - pipeline/stages/evaluate_synthetic.py\n"
+    head, _, tail = text.partition("  evaluate_dcq_ipc:")
+    edited = head + "  evaluate_dcq_ipc:" + tail.replace(dropped, "", 1)
+    assert edited != text and wiring.render(edited) == text
+
+
 def test_dvc_deps_command_checks_and_names_what_is_stale(monkeypatch):
     from pipeline.cli import app
 
@@ -76,10 +85,13 @@ def test_every_stage_lists_its_module_and_only_its_own_sections(stage):
         assert "palette.bits" not in body["params"] and set(body["matrix"]) == {"variant", "bits"}
     else:
         own = {section or module.WIRING.section, *(key.partition(".")[0] for key in module.WIRING.also_reads)}
-    for key in body["params"]:
+    versions = [key for key in body["params"] if isinstance(key, dict)]
+    # the algorithm versions: its own command's, and for `dcq ablate` those of the whole DCQ chain it reruns
+    assert versions == [{wiring.VERSIONS_FILE: list(wiring.ABLATE_CHAIN) if module_name == "ablate" else [module_name]}]
+    for key in (key for key in body["params"] if isinstance(key, str)):
         first = key.partition(".")[0]
         assert first == "base" or first in own or key.startswith(f"{section or 'ablate'}.variants."), f"{stage}: {key}"
-    assert not set(body["params"]) & {f"{module.WIRING.section}.{k}" for k in getattr(module, "WIRING", None) and
+    assert not {k for k in body["params"] if isinstance(k, str)} & {f"{module.WIRING.section}.{k}" for k in getattr(module, "WIRING", None) and
                                       module.WIRING.matrix or ()}, f"{stage} lists a key its matrix hands it"
 
 
@@ -107,7 +119,7 @@ def test_import_closure_follows_function_level_and_submodule_imports():
 
 def test_no_stage_reruns_when_only_the_executor_changes():
     for name, body in load()["stages"].items():
-        listed = set(body.get("do", body)["params"])
+        listed = {key for key in body.get("do", body)["params"] if isinstance(key, str)}
         assert not listed & {"base", "base.executor", "base.scheduler"}, name
 
 

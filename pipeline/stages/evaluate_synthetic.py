@@ -35,6 +35,7 @@ from pipeline.distill.evaluate import EvalRecipe, real_accuracy, train_on_synthe
 from pipeline.distill.experts import ExpertStore
 from pipeline.errors import StoreError
 from pipeline.io.arrays import write_json
+from pipeline.io.train_set_info import train_set_info
 from pipeline.io.train_sets import load_split
 from pipeline.models.registry import create_model, model_names
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, read_params, stage_command, summary
@@ -101,7 +102,7 @@ def run(params: EvaluateSyntheticParams, base: BaseParams, seed: int, synthetic:
         "lr": lr or params.recipe.lr, "train_seconds": round(train_seconds, 1),
         "seconds": round(time.perf_counter() - start, 1), "runtime": runtime.describe,
         "train_set": str(synthetic), "train_set_hash": params_hash(budgeted.params),
-        "params_hash": params_hash(used),
+        "params_hash": params_hash(used), "train_set_info": train_set_info(synthetic),
     }
     if budgeted.source_bits is not None:  # distilled from a DCQ store, not from full colour
         record["source_bits"] = budgeted.source_bits

@@ -29,6 +29,7 @@ from pipeline.io.atomic import atomic_output
 from pipeline.io.bitpack import check_bits
 from pipeline.io.packed import PackedImages
 from pipeline.io.streamed import StreamedImages, window_shuffle
+from pipeline.io.train_set_info import train_set_info
 from pipeline.io.train_sets import load_split, load_train_set
 from pipeline.models.checkpoint import save_checkpoint
 from pipeline.models.inputs import Normalization
@@ -51,7 +52,9 @@ MATRIX_KEYS = ("models", "seeds", "bits")
 # The params sections a run may read: the main job's and every study's, all parsed as TrainParams.
 SECTIONS = ("train", "architectures", "regime2")
 # The record's wall-clock fields stay out of the checkpoint (a cached output), so a rerun writes the same bytes.
-WALL_CLOCK = ("seconds", "train_seconds")
+# Left out of the checkpoint's copy of the record: wall-clock times, and what the record says about its train set
+# (the store's own attrs say it).
+NOT_IN_CHECKPOINT = ("seconds", "train_seconds", "train_set_info")
 
 
 WIRING = StageWiring(TrainParams, "train", base=("device", "precision"), matrix=MATRIX_KEYS)
@@ -112,6 +115,7 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
         "params_hash": params_hash(used),
         # Per-class view of the same test predictions (rows: true class, columns: predicted, in `classes` order).
         "classes": list(train_set.classes), "confusion": confusion.tolist(),
+        "train_set_info": train_set_info(train_path),
     }
     if world.size > 1:
         record["world_size"] = world.size
@@ -119,7 +123,7 @@ def run(params: TrainParams, base: BaseParams, method: str, bits: int | None, mo
         with atomic_output(checkpoint_out) as tmp:
             save_checkpoint(tmp, model.cpu(), model_name, len(train_set.classes), h, norm,
                             {"classes": train_set.classes, "params": used, "history": history,
-                             "record": {k: v for k, v in record.items() if k not in WALL_CLOCK}})
+                             "record": {k: v for k, v in record.items() if k not in NOT_IN_CHECKPOINT}})
         write_json(record_out, record)
     distributed.finish(world)
     batch = min(params.recipe.batch_size, train_set.num_images)

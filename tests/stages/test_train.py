@@ -56,12 +56,17 @@ def test_record_has_the_documented_schema_and_params_travel(small_run, tmp_path)
     ckpt = torch.load(tmp_path / "dcq1-0.pt", map_location="cpu", weights_only=True)
     assert ckpt["params"]["train"]["recipe"]["epochs"] == 1 and ckpt["params"]["run"]["bits"] == 1
     assert ckpt["params"]["cluster"]["k"] == SMALL["cluster"].k  # the store's lineage comes along
-    assert ckpt["record"] == {k: v for k, v in record.items() if k not in train.WALL_CLOCK}
+    assert ckpt["record"] == {k: v for k, v in record.items() if k not in train.NOT_IN_CHECKPOINT}
+    # what the report needs of the store travels in the record, so the report does not need the store
+    info = record["train_set_info"]
+    assert info["clusters"] == SMALL["cluster"].k and set(info["cluster_chromaticity"]) == {"ab", "L"}
+    assert "ablation" not in info
 
 
 def test_full_colour_run_and_bits_null(small_run, tmp_path):
     record = run_quick(small_run, tmp_path, method="full", bits=None)
     assert record["bits"] is None and record["nominal_ratio"] is None
+    assert record["train_set_info"] == {}  # no clusters, no ablation: nothing beyond the bytes
     assert 0.5 < record["compression_ratio"] <= 1.05  # zstd on uint8 pixels barely compresses
 
 
