@@ -121,6 +121,33 @@ def test_a_params_change_reruns_exactly_what_it_affects(project):
     git(project, "commit", "-qm", "k_gra 80")
 
 
+def test_a_study_record_is_judged_by_its_lineage_not_by_its_store(project):
+    """A fresh clone has the records and locks but no stores (no DVC remote travels with the repository): its report
+    keeps the study records. A param the store was built with, changed, makes exactly those records stale."""
+    dvc(project, "repro", "studies/baselines/dvc.yaml:train_baseline@median_cut-1-convnetd3w64-0")
+    dvc(project, "repro", "-s", "report")
+    metrics = project / "reports" / "metrics.json"
+    before = json.loads(metrics.read_text())["records"]
+    assert {(r["method"], r["bits"], r["seed"]) for r in before} >= {("median_cut", 1, 0), ("dcq", 1, 0)}
+    shutil.rmtree(project / "data" / "baselines" / "median_cut-q1.zarr")
+    dvc(project, "repro", "-s", "report")
+    assert json.loads(metrics.read_text())["records"] == before
+    assert "stale run record" not in (project / "reports" / "report.md").read_text()
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["baseline"]["kmeans_iterations"] += 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc(project, "repro", "-s", "report")
+    after = json.loads(metrics.read_text())["records"]
+    assert [r for r in before if r["method"] != "median_cut"] == after
+    md = (project / "reports" / "report.md").read_text()
+    assert "Left out: 1 stale run record(s)" in md and "baseline.kmeans_iterations was 20" in md, md[-3000:]
+    params["baseline"]["kmeans_iterations"] -= 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc(project, "repro", "-s", "report")
+    assert json.loads(metrics.read_text())["records"] == before
+
+
 def recipes() -> list[list[str]]:
     """The `dvc ...` commands of docs/dvc.md's code blocks: the docs are what the test runs."""
     import shlex

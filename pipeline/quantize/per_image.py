@@ -13,11 +13,15 @@ A quantizer that finds fewer colours than 2^q pads the palette by repeating its 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.config import require
 from pipeline.errors import ParamsError
+from pipeline.io.bitpack import check_bits
 from pipeline.quantize.color import rgb_to_lab
 from pipeline.quantize.kmeans import faiss_kmeans
 from pipeline.quantize.palette import distinct_colours, nearest
@@ -29,6 +33,21 @@ PILLOW_METHODS = {
 }
 KMEANS_SPACES = {"kmeans_rgb": "rgb", "kmeans_lab": "lab"}
 QUANTIZERS = tuple(PILLOW_METHODS) + tuple(KMEANS_SPACES)
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    """`baseline:` in params.yaml: the per-image quantizers the baselines study runs (stages/baseline.py), and how."""
+    methods: list[str] = field(default_factory=lambda: ["median_cut", "octree", "kmeans_lab"])
+    bits: list[int] = field(default_factory=lambda: [1, 2, 4])  # dvc.yaml runs every method at each
+    kmeans_iterations: int = 20
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in QUANTIZERS]
+        require(not unknown, f"methods={unknown} are not per-image quantizers {list(QUANTIZERS)}")
+        for q in self.bits:
+            check_bits(q)
+        require(self.kmeans_iterations >= 1, f"kmeans_iterations={self.kmeans_iterations} must be >= 1")
 
 
 def check_quantizer(method: str, where: str = "method") -> str:

@@ -1,79 +1,20 @@
-"""What the report reads: run records (current or stale), the stores they trained on, stage timings, training
-params, the fidelity stage's measurements and the runs' per-class results."""
+"""What the report reads besides the run records (report/records.py, judged by report/lineage.py): the main DCQ
+stores, stage timings, training params, the fidelity stage's measurements and the runs' per-class results."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import zarr
 
-from pipeline.config import params_hash
 from pipeline.errors import StoreError
-from pipeline.io.arrays import array_bytes, uncompressed_bytes
 from pipeline.io.dcq_store import DCQStore
-from pipeline.io.formats import is_prepared_store, open_store, store_params
-from pipeline.io.verify import check_store
 from pipeline.report import records
 
 STAGE_ORDER = ["prepare", "teacher", "features", "cluster", "attention", "colour_counts", "palette", "refine", "encode", "fidelity", "train"]
-
-
-def current(recs: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Split records into those whose train set is still the store they were trained on, and stale ones
-    (store gone, rebuilt with other params, or failing its open checks, e.g. written before stores were sealed:
-    a study not rerun after a change, or not checked out)."""
-    keep, stale, sound = [], [], {}
-    for rec in recs:
-        if "train_set" not in rec or "train_set_hash" not in rec:
-            keep.append(rec)  # a record from elsewhere: nothing to check it against
-            continue
-        params = store_params(rec["train_set"])
-        path = rec["train_set"]
-        if path not in sound:
-            sound[path] = params is not None and _passes_open_checks(Path(path))
-        ok = sound[path] and params_hash(params) == rec["train_set_hash"]
-        (keep if ok else stale).append(rec)
-    return keep, stale
-
-
-def _passes_open_checks(path: Path) -> bool:
-    try:
-        check_store(path)
-    except StoreError:
-        return False
-    return True
-
-
-def ablation_of(rec: dict) -> dict:
-    """`ablation` (variant name), `ablation_change` (its overrides, as text) and `clusters` (its palettes) of a run
-    whose train set the ablate stage built; `clusters` alone for a main DCQ store; nothing for every other run."""
-    path = rec.get("train_set")
-    if path is None or not (Path(path) / "zarr.json").is_file():
-        return {}
-    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
-    ablation = attrs.get("ablation")
-    chroma = attrs.get("cluster_chromaticity")
-    chroma = {"cluster_chromaticity": chroma} if isinstance(chroma, dict) else {}
-    if not ablation:  # a main DCQ store: how many palettes it shares (the k sweep's reference point)
-        clusters = attrs.get("clusters")
-        is_dcq = attrs.get("format") == "dcq-v1" and isinstance(clusters, int)
-        return {"clusters": clusters, **chroma} if is_dcq else {}
-
-    def flat(prefix: str, value) -> list[str]:
-        if isinstance(value, dict):
-            return [item for k, v in value.items() for item in flat(f"{prefix}.{k}" if prefix else k, v)]
-        return [f"{prefix}={value}"]
-
-    # DCQ of a coreset at a distillation budget, counted by the IPC table's one rule: the arrays' bytes
-    # uncompressed, as every synthetic store holds them; its zstd chunks on disk are reported beside.
-    budget = {} if "ipc" not in attrs else {
-        "ipc": int(attrs["ipc"]), "budget_bytes": int(attrs["budget_bytes"]),
-        "accounted_bytes": uncompressed_bytes(path), "on_disk_bytes": array_bytes(path)}
-    return {"ablation": ablation["name"], "clusters": int(attrs.get("clusters", 0)), **chroma,
-            "ablation_change": ", ".join(flat("", {k: v for k, v in ablation.items() if k != "name"})) or "none"} | budget
 
 
 def load_stores(recs: list[dict]) -> dict[int, DCQStore]:
@@ -90,28 +31,39 @@ def load_stores(recs: list[dict]) -> dict[int, DCQStore]:
     return dict(sorted(stores.items()))
 
 
-def store_description(path: str | Path) -> str:
-    """What a train-set store holds, from its attributes only."""
-    if is_prepared_store(Path(path)):
-        return "full colour images"
-    return open_store(path).describe()
+class RequantizedColumn:
+    """A per-image quantizer's column of the methods grid, quantized from the grid's own originals: each image's
+    palette depends on that image alone, so the column equals its store's rows and needs no store on disk. It
+    answers what image_grid asks of a store: `decode(row, row + 1)`, `palettes[clusters[row]]` and `bits`."""
+
+    def __init__(self, quantize: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], bits: int,
+                 originals: np.ndarray, rows: np.ndarray):
+        self.bits = bits
+        self.indices, self.palettes = quantize(originals)
+        self.clusters = {int(r): i for i, r in enumerate(rows)}  # each image's own palette
+
+    def decode(self, start: int, stop: int) -> np.ndarray:
+        picked = [self.clusters[r] for r in range(start, stop)]
+        return np.stack([self.palettes[i][self.indices[i]] for i in picked])
 
 
-def method_columns(recs: list[dict], dcq_stores: dict[int, DCQStore]) -> tuple[int | None, list[tuple[str, DCQStore]]]:
-    """For the methods image grid: the bit depth shared by DCQ and the most per-image quantizers, and one
-    (method, store) column each."""
-    indexed = {}
+def method_columns(recs: list[dict], dcq_stores: dict[int, DCQStore], originals: np.ndarray, rows: np.ndarray,
+                   quantizers: dict[str, Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]]
+                   ) -> tuple[int | None, list[tuple[str, DCQStore | RequantizedColumn]]]:
+    """For the methods image grid: the bit depth shared by DCQ and the most per-image quantizers with runs, and one
+    (method, column) each. `quantizers[method](images, bits)` quantizes as the baseline stage did."""
+    indexed: dict[int, set[str]] = {}
     for rec in recs:
-        if rec["method"] not in ("full", "dcq") and "train_set" in rec and rec["bits"] in dcq_stores:
-            attrs = store_params(rec["train_set"])
-            if attrs is not None and (Path(rec["train_set"]) / "indices").exists():
-                indexed.setdefault(rec["bits"], {}).setdefault(rec["method"], rec["train_set"])
+        if rec["method"] in quantizers and rec.get("bits") in dcq_stores and rec.get("ipc") is None:
+            indexed.setdefault(rec["bits"], set()).add(rec["method"])
     if not indexed:
         return None, []
     # the most methods, then the middle-most depth (both 1 and 4 bits are extremes)
-    depths = sorted(indexed, key=lambda q: (-len(indexed[q]), abs(q - 2), q))
-    q = depths[0]
-    columns = [("dcq", dcq_stores[q])] + [(m, DCQStore(indexed[q][m])) for m in sorted(indexed[q], key=records.method_order)]
+    q = sorted(indexed, key=lambda d: (-len(indexed[d]), abs(d - 2), d))[0]
+    columns: list[tuple[str, DCQStore | RequantizedColumn]] = [("dcq", dcq_stores[q])]
+    for method in sorted(indexed[q], key=records.method_order):
+        columns.append((method, RequantizedColumn(lambda images, m=method: quantizers[m](images, q), q,
+                                                  originals, rows)))
     return q, columns
 
 

@@ -64,9 +64,9 @@ def sort_key(record: dict) -> tuple:
 OWN_RECIPE = ("architectures", "regime2")
 
 
-def collect(runs: Path, annotate: Callable[[dict], dict] | None = None) -> list[dict]:
-    """Every `*.json` record under `runs`, validated and in a stable order. `annotate(record)` may add keys
-    (the report adds `ablation`: the DCQ ablation a run's store was built by, read from the store)."""
+def collect(runs: Path, annotate: Callable[[dict, Path], dict] | None = None) -> list[dict]:
+    """Every `*.json` record under `runs`, validated and in a stable order. `annotate(record, its file)` may add
+    keys (the report adds what the run's train set is, and whether its lineage is current: report/lineage.py)."""
     files = sorted(Path(runs).rglob("*.json"))
     if not files:
         raise StoreError(f"no run records (*.json) under {runs}")
@@ -74,8 +74,8 @@ def collect(runs: Path, annotate: Callable[[dict], dict] | None = None) -> list[
     for f, r in zip(files, records):  # the folder under `runs` a record sits in: main, equal_bytes, a study's variant
         r["run_group"] = f.relative_to(runs).parts[0] if len(f.relative_to(runs).parts) > 1 else ""
     if annotate is not None:
-        for r in records:
-            r.update(annotate(r))
+        for f, r in zip(files, records, strict=True):
+            r.update(annotate(r, f))
     seen: dict[tuple, str] = {}
     for f, r in zip(files, records):
         # The train set too: two runs of one variant on different stores are different runs, also when the stores

@@ -10,7 +10,6 @@ Writes `OUT`, a per-image-palette store (`palette-per-image-v1`, pipeline/io/dcq
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -18,31 +17,17 @@ import numpy as np
 import typer
 import zarr
 
-from pipeline.config import BaseParams, lineage, params_hash, require
+from pipeline.config import BaseParams, lineage, params_hash
 from pipeline.executor import map_shards
 from pipeline.io.arrays import create_rows, create_small, iter_blocks, open_group, open_rows, write_block_size
 from pipeline.io.atomic import store_output
 from pipeline.io.bitpack import check_bits, pack, packed_bytes
 from pipeline.io.dcq_store import PER_IMAGE_FORMAT, smallest_uint
 from pipeline.io.verify import open_verified
-from pipeline.quantize.per_image import QUANTIZERS, check_quantizer, quantize_block
+from pipeline.quantize.per_image import QUANTIZERS, BaselineParams, check_quantizer, quantize_block
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, Timer, read_params, stage_command, summary
 
 SUB_BLOCK_PIXELS = 1 << 21  # images are read and quantized ~2 M pixels at a time (memory set by this, not the shard)
-
-
-@dataclass(frozen=True)
-class BaselineParams:
-    methods: list[str] = field(default_factory=lambda: ["median_cut", "octree", "kmeans_lab"])
-    bits: list[int] = field(default_factory=lambda: [1, 2, 4])  # dvc.yaml runs every method at each
-    kmeans_iterations: int = 20
-
-    def __post_init__(self):
-        unknown = [m for m in self.methods if m not in QUANTIZERS]
-        require(not unknown, f"methods={unknown} are not per-image quantizers {list(QUANTIZERS)}")
-        for q in self.bits:
-            check_bits(q)
-        require(self.kmeans_iterations >= 1, f"kmeans_iterations={self.kmeans_iterations} must be >= 1")
 
 
 WIRING = StageWiring(BaselineParams, "baseline", matrix=("methods", "bits"))

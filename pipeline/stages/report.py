@@ -1,8 +1,10 @@
 """report: the compression-vs-accuracy report a researcher reads after `dvc repro`.
 
-Reads  `report:` + `base` (seed of the images shown); every run record under RUNS (the main job's and any study's
-       that exists), the stores those runs trained on (bytes, palettes), the fidelity JSONs under FIDELITY, the
-       prepared store, the stage timing JSONs under TIMINGS and the teacher metrics.
+Reads  `report:` + `base` (seed of the images shown) + `baseline.kmeans_iterations`; every run record under RUNS
+       (the main job's and any study's), judged current or stale by its lineage in the dvc.lock files
+       (pipeline/report/lineage.py), the main job's DCQ stores (image grids), the fidelity JSONs under FIDELITY, the
+       prepared store, the stage timing JSONs under TIMINGS and the teacher metrics. No study store is read: the
+       methods grid quantizes its few images again, as the baselines study did.
 Writes RECORDS (reports/metrics.json: {records: the list of run records}), SUMMARY (the main job's mean accuracy and bytes
        per method and q: the DVC metric), PLOT_DATA (CSV for `dvc plots`), PLOT_PNG (two panels: storage and IPC),
        FIDELITY_PNG, CONFUSION_PNG, SHARING_PNG (the equal-bytes study's k sweep), GRID_PNG, METHODS_PNG, MARKDOWN
@@ -19,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from pipeline.config import BaseParams, require
+from pipeline.config import BaseParams, load_section, require
 from pipeline.errors import StoreError
 from pipeline.io.arrays import disk_bytes, open_group, write_json
 from pipeline.io.atomic import atomic_output, is_dcq_output
-from pipeline.report import document, figures, gather, outline, plot_data, records
+from pipeline.quantize.per_image import QUANTIZERS, BaselineParams, quantize_block
+from pipeline.report import document, figures, gather, lineage, outline, plot_data, records
 from pipeline.report.context import ReportInputs
 from pipeline.report.sections import architectures, per_class, regimes, variants
 from pipeline.report.sections import fidelity as fidelity_section
@@ -39,7 +42,13 @@ class ReportParams:
         require(1 <= self.grid_images <= 64, f"grid_images={self.grid_images} must be in 1..64")
 
 
-WIRING = StageWiring(ReportParams, "report", base=("seed",))
+WIRING = StageWiring(ReportParams, "report", base=("seed",), also_reads=("baseline.kmeans_iterations",))
+
+
+def quantizers(baseline: BaselineParams, base: BaseParams) -> dict:
+    """method -> quantize(images, bits), as the baseline stage quantized each image."""
+    return {m: lambda images, bits, m=m: quantize_block(images, m, bits, baseline.kmeans_iterations, base.seed)
+            for m in QUANTIZERS}
 
 
 def figure(out: Path | None, draw, absent: str | None = None, reasons: dict | None = None, key: str = "") -> None:
@@ -61,11 +70,11 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
         teacher_metrics: Path, records_out: Path, summary_out: Path, plot_data_out: Path, plot_png_out: Path,
         grid_png_out: Path, methods_png_out: Path, markdown_out: Path, html_out: Path,
         fidelity_png_out: Path | None = None, confusion_png_out: Path | None = None,
-        sharing_png_out: Path | None = None) -> dict:
+        sharing_png_out: Path | None = None, baseline: BaselineParams | None = None) -> dict:
     with Timer() as timer:
-        every, stale = gather.current(records.collect(runs, annotate=gather.ablation_of))
+        every, stale = lineage.split(records.collect(runs, annotate=lineage.annotator(lineage.Lineage.find(runs))))
         if not every:
-            raise StoreError(f"every run record under {runs} is stale (its train set is gone or was rebuilt)")
+            raise StoreError(f"every run record under {runs} is stale, e.g. {stale[0]['stale_because']}")
         # the architectures study and the second regime train with their own recipes: their own tables
         arch_recs = [r for r in every if architectures.is_architecture_run(r)]
         regime_recs = [r for r in every if regimes.is_regime_run(r)]
@@ -79,7 +88,8 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
         originals = np.stack([root["train"]["images"][int(r)] for r in picked])
         names = [attrs["classes"][int(labels[r])] for r in picked]
         teacher = json.loads(Path(teacher_metrics).read_text()) if Path(teacher_metrics).is_file() else {}
-        methods_q, columns = gather.method_columns(recs, stores)
+        methods_q, columns = gather.method_columns(recs, stores, originals, picked,
+                                                   quantizers(baseline or BaselineParams(), base))
         classes, confusion = gather.confusion_by_variant(recs)
         storage_rows = plot_data.plotted([r for r in rows if r["ipc"] is None], recs)
         fidelity_found = gather.load_fidelity(fidelity) if fidelity else {}
@@ -152,4 +162,4 @@ def command(
     with stage_command("report", timing):
         run(params, base, runs, prepared, fidelity, timings, teacher_metrics, records_out, summary_out, plot_data_out,
             plot_png_out, grid_png_out, methods_png_out, markdown_out, html_out, fidelity_png_out, confusion_png_out,
-            sharing_png_out)
+            sharing_png_out, load_section(params_file, "baseline", BaselineParams))

@@ -4,6 +4,7 @@ import base64
 import csv
 import json
 import re
+import shutil
 
 import pytest
 import zarr
@@ -12,6 +13,7 @@ from PIL import Image
 from pipeline.errors import StoreError
 from pipeline.io.arrays import uncompressed_bytes
 from pipeline.io.dcq_store import DCQStore
+from pipeline.io.train_set_info import train_set_info
 from pipeline.stages import report
 from tests.conftest import BASE
 
@@ -24,7 +26,8 @@ def records_for(small_run):
         for seed, acc in enumerate(accs):
             out.append({"method": method, "bits": bits, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
                         "compression_ratio": nbytes / 491520, "train_bytes": nbytes, "train_set": str(path),
-                        "final_train_accuracy": 50.0, "epochs": 1, "train_seconds": 1.0})
+                        "final_train_accuracy": 50.0, "epochs": 1, "train_seconds": 1.0,
+                        "train_set_info": train_set_info(path)})  # as train.run writes it
     return out
 
 
@@ -89,20 +92,23 @@ def test_report_without_dcq_runs_is_a_clear_error(small_run, tmp_path):
         render(small_run, tmp_path, [r for r in records_for(small_run) if r["method"] == "full"])
 
 
-def test_runs_on_a_rebuilt_or_missing_store_are_left_out_and_counted(small_run, tmp_path):
-    from pipeline.config import params_hash
-    from pipeline.io.formats import store_params
+def test_stale_runs_are_left_out_and_counted_by_reason(small_run, tmp_path, monkeypatch):
+    """Staleness is the lineage's verdict (tests/report/test_lineage.py); the report leaves those runs out and
+    lists each reason once, with its count."""
+    from pipeline.report import lineage
 
-    recs = records_for(small_run)
-    for r in recs:
-        r["train_set_hash"] = params_hash(store_params(r["train_set"]))
-    recs[-1]["train_set_hash"] = "0123456789abcdef"  # dcq q2 seed 1 was trained on an older store
-    recs[-2]["train_set"] = str(tmp_path / "gone.zarr")
-    paths = render(small_run, tmp_path, recs)
+    class TwoStale:
+        def judge(self, path, record):
+            stale = record["bits"] == 2 and record["seed"] == 1 or record["bits"] == 1 and record["seed"] == 0
+            return lineage.Verdict(["train@dcq: train.recipe was {'epochs': 5}, is {'epochs': 4}"] if stale else [])
+
+    monkeypatch.setattr(lineage.Lineage, "find", staticmethod(lambda runs: TwoStale()))
+    paths = render(small_run, tmp_path)
     kept = json.loads(paths["records"].read_text())["records"]
-    assert len(kept) == 4 and all(r["bits"] != 2 for r in kept)
+    assert len(kept) == 4 and not any(r.get("stale_because") for r in kept)
     md = paths["md"].read_text()
     assert "Left out: 2 stale run record(s)" in md and "`dcq` bits 2 convnetd3 seed 1" not in md  # a count
+    assert "| 2 | `train@dcq: train.recipe was {'epochs': 5}, is {'epochs': 4}` |" in md
     assert "Delete" not in md  # no advice that would delete git-tracked study records
 
 
@@ -124,7 +130,8 @@ def test_baselines_and_coresets_share_the_tables_at_matched_storage(small_run, t
         for seed, acc in enumerate(accs):
             recs.append({"method": method, "bits": bits, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
                          "compression_ratio": ts.compression_ratio, "train_bytes": ts.stored_bytes,
-                         "train_set": str(path), "train_set_hash": params_hash(store_params(path))})
+                         "train_images": len(ts.images), "train_set": str(path),
+                         "train_set_hash": params_hash(store_params(path))})
     paths = render(small_run, tmp_path / "out", recs)
     md = paths["md"].read_text()
     assert "## At matched storage" in md
@@ -158,7 +165,9 @@ def test_ablations_get_their_own_table_and_leave_the_dcq_rows_alone(small_run, t
         for seed, acc in enumerate(accs):
             recs.append({"method": "dcq", "bits": 1, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
                          "compression_ratio": ts.compression_ratio, "train_bytes": ts.stored_bytes,
-                         "train_set": str(path), "train_set_hash": params_hash(store_params(path))})
+                         "train_images": len(ts.images), "train_set": str(path),
+                         "train_set_hash": params_hash(store_params(path)),
+                         "train_set_info": train_set_info(path)})  # as train.run writes it
     paths = render(small_run, tmp_path / "out", recs)
     md = paths["md"].read_text()
     # the DCQ row of the matched-storage table still averages only the two params.yaml DCQ runs (20, 22)
@@ -232,7 +241,7 @@ def test_dcq_of_a_coreset_at_an_ipc_budget_joins_the_ipc_table(small_run, scores
         recs.append({"method": "dcq", "bits": 2, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
                      "compression_ratio": ts.compression_ratio, "train_bytes": ts.stored_bytes,
                      "train_images": len(ts.images), "train_set": str(path),
-                     "train_set_hash": params_hash(store_params(path))})
+                     "train_set_hash": params_hash(store_params(path)), "train_set_info": train_set_info(path)})
         recs.append({"method": "random", "ipc": 1, "bits": None, "model": "convnetd3", "seed": seed,
                      "test_accuracy": acc - 5, "compression_ratio": 0.06, "train_bytes": 30730,
                      "budget_bytes": 30730, "train_images": 10, "protocol": "distillation"})
@@ -308,7 +317,8 @@ def test_equal_bytes_variants_get_differences_to_dcq_and_the_strongest_rival_and
         for seed, acc in zip(seeds, accs):
             recs.append({"method": method, "bits": 1, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
                          "compression_ratio": ts.compression_ratio, "train_bytes": ts.stored_bytes,
-                         "train_set": str(path), "train_set_hash": params_hash(store_params(path)), "_group": group})
+                         "train_set": str(path), "train_set_hash": params_hash(store_params(path)), "_group": group,
+                         "train_set_info": train_set_info(path)})
     # params.yaml DCQ at q=1: 20, 21, 22, 23, 24 (records_for's seed-0 run plus the seed)
     for name, accs in (("k1", [15, 16.5, 17, 18, 19.5]), ("kN", [30, 31.5, 32, 33.2, 34]),
                        ("best", [20.1, 21.2, 21.9, 23.1, 24.0])):
@@ -428,3 +438,31 @@ def test_every_committed_report_output_is_ours_so_a_rerun_may_replace_it():
         path = REPO / out
         if path.exists():
             assert is_dcq_output(path, is_plot_csv if path.suffix == ".csv" else None), out
+
+
+@pytest.mark.parametrize("method", ["median_cut", "kmeans_lab"])
+def test_the_methods_grid_quantizes_its_images_as_the_baseline_store_holds_them(small_run, tmp_path, method):
+    """No study store is read: the grid's per-image quantizer column is computed again, and equals the store."""
+    import numpy as np
+
+    from pipeline.report import gather
+    from pipeline.stages import baseline
+
+    store_path = tmp_path / f"{method}-q2.zarr"
+    params = baseline.BaselineParams(kmeans_iterations=5)
+    baseline.run(params, BASE, method, 2, small_run.prepared, store_path)
+    store = DCQStore(store_path)
+    images = zarr.open_group(str(small_run.prepared), mode="r")["train/images"]
+    rows = np.array([3, 0, 17, 42])
+    originals = np.stack([images[int(r)] for r in rows])
+    recs = [{"method": method, "bits": 2, "seed": 0}]
+    q, columns = gather.method_columns(recs, {2: DCQStore(small_run.dcq(2))}, originals, rows,
+                                       report.quantizers(params, BASE))
+    assert q == 2 and [name for name, _ in columns] == ["dcq", method]
+    column = columns[1][1]
+    for r in rows:
+        assert np.array_equal(column.decode(int(r), int(r) + 1), store.decode(int(r), int(r) + 1))
+        assert np.array_equal(column.palettes[column.clusters[int(r)]], store.palettes[int(store.clusters[int(r)])])
+    shutil.rmtree(store_path)  # what the report reads is the originals, not the store
+    assert gather.method_columns(recs, {2: DCQStore(small_run.dcq(2))}, originals, rows,
+                                 report.quantizers(params, BASE))[1][1][1].decode(3, 4).shape == (1, 32, 32, 3)

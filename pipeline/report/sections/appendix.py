@@ -18,10 +18,15 @@ def runs(report: Report) -> list[document.Block]:
         ("h2", "Runs"),
         ("table", ["method", "bits", "model", "seed", "test accuracy (%)", "final train acc. (%)", "epochs",
                    "train s", "hardware"], table)]
-    if report.inputs.stale:  # one count, not one line per record: the studies table counts them per study
-        blocks.append(("p", f"Left out: {len(report.inputs.stale)} stale run record(s), whose train set is not on "
-                            "disk or was rebuilt since; the table of studies counts them per study, and its command "
-                            "refreshes them."))
+    if report.inputs.stale:  # one line per reason, not per record: the studies table counts them per study
+        reasons: dict[str, int] = {}
+        for r in report.inputs.stale:
+            reasons[r["stale_because"]] = reasons.get(r["stale_because"], 0) + 1
+        blocks.append(("p", f"Left out: {len(report.inputs.stale)} stale run record(s), whose lineage in dvc.lock "
+                            "differs from today's params, stages or algorithm versions; the table of studies counts "
+                            "them per study, and its command refreshes them. The first reason of each:"))
+        blocks.append(("table", ["records", "stale because"],
+                       [[n, f"`{why}`"] for why, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:20]]))
     return blocks
 
 

@@ -5,8 +5,22 @@ from __future__ import annotations
 
 from pipeline.report import document, records
 from pipeline.report.context import Report, figure_or_reason, fmt_bytes
-from pipeline.report.gather import store_description
 from pipeline.report.outline import section
+
+
+def stored(r: dict, full_images: int) -> str:
+    """What a run's train set holds, from its record alone (the store need not be on disk)."""
+    n, family = r.get("train_images"), records.family(r["method"])
+    of = f"{n:,} of {full_images:,} images, " if isinstance(n, int) and n < full_images else ""
+    if family == "per-image quantizer" and isinstance(n, int):
+        return f"{n:,} per-image palettes x {2 ** r['bits']} colours"
+    if r["method"] == "dcq" and isinstance(r.get("clusters"), int):
+        return f"{of}{r['clusters']} shared palettes x {2 ** r['bits']} colours"
+    if family == "coreset (pruning)" and of:
+        return of + "full colour"
+    if family == "standard codec" and isinstance(n, int):
+        return f"{n:,} {r['method'].upper()} files"
+    return "-"
 
 
 @section("stored size", "body", 100)
@@ -23,7 +37,7 @@ def stored_size(report: Report) -> list[document.Block]:
         if r["method"] == "full" or (name, r["bits"]) in seen or "train_set" not in r or r.get("ipc"):
             continue
         seen.add((name, r["bits"]))
-        table.append([f"{name} q={r['bits']}", r["bits"], store_description(r["train_set"]),
+        table.append([f"{name} q={r['bits']}", r["bits"], stored(r, len(store)),
                       fmt_bytes(r["train_bytes"]), f"{r['train_bytes'] / raw_bytes:.2%}", f"{r['bits'] / 24:.2%}",
                       f"{r['train_bytes'] / len(store):.0f}"])
     return [("h2", "Stored size of every train set"),

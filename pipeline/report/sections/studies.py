@@ -32,6 +32,7 @@ def studies(report: Report) -> list[document.Block]:
         state = f"{count} runs" if count else "not run"
         table.append([name, state + (f" ({old} stale records left out)" if old else ""), f"`{command}`"])
     return [("h2", "Studies"),
-            ("p", "Opt-in studies, each its own DVC pipeline (`dvc repro` afterwards refreshes this report). A stale "
-                  "record's train set is not on disk or was rebuilt since: rerun the study."),
+            ("p", "Opt-in studies, each its own DVC pipeline (`dvc repro` afterwards refreshes this report). A record is "
+                  "stale when a stage of its lineage in dvc.lock ran with other params, at another algorithm version "
+                  "(pipeline/algorithm_versions.yaml), or is no longer in the pipeline: rerun the study."),
             ("table", ["study", "in this report", "command"], table)]
