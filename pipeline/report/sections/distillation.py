@@ -48,9 +48,14 @@ def distillation_blocks(ipc_rows: list[dict]) -> list[document.Block]:
                 r = next((r for r in ipc_rows if r["model"] == model and r["method"] == method
                           and r["ablation"] == ablation and r.get("protocol") == protocol
                           and r.get("source_bits") == source_bits and r["ipc"] == i), None)
-                if r is not None:
+                zstd_only = r is not None and ablation is not None and r.get("on_disk_bytes") is None
+                if r is not None and not zstd_only:
                     r = r | {"train_bytes": r["accounted_bytes"]}
-                budget = f"{r['train_bytes'] / r['budget_bytes']:.0%} of budget, " if r and r.get("budget_bytes") else ""
+                # a DCQ run recorded before runs carried their store's accounting knows its zstd bytes only
+                budget = f"{r['train_bytes'] / r['budget_bytes']:.0%} of budget, " if (
+                    r and r.get("budget_bytes") and not zstd_only) else ""
+                if zstd_only and r.get("budget_bytes"):
+                    budget = f"{r['train_bytes'] / r['budget_bytes']:.0%} as zstd on disk, "
                 if r and r.get("on_disk_bytes") and r.get("budget_bytes"):
                     budget += f"{r['on_disk_bytes'] / r['budget_bytes']:.0%} as zstd on disk, "
                 cells.append(compared_cell(r, None if method == "random" else random[i],
