@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
@@ -25,12 +26,14 @@ from pipeline.config import BaseParams, load_section, require
 from pipeline.errors import StoreError
 from pipeline.io.arrays import disk_bytes, open_group, write_json
 from pipeline.io.atomic import atomic_output, is_dcq_output
-from pipeline.quantize.per_image import QUANTIZERS, BaselineParams, quantize_block
 from pipeline.report import document, figures, gather, lineage, outline, plot_data, records
 from pipeline.report.context import ReportInputs
 from pipeline.report.sections import architectures, per_class, regimes, variants
 from pipeline.report.sections import fidelity as fidelity_section
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, Timer, read_params, stage_command, summary
+
+if TYPE_CHECKING:  # the quantizers import torch: only a report that draws the methods grid pays for it
+    from pipeline.quantize.per_image import BaselineParams
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,11 @@ class ReportParams:
 WIRING = StageWiring(ReportParams, "report", base=("seed",), also_reads=("baseline.kmeans_iterations",))
 
 
-def quantizers(baseline: BaselineParams, base: BaseParams) -> dict:
+def quantizers(baseline: BaselineParams | None, base: BaseParams) -> dict:
     """method -> quantize(images, bits), as the baseline stage quantized each image."""
+    from pipeline.quantize.per_image import QUANTIZERS, BaselineParams, quantize_block
+
+    baseline = baseline or BaselineParams()
     return {m: lambda images, bits, m=m: quantize_block(images, m, bits, baseline.kmeans_iterations, base.seed)
             for m in QUANTIZERS}
 
@@ -89,7 +95,7 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
         names = [attrs["classes"][int(labels[r])] for r in picked]
         teacher = json.loads(Path(teacher_metrics).read_text()) if Path(teacher_metrics).is_file() else {}
         methods_q, columns = gather.method_columns(recs, stores, originals, picked,
-                                                   quantizers(baseline or BaselineParams(), base))
+                                                   quantizers(baseline, base))
         classes, confusion = gather.confusion_by_variant(recs)
         storage_rows = plot_data.plotted([r for r in rows if r["ipc"] is None], recs)
         fidelity_found = gather.load_fidelity(fidelity) if fidelity else {}
@@ -134,6 +140,12 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
     return {"records": every, "rows": rows, "stale": stale}
 
 
+def baseline_params(params_file: Path) -> BaselineParams:
+    from pipeline.quantize.per_image import BaselineParams
+
+    return load_section(params_file, "baseline", BaselineParams)
+
+
 OUTPUT_OWNERS = {"plot_data_out": plot_data.is_plot_csv}  # a CSV carries no marker: its header says it is ours
 
 
@@ -162,4 +174,4 @@ def command(
     with stage_command("report", timing):
         run(params, base, runs, prepared, fidelity, timings, teacher_metrics, records_out, summary_out, plot_data_out,
             plot_png_out, grid_png_out, methods_png_out, markdown_out, html_out, fidelity_png_out, confusion_png_out,
-            sharing_png_out, load_section(params_file, "baseline", BaselineParams))
+            sharing_png_out, baseline_params(params_file))
