@@ -122,8 +122,10 @@ def summarize(records: list[dict]) -> list[dict]:
             "series": series_label(method, ablation) if ipc is None else
             f"{method}{'' if source_bits is None else f' [from DCQ q={source_bits}]'} (IPC)",
             "bits": bits, "variant": variant_label(method, bits, ablation, ipc, protocol), "budget_bytes": runs[0].get("budget_bytes"),
-            "accounted_bytes": runs[0].get("accounted_bytes", runs[0]["train_bytes"]),
-            "on_disk_bytes": runs[0].get("on_disk_bytes"),
+            # a distilled set's train_bytes are its accounted bytes; a DCQ store's are its zstd bytes on disk, and a
+            # DCQ run recorded before runs carried the store's accounting knows only those
+            "accounted_bytes": runs[0].get("accounted_bytes", None if ablation else runs[0]["train_bytes"]),
+            "on_disk_bytes": runs[0].get("on_disk_bytes", runs[0]["train_bytes"] if ablation else None),
             "seeds": sorted(r["seed"] for r in runs), "n": len(runs),
             "test_accuracy_mean": round(mean, 4), "test_accuracy_std": round(std, 4),
             "train_bytes": round(sum(r["train_bytes"] for r in runs) / len(runs)),

@@ -48,16 +48,14 @@ def distillation_blocks(ipc_rows: list[dict]) -> list[document.Block]:
                 r = next((r for r in ipc_rows if r["model"] == model and r["method"] == method
                           and r["ablation"] == ablation and r.get("protocol") == protocol
                           and r.get("source_bits") == source_bits and r["ipc"] == i), None)
-                zstd_only = r is not None and ablation is not None and r.get("on_disk_bytes") is None
-                if r is not None and not zstd_only:
+                if r is not None and r["accounted_bytes"] is not None:
                     r = r | {"train_bytes": r["accounted_bytes"]}
-                # a DCQ run recorded before runs carried their store's accounting knows its zstd bytes only
-                budget = f"{r['train_bytes'] / r['budget_bytes']:.0%} of budget, " if (
-                    r and r.get("budget_bytes") and not zstd_only) else ""
-                if zstd_only and r.get("budget_bytes"):
-                    budget = f"{r['train_bytes'] / r['budget_bytes']:.0%} as zstd on disk, "
-                if r and r.get("on_disk_bytes") and r.get("budget_bytes"):
-                    budget += f"{r['on_disk_bytes'] / r['budget_bytes']:.0%} as zstd on disk, "
+                budget = ""
+                if r and r.get("budget_bytes"):
+                    if r["accounted_bytes"] is not None:
+                        budget = f"{r['train_bytes'] / r['budget_bytes']:.0%} of budget, "
+                    if r.get("on_disk_bytes"):
+                        budget += f"{r['on_disk_bytes'] / r['budget_bytes']:.0%} as zstd on disk, "
                 cells.append(compared_cell(r, None if method == "random" else random[i],
                                            f"{budget}{r['train_images']} samples" if r else ""))
             table.append(cells)
