@@ -11,6 +11,7 @@ Uses real CIFAR-10 images from the shared JPEG copy. Prints images/s for each an
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 from PIL import Image
 
+from pipeline.allocator import keep_freed_memory
 from pipeline.device import resolve_runtime
 from pipeline.io.sources import list_imagefolder, load_image
 from pipeline.models.inputs import Normalization
@@ -75,14 +77,20 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="*", default=[0, 2])
     ap.add_argument("--no-compile", action="store_true", help="engine without torch.compile")
     ap.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg"))
+    ap.add_argument("--precision", default="auto", help="base.precision: auto | fp32 | bf16")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's mmap threshold as it is (the `dcq` entry point keeps freed memory)")
+    ap.add_argument("--json", type=Path, default=None, help="append the figures as one JSON line here")
     args = ap.parse_args()
+    if not args.default_malloc:
+        keep_freed_memory()
 
     listing = list_imagefolder(Path(args.root), "train")
     rows = np.sort(np.random.default_rng(0).choice(len(listing), args.images, replace=False))
     images = np.stack([load_image(listing.files[r], 32, "reject") for r in rows])
     labels = listing.labels[rows]
     norm = Normalization.from_images(images)
-    runtime = resolve_runtime("auto", "auto")
+    runtime = resolve_runtime("auto", args.precision)
     print(f"{args.model}, {args.images} real CIFAR-10 images, batch {args.batch_size}, {runtime.describe}")
 
     torch.manual_seed(0)
@@ -103,6 +111,13 @@ def main() -> None:
         rate = dataloader_loop(create_model(args.model, 10, 32), images, labels, norm, runtime, args.batch_size,
                                args.epochs, workers)
         print(f"DataLoader, {workers} workers       {rate:8.1f} img/s   engine speed-up {engine / rate:.2f}x")
+    if args.json:
+        record = {"model": args.model, "images": args.images, "epochs": args.epochs, "batch_size": args.batch_size,
+                  "runtime": runtime.describe, "hardware": runtime.hardware, "compile": compile_,
+                  "keep_freed_memory": not args.default_malloc, "engine_images_per_second": round(engine, 1),
+                  "warmup_seconds": round(warmup, 1)}
+        with args.json.open("a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":

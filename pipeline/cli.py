@@ -244,6 +244,9 @@ def build_app() -> typer.Typer:
 
 def main() -> None:
     """Console entry point."""
+    from pipeline.allocator import keep_freed_memory
+
+    keep_freed_memory()
     build_app()(prog_name="dcq")
 
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
+from pipeline.allocator import keep_freed_memory
 from pipeline.config import BaseParams
 from pipeline.errors import ParamsError
 
@@ -78,6 +79,7 @@ def _map_dask(scheduler: str | None, task, blocks: list[tuple[int, int]], extras
     from distributed import as_completed
 
     with _client(scheduler) as client:
+        client.run(keep_freed_memory)  # each worker process: the allocator policy the `dcq` process has
         futures = [client.submit(task, start, stop, *extra, pure=False) for (start, stop), extra in zip(blocks, extras)]
         order = {f.key: i for i, f in enumerate(futures)}
         results: list = [None] * len(futures)

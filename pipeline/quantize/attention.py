@@ -15,6 +15,56 @@ CAM_METHODS = ("gradcam++", "gradcam", "layercam")
 MAPS = "cam-resolution"  # what an attention store's `cams` hold; older stores (full-size float16 maps) lack `maps`
 
 
+class LabelCAM:
+    """Grad-CAM++ (or Grad-CAM, LayerCAM) maps at the CAM layer's resolution for a batch of true labels: one forward
+    pass, one backward pass from the labels' logits to the target layer, and the maps computed on the device.
+
+    It computes what `keep_cam_resolution(make_cam(...))` makes pytorch-grad-cam compute (its per-method weights,
+    ReLU, then each map minus its min over 1e-7 + its max), without the library's copies to NumPy and per-image
+    loops; `tests/quantize/test_attention.py` holds the two equal within float tolerance on real images. As there,
+    the weights are frozen and the target layer's output is made a float32 leaf, so the backward pass stops at it.
+    """
+
+    def __init__(self, model: nn.Module, target: nn.Module, method: str):
+        require(method in CAM_METHODS, f"attention.method={method!r} must be one of {CAM_METHODS}")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model, self.method = model.eval(), method
+        self._activations: torch.Tensor | None = None
+        target.register_forward_hook(self._keep_activations)
+
+    def _keep_activations(self, module, inputs, output):
+        self._activations = output.detach().float().requires_grad_()
+        return self._activations
+
+    def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(maps float32 (B,h,w) in [0,1], logits (B,classes)) for the images `x` and their `labels`."""
+        with torch.enable_grad():
+            logits = self.model(x)
+            score = logits.float().gather(1, labels.to(logits.device).view(-1, 1)).sum()
+            (grads,) = torch.autograd.grad(score, self._activations)
+        acts, self._activations = self._activations.detach(), None
+        cam = torch.relu(self._weighted(acts, grads.float()).sum(1))
+        flat = cam.flatten(1)
+        flat = flat - flat.amin(1, keepdim=True)
+        flat = flat / (1e-7 + flat.amax(1, keepdim=True))
+        return flat.view_as(cam), logits.detach()
+
+    def _weighted(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        """(B,C,h,w) activations times the method's weights, before the sum over channels."""
+        if self.method == "layercam":
+            return torch.relu(grads) * acts
+        if self.method == "gradcam":
+            return grads.mean((2, 3), keepdim=True) * acts
+        # Grad-CAM++ (Chattopadhay et al., eq. 19), as pytorch-grad-cam writes it
+        grads_2 = grads * grads
+        grads_3 = grads_2 * grads
+        sum_acts = acts.sum((2, 3), keepdim=True)
+        aij = grads_2 / (2 * grads_2 + sum_acts * grads_3 + 1e-6)
+        aij = torch.where(grads != 0, aij, torch.zeros_like(aij))
+        return (torch.relu(grads) * aij).sum((2, 3), keepdim=True) * acts
+
+
 def make_cam(model: nn.Module, target: nn.Module, method: str):
     """One CAM object for the whole run (re-creating them leaks memory, see pytorch-grad-cam issues).
 

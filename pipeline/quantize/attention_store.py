@@ -22,7 +22,7 @@ from pipeline.io.verify import open_verified
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.models.inputs import to_input
 from pipeline.models.layers import get_module
-from pipeline.quantize.attention import MAPS, keep_cam_resolution, label_cams, make_cam
+from pipeline.quantize.attention import MAPS, LabelCAM
 from pipeline.timing import Timer, summary
 
 
@@ -37,12 +37,11 @@ class AttentionParams:
         require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1")
 
 
-def _cam(teacher: str, layer: str, method: str, device: torch.device):
-    """The CAM object and input normalization, made once per process (CAM objects leak when re-created)."""
+def _cam(teacher: str, layer: str, method: str, device: torch.device) -> tuple[LabelCAM, object]:
+    """The CAM and input normalization, made once per process."""
     model, norm, _ = load_checkpoint(Path(teacher))
     target = get_module(model, layer, "attention.layer")
-    model = model.to(device).to(memory_format=torch.channels_last)
-    return keep_cam_resolution(make_cam(model, target, method)).__enter__(), norm
+    return LabelCAM(model.to(device).to(memory_format=torch.channels_last), target, method), norm
 
 
 def attention_block(params: AttentionParams, base: BaseParams, prepared: str, teacher: str, out: str,
@@ -53,16 +52,17 @@ def attention_block(params: AttentionParams, base: BaseParams, prepared: str, te
     cam, norm = cached(("attention", file_stamp(teacher), params.layer, params.method, str(runtime.device)),
                        lambda: _cam(teacher, params.layer, params.method, runtime.device))
     train = open_verified(prepared, checked=False)["train"]
-    images, labels = train["images"], train["labels"][start:stop]
+    images, labels = train["images"], torch.from_numpy(train["labels"][start:stop])
     maps, correct = [], 0
     for s in range(0, stop - start, params.batch_size):  # read a batch at a time: memory set by the batch
-        batch = images[start + s:min(stop, start + s + params.batch_size)]
-        x = to_input(torch.from_numpy(batch).to(runtime.device), norm)
-        y = torch.from_numpy(labels[s:s + len(x)])
+        x = to_input(torch.from_numpy(images[start + s:min(stop, start + s + params.batch_size)]).to(runtime.device),
+                     norm)
+        y = labels[s:s + len(x)]
         with runtime.autocast():
-            maps.append(label_cams(cam, x, y))
-        correct += int((cam.outputs.argmax(1).cpu() == y).sum())
-    open_rows(out, "cams")[start:stop] = finite(np.concatenate(maps), out, "cams", (start, stop))
+            batch_maps, logits = cam(x, y.to(runtime.device))
+        maps.append(batch_maps.cpu())
+        correct += int((logits.argmax(1).cpu() == y).sum())
+    open_rows(out, "cams")[start:stop] = finite(torch.cat(maps).numpy(), out, "cams", (start, stop))
     return correct
 
 

@@ -8,6 +8,7 @@ from pipeline.models.checkpoint import load_checkpoint
 from pipeline.models.inputs import to_input
 from pipeline.models.layers import get_module
 from pipeline.quantize.attention import (
+    LabelCAM,
     full_size_cams,
     image_size_maps,
     keep_cam_resolution,
@@ -126,3 +127,37 @@ def test_upsampling_equals_pytorch_grad_cams_own_steps_bit_for_bit(small_run):
     for low, size in ((real, 32), (wide.astype(np.float32), 224)):
         ours, theirs = full_size_cams(low, size, size), reference(low, size, size)
         assert ours.dtype == np.float16 and np.array_equal(ours.view(np.uint16), theirs.view(np.uint16))
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "gradcam", "layercam"])
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_batched_cams_equal_pytorch_grad_cams_on_real_images(small_run, method, precision):
+    """Issue 35: the stage's own CAM (one forward, one backward, weights on the device) gives pytorch-grad-cam's maps,
+    for each method and for the runtime's precision (bf16 autocast on CPUs with native bf16)."""
+    import zarr
+
+    train = zarr.open_group(str(small_run.prepared), mode="r")["train"]
+    x_u8, labels = torch.from_numpy(train["images"][:48]), torch.from_numpy(train["labels"][:48])
+    runtime = resolve_runtime("cpu", precision)
+    ours_model, norm, _ = load_checkpoint(small_run.teacher)
+    ours = LabelCAM(ours_model, get_module(ours_model, "layer4", "attention.layer"), method)
+    ref_model, _, _ = load_checkpoint(small_run.teacher)
+    x = to_input(x_u8, norm)
+    with keep_cam_resolution(make_cam(ref_model, get_module(ref_model, "layer4", "attention.layer"), method)) as ref:
+        with runtime.autocast():
+            maps, logits = ours(x, labels)
+            expected = label_cams(ref, x, labels)
+        predicted = ref.outputs.argmax(1)
+    assert maps.dtype == torch.float32 and maps.shape == expected.shape
+    np.testing.assert_allclose(maps.numpy(), expected, atol=1e-5)
+    assert torch.equal(logits.argmax(1), predicted)
+    assert maps.amin().item() >= 0 and maps.amax().item() <= 1
+    # the maps explain the given labels: other labels give other maps
+    other, _ = ours(x, (labels + 1) % 10)
+    assert not torch.allclose(other, maps, atol=1e-3)
+
+
+def test_an_unknown_cam_method_is_refused(small_run):
+    model, _, _ = load_checkpoint(small_run.teacher)
+    with pytest.raises(ParamsError, match="attention.method"):
+        LabelCAM(model, get_module(model, "layer4", "attention.layer"), "scorecam")
