@@ -34,7 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 def run_stage(args: list[str], env: dict, python: str) -> tuple[float, float]:
     """(seconds, peak RSS in GiB) of one `dcq` stage process."""
     start = time.perf_counter()
-    proc = subprocess.Popen([python, "-m", "pipeline.cli", *args], env=env)
+    # in the checkout (`python -m` puts the working directory first on sys.path, before any editable install)
+    proc = subprocess.Popen([python, "-m", "pipeline.cli", *args], env=env, cwd=env["PYTHONPATH"])
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:

@@ -18,7 +18,7 @@ LAYERS = (
     ("models",),
     ("executor", "io", "distributed"),
     ("device", "config", "registry"),
-    ("timing", "errors"),
+    ("timing", "errors", "allocator"),
 )
 LEVEL = {part: level for level, parts in enumerate(LAYERS) for part in parts}
 PACKAGE = REPO / "pipeline"

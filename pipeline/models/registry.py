@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torchvision
 from torch import nn
 
 from pipeline.registry import Registry
@@ -37,8 +36,15 @@ def _cifar_stem(image_size: int, stem: str) -> bool:
     return stem == "cifar" or (stem == "auto" and image_size < IMAGENET_STEM_FROM)
 
 
-def _resnet(builder, num_classes: int, image_size: int, stem: str = "auto") -> nn.Module:
-    model = builder(num_classes=num_classes)
+def _torchvision_model(name: str, num_classes: int) -> nn.Module:
+    # imported here: torchvision costs a model stage 1.3 s of start-up, and the ConvNets do not need it
+    import torchvision
+
+    return getattr(torchvision.models, name)(num_classes=num_classes)
+
+
+def _resnet(name: str, num_classes: int, image_size: int, stem: str = "auto") -> nn.Module:
+    model = _torchvision_model(name, num_classes)
     if _cifar_stem(image_size, stem):
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()
@@ -46,14 +52,14 @@ def _resnet(builder, num_classes: int, image_size: int, stem: str = "auto") -> n
 
 
 def _mobilenetv2(num_classes: int, image_size: int, stem: str = "auto") -> nn.Module:
-    model = torchvision.models.mobilenet_v2(num_classes=num_classes)
+    model = _torchvision_model("mobilenet_v2", num_classes)
     if _cifar_stem(image_size, stem):
         model.features[0][0].stride = (1, 1)
     return model
 
 
 def _shufflenetv2(num_classes: int, image_size: int, stem: str = "auto") -> nn.Module:
-    model = torchvision.models.shufflenet_v2_x1_0(num_classes=num_classes)
+    model = _torchvision_model("shufflenet_v2_x1_0", num_classes)
     if _cifar_stem(image_size, stem):
         model.conv1[0].stride = (1, 1)
         model.maxpool = nn.Identity()
@@ -61,9 +67,9 @@ def _shufflenetv2(num_classes: int, image_size: int, stem: str = "auto") -> nn.M
 
 
 _TORCHVISION_NETS = {
-    "resnet18": lambda c, s, stem: _resnet(torchvision.models.resnet18, c, s, stem),
-    "resnet34": lambda c, s, stem: _resnet(torchvision.models.resnet34, c, s, stem),
-    "resnet50": lambda c, s, stem: _resnet(torchvision.models.resnet50, c, s, stem),
+    "resnet18": lambda c, s, stem: _resnet("resnet18", c, s, stem),
+    "resnet34": lambda c, s, stem: _resnet("resnet34", c, s, stem),
+    "resnet50": lambda c, s, stem: _resnet("resnet50", c, s, stem),
     "mobilenetv2": _mobilenetv2,
     "shufflenetv2": _shufflenetv2,
 }

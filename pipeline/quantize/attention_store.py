@@ -53,16 +53,17 @@ def attention_block(params: AttentionParams, base: BaseParams, prepared: str, te
                        lambda: _cam(teacher, params.layer, params.method, runtime.device))
     train = open_verified(prepared, checked=False)["train"]
     images, labels = train["images"], torch.from_numpy(train["labels"][start:stop])
-    maps, correct = [], 0
+    target = open_rows(out, "cams")
+    maps, correct = np.empty((stop - start, *target.shape[1:]), np.float32), 0  # one array: no heap fragments
     for s in range(0, stop - start, params.batch_size):  # read a batch at a time: memory set by the batch
         x = to_input(torch.from_numpy(images[start + s:min(stop, start + s + params.batch_size)]).to(runtime.device),
                      norm)
         y = labels[s:s + len(x)]
         with runtime.autocast():
             batch_maps, logits = cam(x, y.to(runtime.device))
-        maps.append(batch_maps.cpu())
+        maps[s:s + len(x)] = batch_maps.cpu().numpy()
         correct += int((logits.argmax(1).cpu() == y).sum())
-    open_rows(out, "cams")[start:stop] = finite(torch.cat(maps).numpy(), out, "cams", (start, stop))
+    target[start:stop] = finite(maps, out, "cams", (start, stop))
     return correct
 
 
