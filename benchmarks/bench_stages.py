@@ -51,20 +51,21 @@ def model_flops(teacher: Path, params: dict, image_size: int, batch: int = 8) ->
 
     from pipeline.models.checkpoint import load_checkpoint
     from pipeline.models.layers import get_module, truncated_extractor
-    from pipeline.quantize.attention import label_cams, make_cam
+    from pipeline.quantize.attention import LabelCAM
     from pipeline.quantize.feature_store import pool
 
     x = torch.randn(batch, 3, image_size, image_size)
     model, _, _ = load_checkpoint(teacher)
     f = params["features"]
+    extractor = truncated_extractor(model, f["layer"], "features.layer", image_size)  # its set-up pass not counted
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        pool(truncated_extractor(model, f["layer"], "features.layer")(x), f["pooling"], f["grid_size"])
+        pool(extractor(x), f["pooling"], f["grid_size"])
     flops = {"features": counter.get_total_flops() / batch}
     model, _, _ = load_checkpoint(teacher)
-    cam = make_cam(model, get_module(model, params["attention"]["layer"], "attention.layer"),
+    cam = LabelCAM(model, get_module(model, params["attention"]["layer"], "attention.layer"),
                    params["attention"]["method"])
     with FlopCounterMode(display=False) as counter:
-        label_cams(cam, x, torch.zeros(batch, dtype=torch.int64))
+        cam(x, torch.zeros(batch, dtype=torch.int64))
     flops["attention"] = counter.get_total_flops() / batch
     return flops
 
