@@ -42,8 +42,8 @@ class LabelCAM:
         with torch.enable_grad():
             logits = self.model(x)
             score = logits.float().gather(1, labels.to(logits.device).view(-1, 1)).sum()
-            (grads,) = torch.autograd.grad(score, self._activations)
-        acts, self._activations = self._activations.detach(), None
+            score.backward(inputs=[self._activations])  # the weights are frozen: only the leaf gets a gradient
+        acts, grads, self._activations = self._activations.detach(), self._activations.grad, None
         cam = torch.relu(self._weighted(acts, grads.float()).sum(1))
         flat = cam.flatten(1)
         flat = flat - flat.amin(1, keepdim=True)
