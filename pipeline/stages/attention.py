@@ -1,10 +1,10 @@
 """attention: Grad-CAM++ maps of the teacher for every train image, targeting its true label.
 
 Reads  `attention:` + `base`; the prepared store (train/images, train/labels), the teacher checkpoint.
-Writes `OUT` (Zarr group): `cams` float32 (N,h,w) in [0,1] at the CAM layer's resolution (pytorch-grad-cam's
-       per-image min-max scaled maps before it resizes them; attrs `maps: cam-resolution`, `image_size`). The
-       palette stage upsamples them exactly as pytorch-grad-cam does and makes the top-k_gra% pixel selection
-       (`palette.k_gra`), so changing k_gra does not recompute the CAMs.
+Writes `OUT` (Zarr group): `cams` float32 (N,h,w) in [0,1] at the CAM layer's resolution (the maps pytorch-grad-cam
+       computes before it resizes them, per-image min-max scaled; computed a batch at a time by `LabelCAM`; attrs
+       `maps: cam-resolution`, `image_size`). The palette stage upsamples them exactly as pytorch-grad-cam does and
+       makes the top-k_gra% pixel selection (`palette.k_gra`), so changing k_gra does not recompute the CAMs.
 """
 
 from __future__ import annotations
