@@ -41,7 +41,7 @@ class LabelCAM:
         """(maps float32 (B,h,w) in [0,1], logits (B,classes)) for the images `x` and their `labels`."""
         with torch.enable_grad():
             logits = self.model(x)
-            score = logits.float().gather(1, labels.to(logits.device).view(-1, 1)).sum()
+            score = logits.float().gather(1, labels.to(logits.device, torch.int64).view(-1, 1)).sum()
             score.backward(inputs=[self._activations])  # the weights are frozen: only the leaf gets a gradient
         acts, grads, self._activations = self._activations.detach(), self._activations.grad, None
         cam = torch.relu(self._weighted(acts, grads.float()).sum(1))

@@ -157,6 +157,19 @@ def test_batched_cams_equal_pytorch_grad_cams_on_real_images(small_run, method, 
     assert not torch.allclose(other, maps, atol=1e-3)
 
 
+def test_labels_of_any_integer_dtype_give_the_same_maps(small_run):
+    """Stores keep labels in the smallest unsigned type (a coreset's are uint8)."""
+    import zarr
+
+    train = zarr.open_group(str(small_run.prepared), mode="r")["train"]
+    model, norm, _ = load_checkpoint(small_run.teacher)
+    cam = LabelCAM(model, get_module(model, "layer4", "attention.layer"), "gradcam++")
+    x, labels = to_input(torch.from_numpy(train["images"][:8]), norm), torch.from_numpy(train["labels"][:8])
+    as_int64, _ = cam(x, labels.to(torch.int64))
+    as_uint8, _ = cam(x, labels.to(torch.uint8))
+    assert torch.equal(as_int64, as_uint8)
+
+
 def test_an_unknown_cam_method_is_refused(small_run):
     model, _, _ = load_checkpoint(small_run.teacher)
     with pytest.raises(ParamsError, match="attention.method"):
