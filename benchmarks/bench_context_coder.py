@@ -95,7 +95,8 @@ def measure(path: Path, block: int) -> dict:
     start = time.perf_counter()
     table = model_table(maps, clusters, alphabet, n_clusters)
     fronts = wavefronts(h, w)
-    streams = [code_block(maps[s:s + block], clusters[s:s + block], table, fronts, alphabet) for s in range(0, n, block)]
+    streams = [code_block(maps[s:s + block], clusters[s:s + block], table, fronts, alphabet)
+               for s in range(0, n, block)]
     encode_s = time.perf_counter() - start
     start = time.perf_counter()
     for i, s in enumerate(range(0, n, block)):
