@@ -19,7 +19,7 @@ class LabelCAM:
     """Grad-CAM++ (or Grad-CAM, LayerCAM) maps at the CAM layer's resolution for a batch of true labels: one forward
     pass, one backward pass from the labels' logits to the target layer, and the maps computed on the device.
 
-    It computes what `keep_cam_resolution(make_cam(...))` makes pytorch-grad-cam compute (its per-method weights,
+    It computes what pytorch-grad-cam computes for the layer's maps before resizing them (its per-method weights,
     ReLU, then each map minus its min over 1e-7 + its max), without the library's copies to NumPy and per-image
     loops; `tests/quantize/test_attention.py` holds the two equal within float tolerance on real images. As there,
     the weights are frozen and the target layer's output is made a float32 leaf, so the backward pass stops at it.
@@ -63,40 +63,6 @@ class LabelCAM:
         aij = grads_2 / (2 * grads_2 + sum_acts * grads_3 + 1e-6)
         aij = torch.where(grads != 0, aij, torch.zeros_like(aij))
         return (torch.relu(grads) * aij).sum((2, 3), keepdim=True) * acts
-
-
-def make_cam(model: nn.Module, target: nn.Module, method: str):
-    """One CAM object for the whole run (re-creating them leaks memory, see pytorch-grad-cam issues).
-
-    All weights are frozen and the target layer's output is made a leaf that requires grad, so the
-    backward pass stops at the target layer instead of running through the whole network.
-    """
-    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM
-
-    for p in model.parameters():
-        p.requires_grad_(False)
-    # Registered before the CAM's own hooks, so theirs see the float32 leaf this one returns.
-    target.register_forward_hook(lambda module, inputs, output: output.detach().float().requires_grad_())
-    cls = {"gradcam++": GradCAMPlusPlus, "gradcam": GradCAM, "layercam": LayerCAM}[method]
-    return cls(model=model.eval(), target_layers=[target])
-
-
-def keep_cam_resolution(cam):
-    """Make `cam` return each map at the CAM layer's resolution (8x8 for ConvNetD3's last block at 32 px, 7x7 for a
-    ResNet's layer4 at 224 px), min-max scaled as pytorch-grad-cam scales it before resizing: the maps it would
-    upsample, 16-1000x smaller to store. `full_size_cams` turns them into its image-size maps, bit for bit."""
-    cam.get_target_width_height = lambda input_tensor: None  # scale_cam_image(cam, None): scale, no resize
-    cam.aggregate_multi_layers = lambda per_layer: np.concatenate(per_layer, axis=1)[:, 0]  # one target layer
-    return cam
-
-
-def label_cams(cam, x: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-    """float32 (B,h,w) maps in [0,1], each explaining the image's label (not the predicted class); (h,w) is the
-    image size, or the CAM layer's for a `keep_cam_resolution` CAM."""
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    targets = [ClassifierOutputTarget(int(y)) for y in labels]
-    return cam(input_tensor=x, targets=targets).astype(np.float32)
 
 
 def full_size_cams(low: np.ndarray, height: int, width: int) -> np.ndarray:
