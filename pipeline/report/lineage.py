@@ -9,6 +9,12 @@ A record that a dvc stage wrote is current when
 - and every one of those entries ran at today's algorithm version of its command
   (pipeline/algorithm_versions.yaml; an entry recorded before versions existed ran at version 1).
 
+A run's own train set is also checked where it is on disk: the record's `train_set_hash` (the params lineage the
+store carried when the run read it) must be the store's today. Upstream lock entries show only today's params, so
+without this a store rebuilt with other params (a new default upstream) would leave the runs that read the old
+one looking current. A store further up (the DCQ store a distilled set was made from) is not re-read: its
+consumers' stores carry it in their own lineage, and dvc reruns them.
+
 So a store need not be on disk, a refactor that leaves the versions alone leaves every record current, and a
 changed param or algorithm makes stale exactly the records downstream of it. Input bytes are not compared: a
 store rebuilt with the same params and versions (after a change to how stores are sealed, or on another kind of
@@ -30,8 +36,10 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.config import params_hash
 from pipeline.errors import StoreError
 from pipeline.io.train_set_info import flat_change
+from pipeline.io.verify import read_attrs
 
 VERSIONS_FILE = "pipeline/algorithm_versions.yaml"
 _COMMAND = re.compile(r"(?:^|&&\s*)dcq (\w+)")
@@ -123,6 +131,7 @@ class Lineage:
                 for out in entry.get("outs") or []:
                     self.writer[out["path"]] = (where, name)
         self.params_files: dict[str, dict] = {}
+        self.store_hashes: dict[str, str] = {}
         versions = root / VERSIONS_FILE
         self.versions = _load(versions) if versions.is_file() else None
 
@@ -157,7 +166,26 @@ class Lineage:
         train_set = record.get("train_set")
         if train_set in self.writer:
             verdict.info = self._train_set_info(self.writer[train_set], seen)
+            reason = self._rebuilt_since(train_set, record.get("train_set_hash"))
+            if reason:
+                verdict.reasons.append(reason)
         return verdict
+
+    def _rebuilt_since(self, train_set: str, recorded_hash) -> str | None:
+        """Why the run's train set is not the store it read (its params lineage changed since), if it is not."""
+        path = self.root / train_set
+        if not isinstance(recorded_hash, str) or not (path / "zarr.json").is_file():
+            return None  # an older record, or the store is not here: the lock's lineage alone decides
+        if train_set not in self.store_hashes:
+            try:
+                self.store_hashes[train_set] = params_hash(read_attrs(path).get("params", {}))
+            except StoreError as exc:
+                self.store_hashes[train_set] = f"unreadable ({exc})"
+        now = self.store_hashes[train_set]
+        if now == recorded_hash:
+            return None
+        return f"{train_set} was rebuilt with other params since this run read it (params hash {recorded_hash}, " \
+               f"now {now})"
 
     def _walk(self, key: tuple[str, str], verdict: Verdict, seen: set) -> None:
         if key in seen:

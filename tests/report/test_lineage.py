@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.config import params_hash
 from pipeline.report import records
 from pipeline.report.lineage import VERSIONS_FILE, Lineage, annotator, same, split
 
@@ -43,6 +44,11 @@ PARAMS = {"variants": {"k1": {"cluster": {"k": 1}}, "labels": {"cluster": {"sour
           "train": {"recipe": {"epochs": 4, "lr": 1e-05}}}
 
 
+def store_params(variant: str) -> dict:
+    """The params lineage the variant's store carries (its attrs `params`)."""
+    return {"cluster": {"k": 20} | PARAMS["ablate"]["variants"][variant]["cluster"]}
+
+
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
@@ -66,7 +72,8 @@ def repo(tmp_path) -> Path:
         record.parent.mkdir(parents=True)
         record.write_text(json.dumps({"method": "dcq", "bits": 1, "compression_ratio": 0.02, "model": "convnetd3w64",
                                       "seed": 0, "test_accuracy": 40.0, "train_bytes": 600000,
-                                      "train_set": f"stores/{variant}.zarr"}))
+                                      "train_set": f"stores/{variant}.zarr",
+                                      "train_set_hash": params_hash(store_params(variant))}))
         stages[f"build@{variant}"] = {
             "cmd": f"dcq ablate --variant {variant} --out stores/{variant}.zarr",
             "params": {"params.yaml": {"cluster.k": 20, f"ablate.variants.{variant}": overrides}},
@@ -150,3 +157,30 @@ def test_numbers_compare_as_yaml_1_2_and_mappings_by_their_recorded_keys():
     assert same({"lr": 1e-05}, {"lr": 1e-05, "new": 1}) and same(5, 5.0)
     assert not same({"lr": 1e-05}, {}) and not same(True, 1) and not same("1e-05", 1e-05)
     assert not same([1, 2], [1, 2, 3])
+
+
+def write_store(repo: Path, variant: str, params: dict) -> Path:
+    import zarr
+
+    path = repo / "stores" / f"{variant}.zarr"
+    zarr.open_group(str(path), mode="w").attrs["params"] = params
+    return path
+
+
+def test_a_train_set_rebuilt_with_other_params_makes_the_runs_that_read_the_old_one_stale(repo):
+    for variant in ("k1", "labels"):
+        write_store(repo, variant, store_params(variant))
+    assert len(judged(repo)[0]) == 2  # the stores on disk are the ones the runs read
+    # rebuilt after an upstream default changed: the lock's entries would show only today's params
+    write_store(repo, "k1", store_params("k1") | {"features": {"layer": "features.0"}})
+    current, stale = judged(repo)
+    assert [r["ablation"] for r in current] == ["labels"]
+    assert stale[0]["stale_because"].startswith("stores/k1.zarr was rebuilt with other params since this run read it")
+
+
+def test_an_unreadable_train_set_store_is_named_in_the_verdict(repo):
+    path = write_store(repo, "k1", store_params("k1"))
+    (path / "zarr.json").write_text("{not json")
+    current, stale = judged(repo)
+    assert [r["ablation"] for r in current] == ["labels"]
+    assert "stores/k1.zarr" in stale[0]["stale_because"] and "unreadable" in stale[0]["stale_because"]
