@@ -31,7 +31,8 @@ PIPELINES = ("dvc.yaml", "studies/baselines/dvc.yaml", "studies/ablations/dvc.ya
 # format registry. The prepared store and checkpoints are read by code the stage imports.
 PATH_FORMATS = {"dcq": "dcq-v1", "ablations": "dcq-v1", "baselines": "palette-per-image-v1", "codecs": "codec-v1",
                 "pruned": "subset-v1", "synthetic": "synthetic-v1", "experts": "expert-trajectories-v1",
-                "experts_dcq": "expert-trajectories-v1"}
+                "experts_dcq": "expert-trajectories-v1", "regime3_dcq": "dcq-v1",
+                "regime3_baselines": "palette-per-image-v1", "regime3_codecs": "codec-v1", "regime3_pruned": "subset-v1"}
 _DEP_PATH = re.compile(r"\$\{paths\.(\w+)\}")
 VERSIONS_FILE = "pipeline/algorithm_versions.yaml"
 # The commands whose algorithms `dcq ablate` reruns, in chain order, besides its own.
@@ -110,7 +111,8 @@ def params_keys(body: dict) -> list[str | dict[str, list[str]]]:
     module = importlib.import_module(f"pipeline.stages.{module_name}")
     if module_name == "ablate":
         keys: list = [f"base.{k}" for k in ("seed", "device", "precision")]
-        keys.append(f"{section or 'ablate'}.variants.${{item.variant}}")
+        if "--variant" in body["cmd"]:
+            keys.append(f"{section or 'ablate'}.variants.${{item.variant}}")
         for name, cls in module.SECTIONS.items():
             keys += [f"{name}.{f.name}" for f in dataclasses.fields(cls) if f"{name}.{f.name}" != "palette.bits"]
         return keys + [{VERSIONS_FILE: list(ABLATE_CHAIN)}]

@@ -183,3 +183,27 @@ def test_a_stage_that_runs_no_model_starts_without_torch(stage):
     code = f"import sys; import pipeline.stages.{stage}; print(sorted(m for m in ('torch',) if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert out.strip() == "[]", f"{stage} imports torch at start-up"
+
+
+def test_prepare_all_train_keeps_every_train_image_and_says_so(tmp_path, cifar10):
+    """The paper-size regime's prepared store: `--all-train` overrides prepare.train_per_class, and the store's
+    params (which every downstream lineage carries) record the override."""
+    import shutil
+
+    import zarr
+
+    root = tmp_path / "tree"
+    for split, per_class in (("train", 5), ("test", 2)):
+        for cls in ("airplane", "cat"):
+            (root / split / cls).mkdir(parents=True)
+            for f in sorted((cifar10 / split / cls).iterdir())[:per_class]:
+                shutil.copy(f, root / split / cls / f.name)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"base": {"seed": 0}, "prepare": {"root": str(root), "train_per_class": 2}}))
+    for flag, expected in (([], 4), (["--all-train"], 10)):
+        out = tmp_path / f"p{len(flag)}.zarr"
+        result = runner.invoke(app, ["prepare", "--params", str(params), "--out", str(out), *flag])
+        assert result.exit_code == 0, result.output
+        store = zarr.open_group(str(out), mode="r")
+        assert store["train/labels"].shape == (expected,) and store["test/labels"].shape == (4,)
+        assert store.attrs["params"]["prepare"]["train_per_class"] == (None if flag else 2)

@@ -210,6 +210,36 @@ def test_the_second_regime_trains_longer_and_only_contenders_that_exist(params_f
         assert "--section regime2" in body["cmd"] and "/regime2/" in body["cmd"], name
 
 
+REGIME3_STAGES = ("train_r3_full", "train_r3_dcq", "train_r3_variant", "train_r3_baseline", "train_r3_codec",
+                  "train_r3_pruned")
+
+
+@pytest.mark.parametrize("params_file", ["params.yaml", "pipeline/presets/paper.yaml",
+                                         "pipeline/presets/imagenet.yaml"])
+def test_the_paper_size_regime_trains_like_the_main_job_on_every_train_image(params_file):
+    """regime3 (issue 34): the main recipe and models on a prepared store of every train image, from which every
+    contender is built again; its contenders are named in equal_bytes and built by some stage of the study."""
+    from pipeline.config import parse_section
+
+    params = params_of(params_file)
+    regime = parse_section(train.TrainParams, params["regime3"], f"{params_file}:regime3")
+    main = parse_section(train.TrainParams, params["train"], f"{params_file}:train")
+    assert regime.recipe == main.recipe and regime.models == main.models and len(regime.seeds) >= 3
+    eb = params["equal_bytes"]
+    assert set(eb["regime3_variants"]) <= set(params["dcq_variants"]["variants"])
+    assert set(eb["regime3_methods"]) <= set(params["baseline"]["methods"])
+    assert set(eb["regime3_codecs"]) <= set(params["codec"]["codecs"])
+    # the scores store holds the main job's images: only a coreset that needs no scores fits every train image
+    assert set(eb["regime3_coresets"]) <= set(params["prune"]["methods"]) & {"random"}
+    stages = load()["stages"]
+    assert "--all-train" in stages["prepare_r3"]["cmd"]
+    for name in ("dcq_r3", "dcq_variant_r3", "baseline_r3", "codec_r3", "prune_r3", *REGIME3_STAGES):
+        cmd = " ".join(stages[name]["cmd"].split())
+        assert "--prepared ${paths.regime3_prepared}" in cmd and "${paths.prepared}" not in cmd, name
+    for name in REGIME3_STAGES:
+        assert "--section regime3" in stages[name]["cmd"] and "/regime3/" in stages[name]["cmd"], name
+
+
 def test_the_root_lock_records_the_code_as_committed():
     """A fresh clone's `dvc status dvc.yaml` must not call a main stage changed because the lock is older than the
     code: every code dep's md5 in the root lock is the file's own (the lock is recommitted with the code)."""

@@ -40,6 +40,8 @@ class ReportInputs:
     architecture_rows: list[dict] = field(default_factory=list)  # their summary
     regime_recs: list[dict] = field(default_factory=list)  # the second regime's (regime2.recipe; not in recs)
     regime_rows: list[dict] = field(default_factory=list)
+    paper_size_recs: list[dict] = field(default_factory=list)  # the paper-size regime's (regime3; not in recs)
+    paper_size_rows: list[dict] = field(default_factory=list)
     absent: dict[str, str] = field(default_factory=dict)  # figure -> why it is not drawn (its data is absent)
 
 
@@ -60,7 +62,7 @@ class Report:
 
     def __init__(self, inputs: ReportInputs):
         self.inputs = inputs
-        self.main_recs = inputs.recs  # every current record of the main regime (not architectures/regime2)
+        self.main_recs = inputs.recs  # every current record of the main regime (not architectures/regime2/3)
         self.variants = variant_names(inputs.recs)
 
     @cached_property
@@ -92,7 +94,7 @@ class Report:
 
     @cached_property
     def all_recs(self) -> list[dict]:
-        return self.inputs.recs + self.inputs.architecture_recs + self.inputs.regime_recs
+        return self.inputs.recs + self.inputs.architecture_recs + self.inputs.regime_recs + self.inputs.paper_size_recs
 
     @property
     def any_store(self) -> DCQStore:

@@ -63,7 +63,8 @@ def header(report: Report) -> list[document.Block]:
         f"{len(report.all_recs)} run records: {len(report.recs)} at matched storage, {ablations} DCQ variant or "
         f"ablation runs, {len(report.main_recs) - len(report.recs) - ablations} distillation evaluations, "
         f"{len(inputs.architecture_recs)} of the architectures study, {len(inputs.regime_recs)} of the second "
-        f"regime{f'; {len(inputs.stale)} stale left out' if inputs.stale else ''}. Accuracy is the mean ± sample "
+        f"regime{f', {len(inputs.paper_size_recs)} of the paper-size regime' if inputs.paper_size_recs else ''}"
+        f"{f'; {len(inputs.stale)} stale left out' if inputs.stale else ''}. Accuracy is the mean ± sample "
         "std over seeds."))]
 
 

@@ -61,7 +61,7 @@ def sort_key(record: dict) -> tuple:
 
 # Run groups (folders under `runs`) trained with their own recipe: the same (method, seed, train set) there is another
 # run, not a duplicate of the main job's.
-OWN_RECIPE = ("architectures", "regime2")
+OWN_RECIPE = ("architectures", "regime2", "regime3")
 
 
 def collect(runs: Path, annotate: Callable[[dict, Path], dict] | None = None) -> list[dict]:

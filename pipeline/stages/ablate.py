@@ -15,6 +15,8 @@ pruning method of the prune stage) and quantizes only it (DCQ paper table 4); `c
 keeps as many images as fit the storage of 10 full-colour images per class (DCQ paper table 5) and fails if the
 written store's array bytes exceed that budget. Every variant runs the same
 library functions as the main stages (pipeline/quantize/*_store.py), so a variant with no overrides rebuilds the main DCQ store.
+Without `--variant` it is that: the DCQ chain as params.yaml sets it, with no `ablation` attrs, on whatever prepared
+store it is given (the equal-bytes study's paper-size regime builds DCQ on every train image this way).
 """
 
 from __future__ import annotations
@@ -98,12 +100,13 @@ def resolve(defaults: dict[str, Any], variant: Variant, where: str) -> dict[str,
             for name, cls in SECTIONS.items()}
 
 
-def run(params: AblateParams, base: BaseParams, defaults: dict[str, Any], name: str, bits: int, prepared: Path,
-        teacher: Path, scores: Path | None, out: Path, section: str = "ablate") -> dict:
-    if name not in params.variants:
+def run(params: AblateParams, base: BaseParams, defaults: dict[str, Any], name: str | None, bits: int,
+        prepared: Path, teacher: Path, scores: Path | None, out: Path, section: str = "ablate") -> dict:
+    """`name` None: no variant, the DCQ chain as params.yaml sets it (on another prepared store): a main DCQ store."""
+    if name is not None and name not in params.variants:
         raise ParamsError(f"ablate variant {name!r} is not in {section}.variants {sorted(params.variants)}")
     bits = check_bits(bits, "ablate --bits")
-    variant = params.variants[name]
+    variant = Variant() if name is None else params.variants[name]
     cfg = resolve(defaults, variant, f"{section}.variants.{name}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -124,20 +127,21 @@ def run(params: AblateParams, base: BaseParams, defaults: dict[str, Any], name: 
                       work / "refined.zarr", work / "refined.json")
         write_dcq(cfg["encode"], base, bits, prepared, work / "clusters.zarr", work / "refined.zarr",
                   work / "dcq.zarr")
-        store = zarr.open_group(str(work / "dcq.zarr"), mode="r+")
-        ablation = {"name": name, **{k: v for k, v in to_dict(variant).items() if v}}
-        if variant.coreset is not None:
-            ablation["coreset"] = {k: v for k, v in ablation["coreset"].items() if v is not None}
-        lineage = {**store.attrs["params"], "ablate": ablation}
-        extra = {} if source_images is None else {"source_images": source_images}
-        if variant.coreset is not None and variant.coreset.ipc is not None:
-            extra |= within_ipc_budget(work / "dcq.zarr", variant.coreset.ipc, f"ablate {name}")
-        store.attrs.update({"ablation": ablation, "params": lineage, "params_hash": params_hash(lineage)} | extra)
-        seal(store)  # the manifest vouches for the attrs too: seal again after changing them
+        if name is not None:
+            store = zarr.open_group(str(work / "dcq.zarr"), mode="r+")
+            ablation = {"name": name, **{k: v for k, v in to_dict(variant).items() if v}}
+            if variant.coreset is not None:
+                ablation["coreset"] = {k: v for k, v in ablation["coreset"].items() if v is not None}
+            lineage = {**store.attrs["params"], "ablate": ablation}
+            extra = {} if source_images is None else {"source_images": source_images}
+            if variant.coreset is not None and variant.coreset.ipc is not None:
+                extra |= within_ipc_budget(work / "dcq.zarr", variant.coreset.ipc, f"ablate {name}")
+            store.attrs.update({"ablation": ablation, "params": lineage, "params_hash": params_hash(lineage)} | extra)
+            seal(store)  # the manifest vouches for the attrs too: seal again after changing them
         with atomic_output(out) as tmp:
             shutil.move(str(work / "dcq.zarr"), str(tmp))
     images = int(zarr.open_group(str(out), mode="r").attrs["num_images"])
-    summary("ablate", images, "images", timer.seconds, variant=name, bits=bits, out=out)
+    summary("ablate", images, "images", timer.seconds, variant=name or "none", bits=bits, out=out)
     return {"variant": name, "bits": bits, "images": images, "source_images": source_images,
             "seconds": timer.seconds}
 
@@ -147,7 +151,8 @@ def read_defaults(params_file: Path) -> dict[str, Any]:
 
 
 def command(
-    variant: str = typer.Option(..., help="name of the variant in the section's variants"),
+    variant: str | None = typer.Option(None, help="name of the variant in the section's variants; omitted: none, "
+                                       "the DCQ chain as params.yaml sets it (e.g. on another prepared store)"),
     section: str = typer.Option("ablate", help="params section holding the variants: ablate | dcq_variants"),
     bits: int = typer.Option(..., help="bit depth q"),
     prepared: Path = typer.Option(..., help="prepared Zarr store"),
@@ -162,5 +167,5 @@ def command(
         if section not in VARIANT_SECTIONS:
             raise ParamsError(f"--section {section!r} must be one of {list(VARIANT_SECTIONS)}")
         base, params, defaults = load_base(params_file), load_params(params_file, section), read_defaults(params_file)
-    with stage_command(f"ablate {variant}@{bits}", timing):
+    with stage_command(f"ablate {variant or 'none'}@{bits}", timing):
         run(params, base, defaults, variant, bits, prepared, teacher, scores, out, section)

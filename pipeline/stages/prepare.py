@@ -155,10 +155,14 @@ def run(params: PrepareParams, base: BaseParams, out: Path) -> dict:
 
 def command(
     out: Path = typer.Option(..., help="Zarr group to write (train/ and test/)"),
+    all_train: bool = typer.Option(False, "--all-train", help="every train image, whatever prepare.train_per_class "
+                                   "says (the equal-bytes study's paper-size regime); the store's params say so"),
     params_file: Path = PARAMS_OPTION,
     timing: Path | None = TIMING_OPTION,
 ):
     """Read the dataset named in params (prepare:) into Zarr."""
     base, params = read_params(params_file, WIRING.section, WIRING.params)
+    if all_train:
+        params = replace(params, train_per_class=None)
     with stage_command("prepare", timing):
         run(params, base, out)

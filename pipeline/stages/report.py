@@ -81,10 +81,12 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
         every, stale = lineage.split(records.collect(runs, annotate=lineage.annotator(lineage.Lineage.find(runs))))
         if not every:
             raise StoreError(f"every run record under {runs} is stale, e.g. {stale[0]['stale_because']}")
-        # the architectures study and the second regime train with their own recipes: their own tables
+        # the architectures study and the other regimes train with their own recipes or data: their own tables
         arch_recs = [r for r in every if architectures.is_architecture_run(r)]
         regime_recs = [r for r in every if regimes.is_regime_run(r)]
-        recs = [r for r in every if not architectures.is_architecture_run(r) and not regimes.is_regime_run(r)]
+        paper_size_recs = [r for r in every if regimes.is_paper_size_run(r)]
+        recs = [r for r in every if not architectures.is_architecture_run(r) and r.get("run_group") not in
+                regimes.RUN_GROUPS]
         rows = records.summarize(recs)
         stores = gather.load_stores(recs)
         root = open_group(prepared, "prepared store")
@@ -111,6 +113,8 @@ def run(params: ReportParams, base: BaseParams, runs: Path, prepared: Path, fide
             methods_q=methods_q, methods_png=methods_png_out, sharing_png=sharing_png_out,
             architecture_recs=arch_recs, architecture_rows=records.summarize(arch_recs) if arch_recs else [],
             regime_recs=regime_recs, regime_rows=records.summarize(regime_recs) if regime_recs else [],
+            paper_size_recs=paper_size_recs,
+            paper_size_rows=records.summarize(paper_size_recs) if paper_size_recs else [],
             absent=absent)
         fidelity_rows = fidelity_section.fidelity_rows(inputs, [r for r in rows if r["ipc"] is None])
         figure(plot_png_out, lambda out: figures.accuracy_plot(storage_rows, [r for r in rows if r["ipc"] is not None],

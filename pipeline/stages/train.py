@@ -1,7 +1,7 @@
 """train: one network trained on one dataset variant, evaluated on the original test set.
 
-Reads  `train:` (recipe, eval batch size; `--section architectures` or `regime2`: that section, same keys, for
-       the architectures study and the equal-bytes study's second regime) + `base` (device, precision); a train set (any store
+Reads  `train:` (recipe, eval batch size; `--section architectures`, `regime2` or `regime3`: that section, same
+       keys, for the architectures study and the equal-bytes study's second and paper-size regimes) + `base` (device, precision); a train set (any store
        `pipeline/io/train_sets.py` reads: the prepared store's full-colour train split, a DCQ store, ...)
        and the prepared store's test split (never quantized). The run's model and seed come from
        dvc.yaml's matrix over `train.models` x `train.seeds` (and `train.bits` for DCQ).
@@ -50,7 +50,7 @@ from pipeline.train.params import TrainParams
 # DVC builds one stage per (variant, model, seed) from these lists; each run reads only its own item.
 MATRIX_KEYS = ("models", "seeds", "bits")
 # The params sections a run may read: the main job's and every study's, all parsed as TrainParams.
-SECTIONS = ("train", "architectures", "regime2")
+SECTIONS = ("train", "architectures", "regime2", "regime3")
 # The record's wall-clock fields stay out of the checkpoint (a cached output), so a rerun writes the same bytes.
 # Left out of the checkpoint's copy of the record: wall-clock times, and what the record says about its train set
 # (the store's own attrs say it).

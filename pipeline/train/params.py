@@ -1,5 +1,5 @@
 """`TrainParams`: the recipe and run settings of the `train:` section, and of every section parsed the same way
-(`architectures:`, `regime2:`). Read by the train stage (pipeline/stages/train.py)."""
+(`architectures:`, `regime2:`, `regime3:`). Read by the train stage (pipeline/stages/train.py)."""
 
 from __future__ import annotations
 

@@ -104,6 +104,12 @@ def test_ablate_without_overrides_rebuilds_the_main_store(small_run, tmp_path):
     assert mine.attrs["ablation"] == {"name": "same"}
     assert mine.attrs["params"]["ablate"] == {"name": "same"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # scratch and tmp folders removed
+    # no variant at all: the main store itself, with the main store's lineage and no ablation attrs
+    plain = tmp_path / "plain-q1.zarr"
+    ablate.run(_ablate_params(), BASE, SMALL, None, 1, small_run.prepared, small_run.teacher, None, plain)
+    plain_store = DCQStore(plain)
+    assert (plain_store.decode() == main.decode()).all()
+    assert "ablation" not in plain_store.attrs and plain_store.attrs["params"] == main.attrs["params"]
 
 
 def test_ablate_variant_changes_only_its_keys_and_trains(small_run, tmp_path):

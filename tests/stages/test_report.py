@@ -414,6 +414,31 @@ def test_second_regime_runs_get_their_own_table_beside_the_main_regime(small_run
     assert json.loads(paths["summary"].read_text())["full"]["accuracy"] == 42.0
 
 
+def test_paper_size_runs_get_their_own_table_and_leave_the_others_alone(small_run, tmp_path):
+    """The paper-size regime (runs/regime3/...) trains every contender built from every train image: its own table
+    beside the main regime, and none of its runs in the main tables, the second regime's or a study's count."""
+    recs = records_for(small_run)
+    for method, bits, accs in (("full", None, [70.0, 71.0, 72.0]), ("dcq", 2, [55.0, 56.0, 57.0]),
+                               ("kmeans_lab", 2, [65.0, 66.0, 67.0])):
+        path = small_run.prepared if bits is None else small_run.dcq(bits)
+        for seed, acc in enumerate(accs):
+            recs.append({"method": method, "bits": bits, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
+                         "compression_ratio": 0.05, "train_bytes": 5000, "train_set": str(path), "epochs": 1,
+                         "_group": f"regime3/{method}{bits or ''}"})
+    paths = render(small_run, tmp_path / "out", recs)
+    md = paths["md"].read_text()
+    table = md.split("## The paper's data size: every train image")[1].split("\n## ")[0]
+    assert re.search(r"\| DCQ \| 2 \| convnetd3 \| 5 kB \| 32.00 ± 2.83 \(2 seeds, 1 epochs\) \| "
+                     r"56.00 ± 1.00 \(3 seeds, 1 epochs\) \|", table)
+    assert re.search(r"\| `kmeans_lab` \| 2 \| .* \| 66.00 ± 1.00 \(3 seeds, 1 epochs\) \| .* \| "
+                     r"\+10.00 \[\+10.00, \+10.00\] \(not established \(fewer than 5 seeds\)\) \|", table)
+    assert "paper size full colour > DCQ" in table
+    assert "## Second regime" not in md
+    main = md.split("## At matched storage")[1].split("## The paper's data size")[0]
+    assert "56.00" not in main and "66.00" not in main
+    assert "| paper-size regime | 9 runs |" in md and "| baselines | not run |" in md
+
+
 def test_second_regime_difference_to_dcq_is_paired_and_needs_five_seeds(small_run, tmp_path):
     from pipeline.report import records
     from pipeline.report.sections import regimes

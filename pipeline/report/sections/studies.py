@@ -11,15 +11,16 @@ from pipeline.report.sections import architectures, regimes
 STUDIES = {
     "baselines": ("dvc repro studies/baselines/dvc.yaml",
                   lambda r: not is_ablation(r) and r.get("ipc") is None and r["method"] not in ("full", "dcq")
-                  and r.get("run_group") not in ("equal_bytes", regimes.RUN_GROUP)),
+                  and r.get("run_group") not in ("equal_bytes", *regimes.RUN_GROUPS)),
     "equal_bytes": ("dvc repro studies/equal_bytes/dvc.yaml",
                     lambda r: r.get("run_group") == "equal_bytes"),
     "ablations": ("dvc repro studies/ablations/dvc.yaml",
                   lambda r: is_ablation(r) and r.get("ipc") is None
-                  and r.get("run_group") not in ("equal_bytes", regimes.RUN_GROUP)),
+                  and r.get("run_group") not in ("equal_bytes", *regimes.RUN_GROUPS)),
     "distillation": ("dvc repro studies/distillation/dvc.yaml", lambda r: r.get("ipc") is not None),
     "architectures": ("dvc repro studies/architectures/dvc.yaml", architectures.is_architecture_run),
     "second regime": ("dvc repro studies/equal_bytes/dvc.yaml", regimes.is_regime_run),
+    "paper-size regime": ("dvc repro studies/equal_bytes/dvc.yaml", regimes.is_paper_size_run),
 }
 
 
