@@ -32,7 +32,8 @@ PIPELINES = ("dvc.yaml", "studies/baselines/dvc.yaml", "studies/ablations/dvc.ya
 PATH_FORMATS = {"dcq": "dcq-v1", "ablations": "dcq-v1", "baselines": "palette-per-image-v1", "codecs": "codec-v1",
                 "pruned": "subset-v1", "synthetic": "synthetic-v1", "experts": "expert-trajectories-v1",
                 "experts_dcq": "expert-trajectories-v1", "regime3_dcq": "dcq-v1",
-                "regime3_baselines": "palette-per-image-v1", "regime3_codecs": "codec-v1", "regime3_pruned": "subset-v1"}
+                "regime3_baselines": "palette-per-image-v1", "regime3_codecs": "codec-v1", "regime3_pruned": "subset-v1",
+                "patch_vq": "patch-vq-v1"}
 _DEP_PATH = re.compile(r"\$\{paths\.(\w+)\}")
 VERSIONS_FILE = "pipeline/algorithm_versions.yaml"
 # The commands whose algorithms `dcq ablate` reruns, in chain order, besides its own.

@@ -111,7 +111,7 @@ def write_format_store(fmt: str, small_run: PipelineRun, expert_store: Path | No
     """One real store of format `fmt` at `out`, written by the stage that writes that format from the small run's
     outputs (`expert_store`: the trajectories the distiller starts from). Returns the store's path."""
     from pipeline.distill.experts import ExpertRecipe
-    from pipeline.stages import baseline, codec, distill, experts, prune
+    from pipeline.stages import baseline, codec, distill, experts, patch_vq, prune
 
     writers = {
         "codec-v1": lambda: codec.run(codec.CodecParams(search_images=64), BASE, "jpeg", 2, small_run.prepared,
@@ -121,6 +121,9 @@ def write_format_store(fmt: str, small_run: PipelineRun, expert_store: Path | No
         "expert-trajectories-v1": lambda: experts.run(
             experts.ExpertsParams(num_experts=2, recipe=ExpertRecipe(epochs=4, batch_size=32, lr=0.01)), BASE,
             small_run.prepared, small_run.prepared, out),
+        "patch-vq-v1": lambda: patch_vq.run(
+            patch_vq.PatchVQParams(bits=(1,), patch={1: [4, 4]}, code_bits={1: 6}, sample_patches=2000, iterations=5),
+            BASE, 1, small_run.prepared, out),
         "palette-per-image-v1": lambda: baseline.run(baseline.BaselineParams(), BASE, "median_cut", 1,
                                                      small_run.prepared, out),
         "subset-v1": lambda: prune.run(prune.PruneParams(), BASE, "random", 2, small_run.prepared, None, out),

@@ -33,7 +33,8 @@ from pipeline.io.verify import check, check_classes, parsing_attrs, reading
 INDEXED_FORMATS = ("dcq-v1", "palette-per-image-v1")  # palette indices: decoded per block, or kept packed
 SUBSET_FORMAT = "subset-v1"
 CODEC_FORMAT = "codec-v1"
-TRAIN_SET_FORMATS = (*INDEXED_FORMATS, SUBSET_FORMAT, CODEC_FORMAT)
+PATCH_FORMAT = "patch-vq-v1"  # codes into a shared patch codebook: decoded per block
+TRAIN_SET_FORMATS = (*INDEXED_FORMATS, SUBSET_FORMAT, CODEC_FORMAT, PATCH_FORMAT)
 
 
 @dataclass
