@@ -252,3 +252,11 @@ def test_the_root_lock_records_the_code_as_committed():
                     if dep["path"].startswith("pipeline/") and (not (REPO / dep["path"]).is_file()
                     or hashlib.md5((REPO / dep["path"]).read_bytes()).hexdigest() != dep.get("md5"))})
     assert not stale, f"dvc.lock records other code for {stale}: rerun the main job (`dvc repro`) and commit its lock"
+
+
+def test_every_stage_command_has_an_algorithm_version():
+    """dvc reads each stage's version from pipeline/algorithm_versions.yaml: a command without one cannot run."""
+    versions = yaml.safe_load((REPO / wiring.VERSIONS_FILE).read_text())
+    for name, body in load()["stages"].items():
+        module, _ = wiring.stage_module(body.get("do", body))
+        assert isinstance(versions.get(module), int), f"{name}: dcq {module} has no entry in {wiring.VERSIONS_FILE}"
