@@ -501,3 +501,22 @@ def test_the_methods_grid_quantizes_its_images_as_the_baseline_store_holds_them(
     shutil.rmtree(store_path)  # what the report reads is the originals, not the store
     assert gather.method_columns(recs, {2: DCQStore(small_run.dcq(2))}, originals, rows,
                                  report.quantizers(params, BASE))[1][1][1].decode(3, 4).shape == (1, 32, 32, 3)
+
+
+def test_every_method_is_compared_with_the_strongest_codec_at_its_q(small_run, tmp_path):
+    """The store to beat at equal bytes: each method at q minus the best standard codec there, paired by seed,
+    established only with 5 seeds and an interval that excludes 0."""
+    recs = records_for(small_run)
+    for method, accs in (("jpeg", [50.0, 51.0, 52.0, 51.5, 50.5]), ("webp", [40.0, 41.0, 42.0, 41.0, 40.0]),
+                         ("patch_vq", [52.0, 52.5, 53.5, 53.0, 52.0]), ("kmeans_lab", [45.0, 46.0])):
+        for seed, acc in enumerate(accs):
+            recs.append({"method": method, "bits": 1, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
+                         "compression_ratio": 0.02, "train_bytes": 10000, "train_set": str(small_run.dcq(1)),
+                         "epochs": 1})
+    md = render(small_run, tmp_path / "out", recs)["md"].read_text()
+    table = md.split("## Differences to the standard codec at each bit depth")[1].split("\n## ")[0]
+    assert re.search(r"\| convnetd3 \| 1 \| patch_vq \| shared patch codebook \| jpeg \| 1.00x \| \+1.60 ± 0.22 \| "
+                     r"\[\+1.32, \+1.88\] \(paired, n=5\) \| \*\*established\*\*: higher \|", table)
+    assert re.search(r"\| 1 \| webp \| standard codec \| jpeg \|.*\*\*established\*\*: lower", table)
+    assert re.search(r"\| 1 \| kmeans_lab \|.*not established \(fewer than 5 seeds\)", table)
+    assert "| 1 | jpeg |" not in table and "| 2 |" not in table  # the codec itself; no codec ran at q=2

@@ -75,6 +75,43 @@ def differences(report: Report) -> list[document.Block]:
              table)]
 
 
+@section("differences to the codec", "answer", 25)
+def codec_differences(report: Report) -> list[document.Block]:
+    """Each method at a bit depth against the strongest standard codec there (the one to beat at equal bytes)."""
+    rows, recs = report.rows, report.recs
+
+    def by_seed(method: str, bits: int, model: str) -> dict[int, float]:
+        return {r["seed"]: r["test_accuracy"] for r in recs if r["method"] == method and r["bits"] == bits
+                and r["model"] == model and not is_ablation(r) and r.get("ipc") is None}
+
+    table = []
+    for model, q in sorted({(r["model"], r["bits"]) for r in rows if r["bits"] is not None}):
+        codecs = [r for r in rows if r["model"] == model and r["bits"] == q
+                  and records.family(r["method"]) == "standard codec"]
+        if not codecs:
+            continue
+        codec = max(codecs, key=lambda r: r["test_accuracy_mean"])
+        reference = by_seed(codec["method"], q, model)
+        others = [r for r in rows if r["model"] == model and r["bits"] == q and r["method"] != codec["method"]]
+        for other in sorted(others, key=lambda r: records.method_order(r["method"])):
+            diff = stats.difference(by_seed(other["method"], q, model), reference)
+            interval = "-" if diff is None else \
+                f"[{diff['low']:+.2f}, {diff['high']:+.2f}] ({diff['kind']}, n={diff['n']})"
+            table.append([model, str(q), other["method"], records.family(other["method"]), codec["method"],
+                          f"{other['train_bytes'] / codec['train_bytes']:.2f}x",
+                          "-" if diff is None else f"{diff['mean']:+.2f} ± {diff['sd']:.2f}", interval,
+                          stats.verdict(diff)])
+    if not table:
+        return []
+    return [("h2", "Differences to the standard codec at each bit depth"),
+            ("p", ("The store to beat at equal bytes: each method's test accuracy minus the strongest standard codec's "
+                   "at the same q (its bytes are searched to fit DCQ's there), in points, paired by seed where the "
+                   "runs share seeds; established only when the 95% interval excludes 0 and each side has at least "
+                   f"{stats.MIN_SEEDS} seeds. Bytes: the method's stored bytes over the codec's.")),
+            ("table", ["model", "q", "method", "family", "codec", "bytes vs codec", "difference (points)",
+                       "95% interval", "verdict"], table)]
+
+
 @section("accuracy vs storage", "answer", 30)
 def accuracy_figure(report: Report) -> list[document.Block]:
     return [("h2", "Accuracy vs storage"),
