@@ -40,6 +40,7 @@ class PatchVQParams:
     patch: dict = field(default_factory=lambda: {1: [4, 4], 2: [4, 2], 4: [2, 2]})  # q -> [ph, pw]
     code_bits: dict = field(default_factory=lambda: {1: 8, 2: 9, 4: 10})        # q -> codebook of 2^b patches
     sample_patches: int = 200_000
+    min_patches_per_codeword: int = 50  # a larger codebook samples more: max(sample_patches, this x 2^code_bits)
     iterations: int = 20
 
     def __post_init__(self):
@@ -53,6 +54,8 @@ class PatchVQParams:
         for q, b in self.code_bits.items():
             check_code_bits(b, f"code_bits[{q}]")
         require(self.sample_patches >= 1, f"sample_patches={self.sample_patches} must be >= 1")
+        require(self.min_patches_per_codeword >= 1,
+                f"min_patches_per_codeword={self.min_patches_per_codeword} must be >= 1")
         require(self.iterations >= 1, f"iterations={self.iterations} must be >= 1")
 
 
@@ -89,15 +92,19 @@ def run(params: PatchVQParams, base: BaseParams, bits: int, prepared: Path, out:
     n, h, w, _ = images.shape
     patch = check_patch(tuple(params.patch[bits]), (h, w), f"patch_vq.patch[{bits}]")
     code_bits = params.code_bits[bits]
+    sample_size = max(params.sample_patches, params.min_patches_per_codeword << code_bits)
     attrs = {
         "format": FORMAT, "method": "patch_vq", "bits": bits, "code_bits": code_bits, "patch": list(patch),
         "image_size": [h, w], "num_images": n, "classes": prep.attrs["classes"],
         "source": {"dataset": prep.attrs["source"], "root": prep.attrs["root"]},
-        "params": lineage(prep.attrs["params"], base=base, patch_vq=params) | {"run": {"bits": bits}},
+        # only this q's point: a change to another q's patch or codebook size leaves this store's bytes alone
+        "params": lineage(prep.attrs["params"], base=base) | {"patch_vq": {
+            "patch": list(patch), "code_bits": code_bits, "sample_patches": sample_size,
+            "iterations": params.iterations}, "run": {"bits": bits}},
     }
     attrs["params_hash"] = params_hash(attrs["params"])
     with Timer() as timer, store_output(out) as tmp:
-        sample = sample_patches(images, patch, params.sample_patches, base.seed)
+        sample = sample_patches(images, patch, sample_size, base.seed)
         codebook = fit_codebook(sample, patch, code_bits, params.iterations, base.seed)
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs.update(attrs)
