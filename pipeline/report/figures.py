@@ -33,6 +33,21 @@ def _label(r: dict, rows: list[dict]) -> str:
     return name if len({x["model"] for x in rows}) == 1 else f"{name} ({r['model']})"
 
 
+def _bytes_axis(ax, storage_rows: list[dict], ticks: list[float]) -> None:
+    """The same axis as bytes per image, on top (every store counted whole, shared tables included)."""
+    full = next((r for r in storage_rows if r["method"] == "full" and r.get("raw_bytes") and r.get("train_images")),
+                None)
+    if full is None or not ticks:
+        return
+    per_image = full["raw_bytes"] / full["train_images"]
+    top = ax.secondary_xaxis("top", functions=(lambda pct: pct / 100 * per_image, lambda size: size / per_image * 100))
+    sizes = [s for s in (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+             if ticks[0] / 100 * per_image <= s <= ticks[-1] / 100 * per_image * 1.5]
+    top.set_xticks(sizes, [str(s) for s in sizes])
+    top.minorticks_off()
+    top.set_xlabel("bytes per image", fontsize=9)
+
+
 def accuracy_plot(storage_rows: list[dict], ipc_rows: list[dict], out: Path) -> None:
     """Two panels. Left: mean test accuracy (bars: std over seeds) against the train set's bytes on disk as a share
     of raw 24-bit RGB, one line per quantizer or coreset (q labels on DCQ only). Right: accuracy against the
@@ -62,17 +77,7 @@ def accuracy_plot(storage_rows: list[dict], ipc_rows: list[dict], out: Path) -> 
     left.set_xticks(ticks, [f"{t:g}%" for t in ticks])
     left.minorticks_off()
     left.set_xlabel("stored train set, % of raw 24-bit RGB (log scale)")
-    full = next((r for r in storage_rows if r["method"] == "full" and r.get("raw_bytes") and r.get("train_images")),
-                None)
-    if full is not None:  # the same axis as bytes per image: every store counted whole, shared tables included
-        per_image = full["raw_bytes"] / full["train_images"]
-        top = left.secondary_xaxis("top", functions=(lambda pct: pct / 100 * per_image,
-                                                     lambda size: size / per_image * 100))
-        sizes = [s for s in (16, 32, 64, 128, 256, 512, 1024, 2048, 4096) if ticks and
-                 ticks[0] / 100 * per_image <= s <= ticks[-1] / 100 * per_image * 1.5]
-        top.set_xticks(sizes, [str(s) for s in sizes])
-        top.minorticks_off()
-        top.set_xlabel("bytes per image", fontsize=9)
+    _bytes_axis(left, storage_rows, ticks)
     left.set_ylabel("test accuracy (%)")
     left.set_title("Quantizers and coresets at matched storage", fontsize=10)
     left.grid(True, which="both", alpha=0.3)

@@ -9,22 +9,16 @@ A record that a dvc stage wrote is current when
 - and every one of those entries ran at today's algorithm version of its command
   (pipeline/algorithm_versions.yaml; an entry recorded before versions existed ran at version 1).
 
-A run's own train set is also checked where it is on disk: the record's `train_set_hash` (the params lineage the
-store carried when the run read it) must be the store's today. Upstream lock entries show only today's params, so
-without this a store rebuilt with other params (a new default upstream) would leave the runs that read the old
-one looking current. A store further up (the DCQ store a distilled set was made from) is not re-read: its
-consumers' stores carry it in their own lineage, and dvc reruns them.
+Where a run's train set is on disk, its params hash must be the record's `train_set_hash` (a store rebuilt with a
+new upstream default would otherwise leave old runs current); a store further up is not re-read.
 
-So a store need not be on disk, a refactor that leaves the versions alone leaves every record current, and a
-changed param or algorithm makes stale exactly the records downstream of it. Input bytes are not compared: a
-store rebuilt with the same params and versions (after a change to how stores are sealed, or on another kind of
-CPU, whose float kernels differ) keeps its downstream records, which are draws of the same procedure; each
-record's `hardware` says where it ran. A record that no lock names (a run outside dvc, a copied runs folder) is
-judged by nothing and kept. Every stage runs at the repository root (the studies' `wdir: ../..`), so the paths in
-every lock are relative to it.
+So a refactor that leaves the versions alone leaves every record current, and a changed param or algorithm makes
+stale exactly the records downstream of it. Input bytes are not compared: a store rebuilt with the same params and
+versions (on another kind of CPU, whose float kernels differ) keeps its records, draws of the same procedure whose
+`hardware` says where they ran. A record no lock names is judged by nothing and kept. Stages run at the repository
+root (the studies' `wdir: ../..`), so every lock's paths are relative to it.
 
-For a record written before records carried `train_set_info`, `Verdict.info` recovers from its lineage what the
-report shows about the train set: the DCQ variant's name and overrides, and how many clusters share palettes.
+For an older record without `train_set_info`, `Verdict.info` recovers the DCQ variant and the cluster count.
 """
 
 from __future__ import annotations
@@ -166,13 +160,12 @@ class Lineage:
         train_set = record.get("train_set")
         if train_set in self.writer:
             verdict.info = self._train_set_info(self.writer[train_set], seen)
-            reason = self._rebuilt_since(train_set, record.get("train_set_hash"))
-            if reason:
+            if reason := self._rebuilt_since(train_set, record.get("train_set_hash")):
                 verdict.reasons.append(reason)
         return verdict
 
     def _rebuilt_since(self, train_set: str, recorded_hash) -> str | None:
-        """Why the run's train set is not the store it read (its params lineage changed since), if it is not."""
+        """Why the run's train set is not the store it read (its params changed since), if it is not."""
         path = self.root / train_set
         if not isinstance(recorded_hash, str) or not (path / "zarr.json").is_file():
             return None  # an older record, or the store is not here: the lock's lineage alone decides
@@ -182,10 +175,8 @@ class Lineage:
             except StoreError as exc:
                 self.store_hashes[train_set] = f"unreadable ({exc})"
         now = self.store_hashes[train_set]
-        if now == recorded_hash:
-            return None
-        return f"{train_set} was rebuilt with other params since this run read it (params hash {recorded_hash}, " \
-               f"now {now})"
+        return None if now == recorded_hash else f"{train_set} was rebuilt with other params since this run read it " \
+            f"(params hash {recorded_hash}, now {now})"
 
     def _walk(self, key: tuple[str, str], verdict: Verdict, seen: set) -> None:
         if key in seen:

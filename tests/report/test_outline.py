@@ -16,7 +16,7 @@ def test_the_sections_run_answer_first_then_body_then_appendix():
     places = [s.place for s in outline.ordered()]
     assert places == sorted(places, key=outline.PLACES.index)
     answer = [s.name for s in outline.ordered() if s.place == "answer"]
-    assert answer == ["matched storage", "differences to DCQ", "accuracy vs storage"]
+    assert answer == ["matched storage", "differences to DCQ", "differences to the codec", "accuracy vs storage"]
 
 
 def test_a_section_in_an_unknown_place_is_refused():

@@ -179,7 +179,7 @@ def test_cli_reads_the_architectures_section_and_records_it_under_its_name(small
     assert record["model"] == "mobilenetv2" and record["epochs"] == 1 and record["bits"] == 1
     bad = CliRunner().invoke(app, [args[0], "--section", "scores", *args[3:]])
     assert bad.exit_code == 2
-    assert "error: --section 'scores' is not one of the training sections ['train', 'architectures', 'regime2']" in bad.output
+    assert "error: --section 'scores' is not one of the training sections ['train', 'architectures', 'regime2', 'regime3']" in bad.output
     with pytest.raises(ParamsError, match="section 'teacher' is not one of the training sections"):
         train.run(QUICK, BASE, "dcq", 1, "convnetd3", 0, small_run.dcq(1), small_run.prepared, tmp_path / "x.pt",
                   tmp_path / "x.json", section="teacher")
