@@ -42,28 +42,33 @@ def matched_storage(report: Report) -> list[document.Block]:
     return blocks
 
 
+def _by_seed(recs: list[dict], method: str, bits: int | None, model: str) -> dict[int, float]:
+    """Test accuracy by seed of a method's matched-storage runs at q (no ablation, no IPC budget)."""
+    return {r["seed"]: r["test_accuracy"] for r in recs if r["method"] == method and r["bits"] == bits
+            and r["model"] == model and not is_ablation(r) and r.get("ipc") is None}
+
+
+def _difference_cells(diff: dict | None) -> list[str]:
+    """'mean ± sd', its 95% interval and the verdict of a stats.difference."""
+    if diff is None:
+        return ["-", "-", stats.verdict(diff)]
+    return [f"{diff['mean']:+.2f} ± {diff['sd']:.2f}",
+            f"[{diff['low']:+.2f}, {diff['high']:+.2f}] ({diff['kind']}, n={diff['n']})", stats.verdict(diff)]
+
+
 @section("differences to DCQ", "answer", 20)
 def differences(report: Report) -> list[document.Block]:
     """Each method at a DCQ bit depth against DCQ at that q: accuracy difference with its 95% interval."""
     rows, recs = report.rows, report.recs
-
-    def by_seed(method: str, bits: int | None, model: str) -> dict[int, float]:
-        return {r["seed"]: r["test_accuracy"] for r in recs if r["method"] == method and r["bits"] == bits
-                and r["model"] == model and not is_ablation(r) and r.get("ipc") is None}
-
     table = []
     for dcq in (r for r in rows if r["method"] == "dcq"):
-        reference = by_seed("dcq", dcq["bits"], dcq["model"])
+        reference = _by_seed(recs, "dcq", dcq["bits"], dcq["model"])
         others = [r for r in rows if r["model"] == dcq["model"] and r["method"] != "dcq"
                   and (r["bits"] == dcq["bits"] or r["method"] == "full")]
         for other in sorted(others, key=lambda r: records.method_order(r["method"])):
-            diff = stats.difference(by_seed(other["method"], other["bits"], other["model"]), reference)
-            interval = "-" if diff is None else \
-                f"[{diff['low']:+.2f}, {diff['high']:+.2f}] ({diff['kind']}, n={diff['n']})"
+            diff = stats.difference(_by_seed(recs, other["method"], other["bits"], other["model"]), reference)
             table.append([dcq["model"], str(dcq["bits"]), other["method"],
-                          f"{other['train_bytes'] / dcq['train_bytes']:.2f}x",
-                          "-" if diff is None else f"{diff['mean']:+.2f} ± {diff['sd']:.2f}", interval,
-                          stats.verdict(diff)])
+                          f"{other['train_bytes'] / dcq['train_bytes']:.2f}x", *_difference_cells(diff)])
     if not table:
         return []
     return [("h2", "Differences to DCQ at each bit depth"),
@@ -79,11 +84,6 @@ def differences(report: Report) -> list[document.Block]:
 def codec_differences(report: Report) -> list[document.Block]:
     """Each method at a bit depth against the strongest standard codec there (the one to beat at equal bytes)."""
     rows, recs = report.rows, report.recs
-
-    def by_seed(method: str, bits: int, model: str) -> dict[int, float]:
-        return {r["seed"]: r["test_accuracy"] for r in recs if r["method"] == method and r["bits"] == bits
-                and r["model"] == model and not is_ablation(r) and r.get("ipc") is None}
-
     table = []
     for model, q in sorted({(r["model"], r["bits"]) for r in rows if r["bits"] is not None}):
         codecs = [r for r in rows if r["model"] == model and r["bits"] == q
@@ -91,16 +91,12 @@ def codec_differences(report: Report) -> list[document.Block]:
         if not codecs:
             continue
         codec = max(codecs, key=lambda r: r["test_accuracy_mean"])
-        reference = by_seed(codec["method"], q, model)
+        reference = _by_seed(recs, codec["method"], q, model)
         others = [r for r in rows if r["model"] == model and r["bits"] == q and r["method"] != codec["method"]]
         for other in sorted(others, key=lambda r: records.method_order(r["method"])):
-            diff = stats.difference(by_seed(other["method"], q, model), reference)
-            interval = "-" if diff is None else \
-                f"[{diff['low']:+.2f}, {diff['high']:+.2f}] ({diff['kind']}, n={diff['n']})"
+            diff = stats.difference(_by_seed(recs, other["method"], q, model), reference)
             table.append([model, str(q), other["method"], records.family(other["method"]), codec["method"],
-                          f"{other['train_bytes'] / codec['train_bytes']:.2f}x",
-                          "-" if diff is None else f"{diff['mean']:+.2f} ± {diff['sd']:.2f}", interval,
-                          stats.verdict(diff)])
+                          f"{other['train_bytes'] / codec['train_bytes']:.2f}x", *_difference_cells(diff)])
     if not table:
         return []
     return [("h2", "Differences to the standard codec at each bit depth"),
