@@ -111,11 +111,13 @@ def write_format_store(fmt: str, small_run: PipelineRun, expert_store: Path | No
     """One real store of format `fmt` at `out`, written by the stage that writes that format from the small run's
     outputs (`expert_store`: the trajectories the distiller starts from). Returns the store's path."""
     from pipeline.distill.experts import ExpertRecipe
-    from pipeline.stages import baseline, codec, distill, experts, patch_vq, prune
+    from pipeline.stages import baseline, codec, context_code, distill, experts, patch_vq, prune
 
     writers = {
         "codec-v1": lambda: codec.run(codec.CodecParams(search_images=64), BASE, "jpeg", 2, small_run.prepared,
                                       small_run.dcq(2), out),
+        "dcq-context-v1": lambda: context_code.run(context_code.ContextCodeParams(block_images=64), small_run.dcq(2),
+                                                   out),
         "dcq-v1": lambda: encode.run(SMALL["encode"], BASE, [1], small_run.prepared, small_run.clusters,
                                      small_run.root / "refined", out),
         "expert-trajectories-v1": lambda: experts.run(

@@ -34,7 +34,8 @@ INDEXED_FORMATS = ("dcq-v1", "palette-per-image-v1")  # palette indices: decoded
 SUBSET_FORMAT = "subset-v1"
 CODEC_FORMAT = "codec-v1"
 PATCH_FORMAT = "patch-vq-v1"  # codes into a shared patch codebook: decoded per block
-TRAIN_SET_FORMATS = (*INDEXED_FORMATS, SUBSET_FORMAT, CODEC_FORMAT, PATCH_FORMAT)
+CONTEXT_FORMAT = "dcq-context-v1"  # DCQ with context-coded index maps: decoded per block
+TRAIN_SET_FORMATS = (*INDEXED_FORMATS, SUBSET_FORMAT, CODEC_FORMAT, PATCH_FORMAT, CONTEXT_FORMAT)
 
 
 @dataclass

@@ -156,7 +156,9 @@ def test_every_attr_replaced_by_junk_is_an_error_or_changes_nothing(fmt, format_
             "synthetic-v1": {"representation", "image_size", "classes", "num_images", "format"},
             "expert-trajectories-v1": {"param_spec", "normalization", "format"},
             "codec-v1": {"codec", "bits", "image_size", "classes", "num_images", "format"},
-            "patch-vq-v1": {"code_bits", "patch", "bits", "image_size", "classes", "num_images", "format"}}[fmt]
+            "patch-vq-v1": {"code_bits", "patch", "bits", "image_size", "classes", "num_images", "format"},
+            "dcq-context-v1": {"bits", "image_size", "classes", "num_images", "format", "neighbours",
+                               "cluster_context", "block_images"}}[fmt]
     assert must <= set(outcomes), sorted(must - set(outcomes))
 
 
