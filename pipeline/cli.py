@@ -14,7 +14,8 @@ import typer
 from typer.core import TyperGroup
 
 STAGES = ["prepare", "teacher", "features", "cluster", "attention", "colour_counts", "palette", "refine", "encode",
-          "fidelity", "ablate", "baseline", "codec", "patch_vq", "context_code", "scores", "prune", "evaluate_synthetic", "train", "report",
+          "fidelity", "ablate", "baseline", "codec", "patch_vq", "luma_chroma", "context_code", "scores", "prune",
+          "evaluate_synthetic", "train", "report",
           "experts", "distill"]
 # `dcq --help` lists these without importing any command (tests/test_cli.py checks each against its docstring).
 SHORT_HELP = {
@@ -32,6 +33,7 @@ SHORT_HELP = {
     "baseline": "Quantize every train image on its own (Median Cut, octree, K-means) at q bits.",
     "codec": "Store the train set with a standard codec at the quality that matches DCQ's bytes at q.",
     "patch_vq": "Store the train set as codes into one shared codebook of LAB patches (faiss K-means).",
+    "luma_chroma": "Store the train set as luma (L*) and low-resolution chroma patch codes into two shared codebooks.",
     "context_code": "Code a DCQ store's index maps losslessly with a shared context model (range coder), in place of "
                     "zstd.",
     "scores": "Train a proxy model and record per-sample AUM, EL2N, forgetting and entropy scores.",

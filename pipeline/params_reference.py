@@ -18,7 +18,7 @@ from pipeline.config import _RULES, BaseParams, read_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 STAGE_MODULES = ("prepare", "teacher", "features", "cluster", "attention", "palette", "refine", "encode", "fidelity",
-                 "ablate", "baseline", "codec", "patch_vq", "context_code", "scores", "prune", "train", "experts", "distill", "evaluate_synthetic",
+                 "ablate", "baseline", "codec", "patch_vq", "luma_chroma", "context_code", "scores", "prune", "train", "experts", "distill", "evaluate_synthetic",
                  "report")
 HEADER = """<!-- written by dcq -->
 # Parameters reference

@@ -33,7 +33,8 @@ PATH_FORMATS = {"dcq": "dcq-v1", "ablations": "dcq-v1", "baselines": "palette-pe
                 "pruned": "subset-v1", "synthetic": "synthetic-v1", "experts": "expert-trajectories-v1",
                 "experts_dcq": "expert-trajectories-v1", "regime3_dcq": "dcq-v1",
                 "regime3_baselines": "palette-per-image-v1", "regime3_codecs": "codec-v1", "regime3_pruned": "subset-v1",
-                "patch_vq": "patch-vq-v1", "context_sources": "dcq-v1", "context": "dcq-context-v1"}
+                "patch_vq": "patch-vq-v1", "context_sources": "dcq-v1", "context": "dcq-context-v1",
+                "luma_chroma": "luma-chroma-vq-v1"}
 _DEP_PATH = re.compile(r"\$\{paths\.(\w+)\}")
 VERSIONS_FILE = "pipeline/algorithm_versions.yaml"
 # The commands whose algorithms `dcq ablate` reruns, in chain order, besides its own.

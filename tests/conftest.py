@@ -111,7 +111,7 @@ def write_format_store(fmt: str, small_run: PipelineRun, expert_store: Path | No
     """One real store of format `fmt` at `out`, written by the stage that writes that format from the small run's
     outputs (`expert_store`: the trajectories the distiller starts from). Returns the store's path."""
     from pipeline.distill.experts import ExpertRecipe
-    from pipeline.stages import baseline, codec, context_code, distill, experts, patch_vq, prune
+    from pipeline.stages import baseline, codec, context_code, distill, experts, luma_chroma, patch_vq, prune
 
     writers = {
         "codec-v1": lambda: codec.run(codec.CodecParams(search_images=64), BASE, "jpeg", 2, small_run.prepared,
@@ -125,6 +125,10 @@ def write_format_store(fmt: str, small_run: PipelineRun, expert_store: Path | No
             small_run.prepared, small_run.prepared, out),
         "patch-vq-v1": lambda: patch_vq.run(
             patch_vq.PatchVQParams(bits=(1,), patch={1: [4, 4]}, code_bits={1: 6}, sample_patches=2000, iterations=5),
+            BASE, 1, small_run.prepared, out),
+        "luma-chroma-vq-v1": lambda: luma_chroma.run(luma_chroma.LumaChromaParams(
+            bits=(1,), points={1: {"luma_patch": [4, 4], "luma_bits": 5, "chroma_factor": 8, "chroma_patch": [2, 2],
+                                   "chroma_bits": 4}}, sample_vectors=2000, iterations=5),
             BASE, 1, small_run.prepared, out),
         "palette-per-image-v1": lambda: baseline.run(baseline.BaselineParams(), BASE, "median_cut", 1,
                                                      small_run.prepared, out),

@@ -19,7 +19,8 @@ FORMATS: Registry[type] = Registry("store format", error=StoreError)
 _MODULES = {"dcq-v1": "pipeline.io.dcq_store", "palette-per-image-v1": "pipeline.io.dcq_store",
             "subset-v1": "pipeline.io.subset_store", "synthetic-v1": "pipeline.io.synthetic_store",
             "expert-trajectories-v1": "pipeline.distill.experts", "codec-v1": "pipeline.io.codec_store",
-            "patch-vq-v1": "pipeline.io.patch_store", "dcq-context-v1": "pipeline.io.context_store"}
+            "patch-vq-v1": "pipeline.io.patch_store", "dcq-context-v1": "pipeline.io.context_store",
+            "luma-chroma-vq-v1": "pipeline.io.luma_chroma_store"}
 
 
 register_format = FORMATS.register

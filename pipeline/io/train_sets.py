@@ -35,7 +35,8 @@ SUBSET_FORMAT = "subset-v1"
 CODEC_FORMAT = "codec-v1"
 PATCH_FORMAT = "patch-vq-v1"  # codes into a shared patch codebook: decoded per block
 CONTEXT_FORMAT = "dcq-context-v1"  # DCQ with context-coded index maps: decoded per block
-TRAIN_SET_FORMATS = (*INDEXED_FORMATS, SUBSET_FORMAT, CODEC_FORMAT, PATCH_FORMAT, CONTEXT_FORMAT)
+LUMA_CHROMA_FORMAT = "luma-chroma-vq-v1"  # luma and chroma codes into two shared codebooks: decoded per block
+TRAIN_SET_FORMATS = (*INDEXED_FORMATS, SUBSET_FORMAT, CODEC_FORMAT, PATCH_FORMAT, CONTEXT_FORMAT, LUMA_CHROMA_FORMAT)
 
 
 @dataclass

@@ -39,6 +39,7 @@ FAMILIES = {
     "kmeans_lab": "per-image quantizer", "libimagequant": "per-image quantizer",
     "jpeg": "standard codec", "webp": "standard codec", "avif": "standard codec",
     "patch_vq": "shared patch codebook", "dcq_context": "DCQ, context-coded indices",
+    "luma_chroma": "shared luma + chroma codebooks",
     "random": "coreset (pruning)", "ccs": "coreset (pruning)", "aum": "coreset (pruning)",
     "el2n": "coreset (pruning)", "forgetting": "coreset (pruning)", "entropy": "coreset (pruning)",
     "mtt": "dataset distillation", "dm": "dataset distillation", "autopalette": "dataset distillation",

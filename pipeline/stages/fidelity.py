@@ -1,7 +1,7 @@
 """fidelity: how close a quantized train set decodes to the images it was made from.
 
-Reads  `fidelity:` (block size); a quantized train-set store (DCQ `dcq-v1`, per-image `palette-per-image-v1`, `codec-v1`,
-       `patch-vq-v1` or `dcq-context-v1`)
+Reads  `fidelity:` (block size); a quantized train-set store (DCQ `dcq-v1`, per-image `palette-per-image-v1`,
+       `codec-v1`, `patch-vq-v1`, `dcq-context-v1` or `luma-chroma-vq-v1`)
        and the prepared store's full-colour train split, streamed block by block.
 Writes `OUT`: a small JSON with the store, its bits and params hash, the image count, the mean per-image PSNR and
        SSIM and the mean per-pixel CIEDE2000 ΔE (pipeline/quantize/fidelity.py). A store whose rows are a coreset
@@ -22,6 +22,7 @@ from pipeline.io.codec_store import FORMAT as CODEC_FORMAT
 from pipeline.io.context_store import FORMAT as CONTEXT_FORMAT
 from pipeline.io.dcq_store import FORMATS as QUANTIZED_FORMATS
 from pipeline.io.formats import open_store
+from pipeline.io.luma_chroma_store import FORMAT as LUMA_CHROMA_FORMAT
 from pipeline.io.patch_store import FORMAT as PATCH_FORMAT
 from pipeline.quantize.fidelity import store_fidelity
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, Timer, read_params, stage_command, summary
@@ -41,9 +42,9 @@ WIRING = StageWiring(FidelityParams, "fidelity", base=())
 def run(params: FidelityParams, store_path: Path, prepared: Path, out: Path) -> dict:
     with Timer() as timer:
         if not (Path(store_path) / "zarr.json").is_file():
-            raise StoreError(f"no DCQ store at {store_path} (nor a per-image palette, codec, patch codebook or "
-                             "context-coded store)")
-        readable = QUANTIZED_FORMATS + (CODEC_FORMAT, PATCH_FORMAT, CONTEXT_FORMAT)
+            raise StoreError(f"no DCQ store at {store_path} (nor a per-image palette, codec, patch codebook, "
+                             "context-coded or luma/chroma store)")
+        readable = QUANTIZED_FORMATS + (CODEC_FORMAT, PATCH_FORMAT, CONTEXT_FORMAT, LUMA_CHROMA_FORMAT)
         store = open_store(store_path, readable, "quantized train-set")
         originals = open_group(prepared, "prepared store")["train/images"]
         result = {"store": str(store_path), "format": store.attrs["format"], "method": store.method,
