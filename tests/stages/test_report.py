@@ -513,8 +513,17 @@ def test_every_method_is_compared_with_the_strongest_codec_at_its_q(small_run, t
             recs.append({"method": method, "bits": 1, "model": "convnetd3", "seed": seed, "test_accuracy": acc,
                          "compression_ratio": 0.02, "train_bytes": 10000, "train_set": str(small_run.dcq(1)),
                          "epochs": 1})
+    # a store sized to another q's bytes (q = 3 indices in about q = 1's bytes) meets the codec of the budget nearest
+    # its bytes; one far from every codec's bytes meets none
+    for bits, stored in ((3, 10400), (4, 11500)):
+        recs += [{"method": "dcq_context", "bits": bits, "model": "convnetd3", "seed": seed, "test_accuracy": 49.0,
+                  "compression_ratio": 0.02, "train_bytes": stored, "train_set": str(small_run.dcq(1)), "epochs": 1}
+                 for seed in range(5)]
     md = render(small_run, tmp_path / "out", recs)["md"].read_text()
     table = md.split("## Differences to the standard codec at each bit depth")[1].split("\n## ")[0]
+    assert re.search(r"\| convnetd3 \| 3 \(at q = 1's bytes\) \| dcq_context \| DCQ, context-coded indices \| jpeg \| "
+                     r"1.04x \| -2.00 ± 0.79 \|.*\*\*established\*\*: lower \|", table)
+    assert "| 4 " not in table
     assert re.search(r"\| convnetd3 \| 1 \| patch_vq \| shared patch codebook \| jpeg \| 1.00x \| \+1.60 ± 0.22 \| "
                      r"\[\+1.32, \+1.88\] \(paired, n=5\) \| \*\*established\*\*: higher \|", table)
     assert re.search(r"\| 1 \| webp \| standard codec \| jpeg \|.*\*\*established\*\*: lower", table)
