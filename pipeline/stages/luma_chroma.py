@@ -46,7 +46,7 @@ def _shape(value) -> bool:
 class LumaChromaParams:
     bits: list[int] = (1, 2, 4)  # read by dvc.yaml's matrix: the DCQ q whose bytes each store is sized near
     points: dict = field(default_factory=lambda: {
-        1: {"luma_patch": [4, 4], "luma_bits": 7, "chroma_factor": 8, "chroma_patch": [2, 2], "chroma_bits": 8},
+        1: {"luma_patch": [4, 4], "luma_bits": 6, "chroma_factor": 4, "chroma_patch": [2, 2], "chroma_bits": 6},
         2: {"luma_patch": [4, 4], "luma_bits": 13, "chroma_factor": 4, "chroma_patch": [2, 2], "chroma_bits": 11},
         4: {"luma_patch": [4, 2], "luma_bits": 11, "chroma_factor": 2, "chroma_patch": [2, 2], "chroma_bits": 12}})
     sample_vectors: int = 200_000  # seeded sample of patch vectors each codebook is fitted on, at least ...
