@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pipeline.io.arrays import iter_blocks
 from pipeline.io.luma_chroma_store import L_SCALE, dequantized, grid_patches
 from pipeline.quantize.color import rgb_to_lab
 from pipeline.quantize.kmeans import faiss_kmeans
@@ -74,3 +75,20 @@ class Assigner:
             _, nearest = index.search(np.ascontiguousarray(vectors.reshape(n * p, d)), 1)
             found.append(nearest[:, 0].astype(np.int64).reshape(n, p))
         return found[0], found[1]
+
+
+def sample_vectors(images, geometry: Geometry, counts: tuple[int, int], seed: int,
+                   block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded samples of min(count, all) luma and chroma patch vectors of `images` (any array-like (N, H, W, 3)),
+    read `block` images at a time."""
+    n = images.shape[0]
+    first_luma, first_chroma = luma_chroma_vectors(images[:1], geometry)
+    per_image = (first_luma.shape[1], first_chroma.shape[1])
+    rng = np.random.default_rng(seed)
+    chosen = [np.sort(rng.choice(n * p, min(c, n * p), replace=False)) for p, c in zip(per_image, counts)]
+    picked: tuple[list, list] = ([], [])
+    for start, stop in iter_blocks(n, block):
+        for k, vectors in enumerate(luma_chroma_vectors(images[start:stop], geometry)):
+            lo, hi = np.searchsorted(chosen[k], [start * per_image[k], stop * per_image[k]])
+            picked[k].append(vectors.reshape(-1, vectors.shape[-1])[chosen[k][lo:hi] - start * per_image[k]])
+    return np.concatenate(picked[0]), np.concatenate(picked[1])

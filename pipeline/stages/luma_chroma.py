@@ -30,7 +30,7 @@ from pipeline.io.dcq_store import smallest_uint
 from pipeline.io.luma_chroma_store import FORMAT, METHOD
 from pipeline.io.patch_store import check_code_bits, pack_codes, packed_code_bytes
 from pipeline.io.verify import open_verified
-from pipeline.quantize.luma_chroma import Assigner, Geometry, fit_codebooks, luma_chroma_vectors
+from pipeline.quantize.luma_chroma import Assigner, Geometry, fit_codebooks, sample_vectors
 from pipeline.stages.common import PARAMS_OPTION, TIMING_OPTION, StageWiring, Timer, read_params, stage_command, summary
 
 BLOCK_IMAGES = 2048  # images turned into LAB patch vectors at a time (memory set by this, not by N)
@@ -89,21 +89,6 @@ def geometry_at(params: LumaChromaParams, bits: int, image_size: tuple[int, int]
     return g
 
 
-def sample_vectors(images, geometry: Geometry, counts: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded samples of min(count, all) luma and chroma patch vectors, read a block of images at a time."""
-    n = images.shape[0]
-    first_luma, first_chroma = luma_chroma_vectors(images[:1], geometry)
-    per_image = (first_luma.shape[1], first_chroma.shape[1])
-    rng = np.random.default_rng(seed)
-    chosen = [np.sort(rng.choice(n * p, min(c, n * p), replace=False)) for p, c in zip(per_image, counts)]
-    picked: tuple[list, list] = ([], [])
-    for start, stop in iter_blocks(n, BLOCK_IMAGES):
-        for k, vectors in enumerate(luma_chroma_vectors(images[start:stop], geometry)):
-            lo, hi = np.searchsorted(chosen[k], [start * per_image[k], stop * per_image[k]])
-            picked[k].append(vectors.reshape(-1, vectors.shape[-1])[chosen[k][lo:hi] - start * per_image[k]])
-    return np.concatenate(picked[0]), np.concatenate(picked[1])
-
-
 def code_shard(books: tuple[np.ndarray, np.ndarray], geometry: Geometry, prepared: str, out: str, start: int,
                stop: int) -> None:
     """One shard of rows: the packed luma and chroma codes of images [start, stop) into OUT (an executor task)."""
@@ -136,7 +121,7 @@ def run(params: LumaChromaParams, base: BaseParams, bits: int, prepared: Path, o
     }
     attrs["params_hash"] = params_hash(attrs["params"])
     with Timer() as timer, store_output(out) as tmp:
-        luma_sample, chroma_sample = sample_vectors(images, g, counts, base.seed)
+        luma_sample, chroma_sample = sample_vectors(images, g, counts, base.seed, BLOCK_IMAGES)
         books = fit_codebooks(luma_sample, chroma_sample, g, params.iterations, base.seed)
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs.update(attrs)
